@@ -1,0 +1,51 @@
+"""Every TILEC_* environment variable, with its default and what it does.
+
+Nothing else in tilec reads os.environ: ask this module.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() not in ("", "0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class Knob:
+    name: str
+    default: str
+    doc: str
+
+
+KNOBS = (
+    Knob("TILEC_INTERPRET", "0", "Run every kernel on the CPU interpreter, even with a GPU."),
+    Knob("TILEC_CACHE_DIR", "~/.cache/tilec", "Where compiled kernels and tuning results are kept."),
+    Knob("TILEC_VERIFY", "0", "Run the IR verifier after every pass (always on in tests)."),
+    Knob("TILEC_DUMP", "0", "Print the IR after every pass to stderr."),
+)
+
+
+def interpret() -> bool:
+    return _flag("TILEC_INTERPRET")
+
+
+def verify_each_pass() -> bool:
+    return _flag("TILEC_VERIFY")
+
+
+def dump_passes() -> bool:
+    return _flag("TILEC_DUMP")
+
+
+def cache_dir() -> Path:
+    raw = os.environ.get("TILEC_CACHE_DIR")
+    if raw:
+        return Path(raw).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "tilec"

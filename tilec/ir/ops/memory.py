@@ -1,0 +1,239 @@
+"""Global memory (tensor views and pointer tiles), atomics, and the explicit level's shared
+memory, asynchronous copies and barriers.
+
+Tensor views are addressed by element offsets: `load_view %A, [%r, %c]` reads the tile whose
+first element is A[r, c]; elements outside the tensor read as 0 and are not written.
+"""
+from __future__ import annotations
+
+from tilec.ir import dtypes as dt
+from tilec.ir.core import Attr, Operation, Trait
+from tilec.ir.ops.base import check_result, int_scalar, numeric_kinds
+from tilec.ir.types import (REGISTER, SHARED, PointerType, TensorType, TileType,
+                            Type, dtype_of, element_of, like, shape_of)
+
+READS = Trait.READS_MEMORY
+WRITES = Trait.WRITES_MEMORY
+ATOMIC_KINDS = ("add", "max", "min", "and", "or", "xor", "xchg")
+
+
+def _pointee(op: Operation, t: Type) -> dt.DType:
+    e = t if isinstance(t, PointerType) else (element_of(t) if isinstance(t, TileType) else None)
+    if not isinstance(e, PointerType):
+        raise op.error(f"expected a pointer or a tile of pointers, got {t}")
+    return e.pointee
+
+
+def _check_mask(op: Operation, mask, shape) -> None:
+    if mask is not None and (dtype_of(mask.type) != dt.bool_ or shape_of(mask.type) != shape):
+        raise op.error(f"mask must be bool of shape {list(shape)}, got {mask.type}")
+
+
+def _check_view(op: Operation, tensor, offsets, tile_type: Type) -> None:
+    t = tensor.type
+    if not isinstance(t, TensorType):
+        raise op.error(f"first operand must be a tensor, got {t}")
+    if len(offsets) != t.rank:
+        raise op.error(f"{t} needs {t.rank} offsets, got {len(offsets)}")
+    for v in offsets:
+        int_scalar(op, v.type, "offset")
+    if not isinstance(tile_type, TileType) or tile_type.rank != t.rank or tile_type.element != t.dtype:
+        raise op.error(f"tile {tile_type} does not match {t}: rank and dtype must agree")
+
+
+class AddPtr(Operation):
+    """Pointer + integer offset, in elements (scalars, or tiles of one shape)."""
+    name = "addptr"
+    operand_specs = ("ptr", "offset")
+    num_results = 1
+    traits = frozenset({Trait.PURE, Trait.ELEMENTWISE, Trait.SAME_OPERAND_LAYOUT})
+
+    def verify(self) -> None:
+        _pointee(self, self.ptr.type)
+        numeric_kinds(self, self.offset.type, "i", "offset")
+        if shape_of(self.ptr.type) != shape_of(self.offset.type):
+            raise self.error(f"shape mismatch: {self.ptr.type} + {self.offset.type}")
+        check_result(self, self.ptr.type)
+
+    @classmethod
+    def infer_types(cls, operand_types, attrs):
+        return [operand_types[0]]
+
+
+class LoadView(Operation):
+    """Read a tile of a tensor starting at element `offsets`; out of bounds reads 0."""
+    name = "load_view"
+    operand_specs = ("tensor", "offsets*")
+    num_results = 1
+    traits = frozenset({READS})
+
+    def verify(self) -> None:
+        _check_view(self, self.tensor, self.offsets, self.results[0].type)
+
+
+class StoreView(Operation):
+    """Write a tile into a tensor at element `offsets`; out-of-bounds elements are dropped."""
+    name = "store_view"
+    operand_specs = ("tensor", "offsets*", "value")
+    traits = frozenset({WRITES})
+
+    def verify(self) -> None:
+        _check_view(self, self.tensor, self.offsets, self.value.type)
+
+
+class Load(Operation):
+    """Gather through a tile of pointers; masked-off lanes give `other` (0 if absent)."""
+    name = "load"
+    operand_specs = ("ptr", "mask?", "other?")
+    num_results = 1
+    traits = frozenset({READS})
+
+    def verify(self) -> None:
+        pointee = _pointee(self, self.ptr.type)
+        shape = shape_of(self.ptr.type)
+        _check_mask(self, self.mask, shape)
+        expected = like(self.ptr.type, pointee)
+        if self.other is not None and self.other.type != expected:
+            raise self.error(f"other must be {expected}, got {self.other.type}")
+        check_result(self, expected)
+
+    @classmethod
+    def infer_types(cls, operand_types, attrs):
+        t = operand_types[0]
+        return [like(t, t.pointee if isinstance(t, PointerType) else t.element.pointee)]
+
+
+class Store(Operation):
+    """Scatter through a tile of pointers; masked-off lanes write nothing."""
+    name = "store"
+    operand_specs = ("ptr", "value", "mask?")
+    traits = frozenset({WRITES})
+
+    def verify(self) -> None:
+        pointee = _pointee(self, self.ptr.type)
+        if self.value.type != like(self.ptr.type, pointee):
+            raise self.error(f"value {self.value.type} does not match pointers {self.ptr.type}")
+        _check_mask(self, self.mask, shape_of(self.ptr.type))
+
+
+class AtomicRMW(Operation):
+    """Atomic read-modify-write at each pointer; returns the old values."""
+    name = "atomic_rmw"
+    operand_specs = ("ptr", "value", "mask?")
+    attr_specs = {"kind": Attr(str, choices=ATOMIC_KINDS)}
+    num_results = 1
+    traits = frozenset({READS, WRITES})
+
+    def verify(self) -> None:
+        pointee = _pointee(self, self.ptr.type)
+        if self.value.type != like(self.ptr.type, pointee):
+            raise self.error(f"value {self.value.type} does not match pointers {self.ptr.type}")
+        _check_mask(self, self.mask, shape_of(self.ptr.type))
+        check_result(self, self.value.type)
+
+    @classmethod
+    def infer_types(cls, operand_types, attrs):
+        return [operand_types[1]]
+
+
+class AtomicCAS(Operation):
+    """Atomic compare-and-swap at each pointer; returns the old values."""
+    name = "atomic_cas"
+    operand_specs = ("ptr", "cmp", "value")
+    num_results = 1
+    traits = frozenset({READS, WRITES})
+
+    def verify(self) -> None:
+        expected = like(self.ptr.type, _pointee(self, self.ptr.type))
+        if self.cmp.type != expected or self.value.type != expected:
+            raise self.error(f"cmp and value must be {expected}")
+        check_result(self, expected)
+
+    @classmethod
+    def infer_types(cls, operand_types, attrs):
+        return [operand_types[1]]
+
+
+def _shared(op: Operation, t: Type, what: str) -> TileType:
+    if not isinstance(t, TileType) or t.space != SHARED:
+        raise op.error(f"{what} must be a shared-memory tile, got {t}")
+    return t
+
+
+class SharedAlloc(Operation):
+    """A shared-memory buffer for the result's tile type (layout may be left to the compiler)."""
+    name = "shared_alloc"
+    num_results = 1
+    traits = frozenset({WRITES})  # fresh storage: two allocs are never the same buffer
+
+    def verify(self) -> None:
+        _shared(self, self.results[0].type, "result")
+
+
+class SharedIndex(Operation):
+    """The `index`-th sub-tile along dimension 0 of a shared buffer (a pipeline stage)."""
+    name = "shared_index"
+    operand_specs = ("buffer", "index")
+    num_results = 1
+    traits = frozenset({Trait.PURE})
+
+    def verify(self) -> None:
+        buf = _shared(self, self.buffer.type, "buffer")
+        int_scalar(self, self.index.type, "index")
+        if buf.rank < 2:
+            raise self.error(f"buffer must have rank >= 2, got {buf}")
+        check_result(self, TileType(buf.shape[1:], buf.element, None, SHARED))
+
+
+class SharedLoad(Operation):
+    """Read a shared tile into registers."""
+    name = "shared_load"
+    operand_specs = ("src",)
+    num_results = 1
+    traits = frozenset({READS})
+
+    def verify(self) -> None:
+        src = _shared(self, self.src.type, "source")
+        out = self.results[0].type
+        if not isinstance(out, TileType) or out.space != REGISTER or (out.shape, out.element) != (
+                src.shape, src.element):
+            raise self.error(f"result must be a register tile like {src}, got {out}")
+
+
+class SharedStore(Operation):
+    """Write a register tile into a shared tile."""
+    name = "shared_store"
+    operand_specs = ("dst", "value")
+    traits = frozenset({WRITES})
+
+    def verify(self) -> None:
+        dst = _shared(self, self.dst.type, "destination")
+        v = self.value.type
+        if not isinstance(v, TileType) or (v.shape, v.element) != (dst.shape, dst.element):
+            raise self.error(f"value {v} does not fit {dst}")
+
+
+class CopyAsync(Operation):
+    """Start copying a tensor view into a shared tile (out of bounds fills 0); complete
+    after a later `async_wait`."""
+    name = "copy_async"
+    operand_specs = ("tensor", "offsets*", "dst")
+    traits = frozenset({READS, WRITES})
+
+    def verify(self) -> None:
+        dst = _shared(self, self.dst.type, "destination")
+        _check_view(self, self.tensor, self.offsets, TileType(dst.shape, dst.element))
+
+
+class AsyncWait(Operation):
+    """Wait until at most `pending` of this thread's most recent copy_async ops are in flight."""
+    name = "async_wait"
+    attr_specs = {"pending": Attr(int, 0)}
+    traits = frozenset({READS, WRITES, Trait.BARRIER})
+
+
+class Barrier(Operation):
+    """Block-wide barrier that also orders shared-memory accesses."""
+    name = "barrier"
+    traits = frozenset({Trait.BARRIER, READS, WRITES})
+
