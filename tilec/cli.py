@@ -78,7 +78,7 @@ def _write(text: str, out: str | None) -> None:
 def _layout_show(args: argparse.Namespace) -> str:
     from tilec.ir.layout import parse_layout
     layout = parse_layout(args.layout)
-    return f"{layout}\n{layout.draw()}\n"
+    return layout.draw() + "\n"
 
 
 def _info(args: argparse.Namespace) -> str:

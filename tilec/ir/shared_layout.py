@@ -213,7 +213,9 @@ def _check_size(size: Any) -> int:
 
 
 # -- constructors --------------------------------------------------------------------------------
-def strided(shape: Sequence[int | Sequence[int]], strides: Sequence[int | Sequence[int]]) -> SharedLayout:
+def strided(
+    shape: Sequence[int | Sequence[int]], strides: Sequence[int | Sequence[int]]
+) -> SharedLayout:
     """Explicit strides; an entry may be a list to split a dim into modes (major to minor)."""
     if len(shape) != len(strides):
         raise LayoutError("strided: shape and strides differ in rank")
@@ -327,10 +329,11 @@ def bank_conflicts(
     """Extra shared-memory wavefronts when each warp accesses its elements, `vector` local
     elements per access (default: the widest contiguous vector, at most 16 bytes).
 
-    Model: 32 banks of 4-byte words; an access needs as many wavefronts as the most distinct
-    words any one bank is asked for (threads reading the same word share it), and at least
-    ceil(distinct words / 32). The count returned is the sum, over warps and accesses, of the
-    wavefronts beyond that minimum; 0 means conflict-free.
+    Model: 32 banks of 4-byte words. Accesses wider than 4 bytes per thread run in phases of
+    128 bytes (8 threads for 16-byte, 16 for 8-byte accesses), as NVIDIA hardware does; a phase
+    needs as many wavefronts as the most distinct words one bank is asked for (threads reading
+    the same word share it). The count returned is the sum, over warps and accesses, of the
+    wavefronts beyond the minimum ceil(distinct words / 32); 0 means conflict-free.
     """
     offs = shared.offsets(register_layout)
     if vector is None:
@@ -338,11 +341,17 @@ def bank_conflicts(
     num_threads, num_local = offs.shape
     if num_local % vector:
         raise LayoutError(f"vector {vector} does not divide {num_local} local elements")
+    access_bytes = vector * elem_bits // 8
+    phase = warp_size if access_bytes <= 4 else max(1, 128 // access_bytes)
     extra = 0
     for warp_start in range(0, num_threads, warp_size):
-        warp = offs[warp_start:warp_start + warp_size]
+        warp = offs[warp_start:warp_start + warp_size].astype(np.int64)
         for g in range(0, num_local, vector):
-            words = np.unique((warp[:, g:g + vector].astype(np.int64) * elem_bits) // 32)
-            per_bank = np.bincount(words % banks, minlength=banks)
-            extra += int(per_bank.max()) - -(-len(words) // banks)
+            access = warp[:, g:g + vector]
+            wavefronts = 0
+            for p in range(0, access.shape[0], phase):
+                words = np.unique((access[p:p + phase] * elem_bits) // 32)
+                wavefronts += int(np.bincount(words % banks, minlength=banks).max())
+            all_words = np.unique((access * elem_bits) // 32)
+            extra += wavefronts - -(-len(all_words) // banks)
     return extra
