@@ -101,9 +101,8 @@ class DType:
         if self.kind == "bool" and self.bits != 1:
             raise DTypeError(f"bool has 1 bit, got bits={self.bits}")
         if not 1 <= self.bits <= 64:
-            raise DTypeError(
-                f"integer width must be 1..64 bits, got {self.bits!r}", hint="e.g. int_(4), uint(12)"
-            )
+            raise DTypeError(f"integer width must be 1..64 bits, got {self.bits!r}",
+                             hint="e.g. int_(4), uint(12)")
 
     def _init_float(self) -> None:
         e, m = self.exponent, self.mantissa
@@ -296,10 +295,9 @@ class DType:
             return _decode_float(p, self).astype(self.compute_dtype)
         if self.kind == "uint":
             return p.astype(self.compute_dtype)
-        if self.bits == 64:
-            return p.view(np.int64)
-        signed = p.astype(np.int64)
-        return np.where(p >> _U64(self.bits - 1) != 0, signed - (1 << self.bits), signed)
+        # Sign-extend: move the sign bit to bit 63, then shift back arithmetically.
+        unused = 64 - self.bits
+        return (p << _U64(unused)).view(np.int64) >> np.int64(unused)
 
     def round(self, values) -> np.ndarray:
         """Values rounded (floats) or wrapped (ints) into this type: decode(encode(values))."""
