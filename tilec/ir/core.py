@@ -285,6 +285,8 @@ class Operation:
     @classmethod
     def infer_types(cls, operand_types: list, attrs: dict[str, Any]) -> list[Type]:
         """Result types from operand types and attributes, for ops where they follow."""
+        if cls.num_results == 0:
+            return []
         raise IRError(f"'{cls.name}' needs explicit result types")
 
     def __repr__(self) -> str:

@@ -29,13 +29,48 @@ def parse_module(text: str, file: str = "<string>") -> Module:
         tree = _PARSER.parse(text)
     except lark.exceptions.UnexpectedInput as e:
         line, col = getattr(e, "line", 1), getattr(e, "column", 1)
-        token = getattr(e, "token", None)
-        what = f"unexpected {token!r}" if token is not None and str(token).strip() else \
-            "unexpected end of line" if token is not None else "unexpected character"
-        expected = sorted(getattr(e, "expected", None) or getattr(e, "allowed", None) or [])
-        hint = f"expected one of: {', '.join(expected[:8])}" if expected else None
-        raise IRError(f"syntax error: {what}", _loc(file, lines, line, col), hint) from None
+        if line < 1:  # lark reports the end of input as line -1
+            line = len(lines)
+            col = len(lines[-1]) + 1 if lines else 1
+        raise IRError(f"syntax error: {_unexpected(e, text)}", _loc(file, lines, line, col),
+                      _expected(e)) from None
     return _Builder(file, lines).module(tree)
+
+
+# How syntax errors name the tokens the grammar wanted, instead of lark's terminal names.
+_READABLE = {"VALUE": "a %value", "SYMBOL": "an @symbol", "OPNAME": "a name", "_NL": "a new line",
+             "SIGNED_INT": "an integer", "INT": "an integer", "FLOAT": "a float",
+             "STRING": "a string", "TILE_DIMS": "tile dimensions (64x)",
+             "TENSOR_DIMS": "tensor dimensions (?x)", "LAYOUT_TEXT": "a layout", "$END": "the end"}
+
+
+def _unexpected(e: lark.exceptions.UnexpectedInput, text: str) -> str:
+    token = getattr(e, "token", None)
+    if token is None:  # no token matched: show the character
+        pos = getattr(e, "pos_in_stream", None)
+        char = text[pos] if pos is not None and 0 <= pos < len(text) else None
+        return f"unexpected character {char!r}" if char else "unexpected character"
+    if token.type == "$END":
+        return "unexpected end of input (is a '}' missing?)"
+    if not str(token).strip():
+        return "unexpected end of line"
+    shown = str(token).split()[0] if token.type == "LAYOUT_TEXT" else str(token).strip()
+    return f"unexpected '{shown}'"
+
+
+def _expected(e: lark.exceptions.UnexpectedInput) -> str | None:
+    names = getattr(e, "expected", None) or getattr(e, "allowed", None) or []
+    terminals = {t.name: t for t in _PARSER.terminals}
+    shown = set()
+    for n in names:
+        t = terminals.get(n)
+        if n in _READABLE:
+            shown.add(_READABLE[n])
+        elif t is not None and t.pattern.type == "str":
+            shown.add(f"'{t.pattern.value}'")
+        else:
+            shown.add(n.lower())
+    return f"expected one of: {', '.join(sorted(shown))}" if shown else None
 
 
 def parse_file(path: str | Path) -> Module:

@@ -99,6 +99,7 @@ class Not(ElementwiseUnary):
 
 
 class FloatUnary(ElementwiseUnary):
+    """A math function of float elements (exp, log, sqrt, tanh, erf, sin, ...)."""
     kinds = "f"
 
 

@@ -69,6 +69,7 @@ def is_pointer(t: Type) -> bool:
 
 
 class ElementwiseUnary(Operation):
+    """`op %x : T`: the named function of each element; the result has the operand's type."""
     operand_specs = ("x",)
     num_results = 1
     traits = frozenset({PURE, ELEMENTWISE, SAME_LAYOUT})
@@ -84,6 +85,8 @@ class ElementwiseUnary(Operation):
 
 
 class ElementwiseBinary(Operation):
+    """`op %lhs, %rhs : T`: the named operator on each pair of elements; operands and result
+    share one type (the frontend inserts broadcasts and casts first)."""
     operand_specs = ("lhs", "rhs")
     num_results = 1
     traits = frozenset({PURE, ELEMENTWISE, SAME_LAYOUT})

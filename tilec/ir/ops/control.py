@@ -89,6 +89,7 @@ class While(Operation):
 
 
 class Yield(Operation):
+    """Ends a region of for/if/while/reduce_custom, passing `values` to the parent op."""
     name = "yield"
     operand_specs = ("values*",)
     traits = frozenset({Trait.TERMINATOR})
@@ -106,6 +107,7 @@ class Condition(Operation):
 
 
 class Return(Operation):
+    """Ends a function, returning `values` (of the function's declared result types)."""
     name = "return"
     operand_specs = ("values*",)
     traits = frozenset({Trait.TERMINATOR})

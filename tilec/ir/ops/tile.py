@@ -204,6 +204,9 @@ class ReduceCustom(Operation):
         block = self.regions[0].block
         if [a.type for a in block.args] != [elem, elem]:
             raise self.error(f"combiner takes two {elem} arguments")
+        term = block.ops[-1] if block.ops else None
+        if term is None or term.name != "yield" or [v.type for v in term.operands] != [elem]:
+            raise self.error(f"combiner must end with 'yield' of one {elem}")
         check_result(self, _reduced(src, self.axis, src.element))
 
 
