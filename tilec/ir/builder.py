@@ -60,7 +60,10 @@ class Builder:
             operand_types = [None if g is None else ([v.type for v in g] if isinstance(g, list) else g.type)
                              for g in flat]
             full_attrs = {k: attrs.get(k, s.default) for k, s in cls.attr_specs.items()}
-            types = cls.infer_types(operand_types, full_attrs)
+            try:
+                types = cls.infer_types(operand_types, full_attrs)
+            except IRError as e:
+                raise IRError(e.message, e.loc or loc or self.loc, e.hint) from None
         op = cls(groups, list(types), attrs, regions, loc or self.loc, names)
         self.insert(op)
         return op

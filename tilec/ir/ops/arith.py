@@ -238,8 +238,10 @@ class Constant(Operation):
                 raise self.error(f"integer constant has a float value {v!r}")
             if not (d.min <= int(v) <= d.max):
                 raise self.error(f"value {v} does not fit in {d}")
-        elif isinstance(v, float) and math.isnan(v) is False and math.isinf(v) and not d.inf:
+        elif math.isinf(v) and not d.inf:
             raise self.error(f"{d} has no infinity")
+        elif math.isfinite(v) and abs(v) > d.max:
+            raise self.error(f"value {v!r} is out of range of {d} (largest finite {d.max:g})")
 
 
 class Splat(Operation):
