@@ -129,6 +129,8 @@ class AtomicRMW(Operation):
         if self.value.type != like(self.ptr.type, pointee):
             raise self.error(f"value {self.value.type} does not match pointers {self.ptr.type}")
         _check_mask(self, self.mask, shape_of(self.ptr.type))
+        if self.kind in ("and", "or", "xor") and not (pointee.is_int or pointee.is_bool):
+            raise self.error(f"atomic '{self.kind}' needs integers, got {pointee}")
         check_result(self, self.value.type)
 
     @classmethod

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from tilec import config
+import tilec.config as config
 from tilec.errors import IRError
 from tilec.ir.core import Module
 from tilec.ir.printer import print_module
