@@ -1,0 +1,1 @@
+"""Code generation: tile IR with layouts -> LLVM IR (common) -> PTX / AMDGCN (targets)."""

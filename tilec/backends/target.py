@@ -1,0 +1,74 @@
+"""What a GPU target plugs into the common LLVM lowering.
+
+The common lowering (`tilec/backends/llvm/`) never asks which vendor it is on: everything
+that differs between NVIDIA and AMD (thread and block ids, barriers, cross-lane moves,
+address spaces, fast math instructions, matrix instructions, how to emit assembly) is a
+method here. Each hook takes an `llvmlite.ir.IRBuilder` positioned where the code goes.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from llvmlite import ir
+
+
+@dataclass(frozen=True)
+class Target(ABC):
+    """A compilation target such as `sm_90a` or `gfx942`."""
+
+    arch: str
+
+    # -- facts ---------------------------------------------------------------------------
+    triple: str = ""
+    data_layout: str = ""
+    warp_size: int = 32
+    global_addrspace: int = 1
+    shared_addrspace: int = 3
+    max_shared_bytes: int = 48 * 1024
+
+    # -- ids and synchronisation ---------------------------------------------------------------
+    @abstractmethod
+    def thread_id(self, b: ir.IRBuilder) -> ir.Value:
+        """This thread's index in the block (i32), x dimension only: tilec launches 1-D blocks."""
+
+    @abstractmethod
+    def block_id(self, b: ir.IRBuilder, axis: int) -> ir.Value:
+        """The program id along a grid axis (i32)."""
+
+    @abstractmethod
+    def num_blocks(self, b: ir.IRBuilder, axis: int) -> ir.Value:
+        """The grid size along an axis (i32)."""
+
+    @abstractmethod
+    def barrier(self, b: ir.IRBuilder) -> None:
+        """Block-wide barrier that also orders shared-memory accesses."""
+
+    @abstractmethod
+    def shuffle_xor(self, b: ir.IRBuilder, value: ir.Value, lane_mask: int) -> ir.Value:
+        """The i32 `value` of lane (lane ^ lane_mask) within the warp (all lanes active)."""
+
+    # -- fast float math (f32 in, f32 out); the math library builds accurate versions on these
+    @abstractmethod
+    def exp2_approx(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value: ...
+
+    @abstractmethod
+    def log2_approx(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value: ...
+
+    @abstractmethod
+    def rsqrt_approx(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value: ...
+
+    @abstractmethod
+    def sin_approx(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value: ...
+
+    @abstractmethod
+    def cos_approx(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value: ...
+
+    # -- the function and the module ---------------------------------------------------------
+    @abstractmethod
+    def mark_kernel(self, module: ir.Module, fn: ir.Function, num_threads: int) -> None:
+        """Make `fn` an entry point launched with `num_threads` threads per block."""
+
+    @abstractmethod
+    def emit_assembly(self, llvm_ir: str) -> str:
+        """Optimise and compile LLVM IR text to the target's assembly (PTX, AMDGCN)."""
