@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent / "tilec"
 # What each layer may import from tilec (besides itself).
 ALLOWED = {
     "ir": {"tilec.errors", "tilec.config"},
-    "runtime": {"tilec.errors", "tilec.config", "tilec.ir"},
-    "frontend": {"tilec.errors", "tilec.config", "tilec.ir", "tilec.runtime"},
+    "backends": {"tilec.errors", "tilec.config", "tilec.ir"},
+    "runtime": {"tilec.errors", "tilec.config", "tilec.ir", "tilec.backends"},
+    "frontend": {"tilec.errors", "tilec.config", "tilec.ir", "tilec.runtime", "tilec.backends"},
 }
 
 
