@@ -1,0 +1,255 @@
+"""Every error a user can cause: a CompileError (or LaunchError) with a helpful message, the
+user's file and line, the quoted source line and a caret."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tilec as tc
+from tilec.errors import CompileError, LaunchError
+
+SIG1 = "X: tensor<?xf32>, BLOCK=16"
+
+
+def line_of(marker: str) -> int:
+    with open(__file__) as f:
+        for i, line in enumerate(f, 1):
+            if ("# " + marker) in line and "line_of" not in line and "expect(" not in line:
+                return i
+    raise AssertionError(marker)
+
+
+def expect(kernel, marker: str, message: str, signature: str = SIG1) -> CompileError:
+    with pytest.raises(CompileError) as info:
+        kernel.compile(signature)
+    e = info.value
+    assert message in e.message, e.message
+    assert e.loc is not None and e.loc.file == __file__
+    line = line_of(marker)
+    assert e.loc.line == line, str(e)
+    text = str(e)
+    assert f"{__file__}:{line}:{e.loc.col}: error: " in text
+    src = e.loc.source_line()
+    assert src is not None and ("# " + marker) in src
+    assert src in text and "^" in text.splitlines()[2]
+    return e
+
+
+def helper(x):
+    return x
+
+
+@tc.func
+def recurse(x, n: tc.constexpr):
+    return recurse(x, n - 1)  # ERR-recursion
+
+
+@tc.kernel
+def k_listcomp(X: tc.Tensor, BLOCK: tc.constexpr):
+    xs = [i for i in range(4)]  # ERR-listcomp
+
+
+@tc.kernel
+def k_try(X: tc.Tensor, BLOCK: tc.constexpr):
+    try:  # ERR-try
+        pass
+    except Exception:
+        pass
+
+
+@tc.kernel
+def k_pycall(X: tc.Tensor, BLOCK: tc.constexpr):
+    y = helper(1)  # ERR-pycall
+
+
+@tc.kernel
+def k_shape(X: tc.Tensor, n: int, BLOCK: tc.constexpr):
+    t = tc.zeros((n,), tc.float32)  # ERR-shape
+
+
+@tc.kernel
+def k_dot(X: tc.Tensor, BLOCK: tc.constexpr):
+    a = tc.zeros((16, 32), tc.float16)
+    b = tc.zeros((16, 16), tc.float16)
+    c = tc.dot(a, b)  # ERR-dot
+
+
+@tc.kernel
+def k_broadcast(X: tc.Tensor, BLOCK: tc.constexpr):
+    a = tc.zeros((4, 8), tc.float32)
+    b = tc.zeros((16,), tc.float32)
+    c = a + b  # ERR-broadcast
+
+
+@tc.kernel
+def k_undefined(X: tc.Tensor, BLOCK: tc.constexpr):
+    y = x_undefined + 1  # ERR-undefined
+
+
+@tc.kernel
+def k_break(X: tc.Tensor, n: int, BLOCK: tc.constexpr):
+    for i in range(n):
+        break  # ERR-break
+
+
+@tc.kernel
+def k_one_branch(X: tc.Tensor, BLOCK: tc.constexpr):
+    pid = tc.program_id(0)
+    if pid > 0:
+        only_here = 1.0
+    tc.store(X, (0,), tc.full((BLOCK,), only_here))  # ERR-one-branch
+
+
+@tc.kernel
+def k_recursion(X: tc.Tensor, BLOCK: tc.constexpr):
+    y = recurse(tc.program_id(0), 3)
+
+
+@tc.kernel
+def k_lambda(X: tc.Tensor, BLOCK: tc.constexpr):
+    f = lambda v: v  # ERR-lambda  # noqa: E731
+
+
+@tc.kernel
+def k_with(X: tc.Tensor, BLOCK: tc.constexpr):
+    with open("x"):  # ERR-with
+        pass
+
+
+@tc.kernel
+def k_class(X: tc.Tensor, BLOCK: tc.constexpr):
+    class A:  # ERR-class
+        pass
+
+
+@tc.kernel
+def k_yield(X: tc.Tensor, BLOCK: tc.constexpr):
+    yield 1  # ERR-yield
+
+
+@tc.kernel
+def k_fstring(X: tc.Tensor, BLOCK: tc.constexpr):
+    tc.print(f"{BLOCK}")  # ERR-fstring
+
+
+@tc.kernel
+def k_tile_if(X: tc.Tensor, BLOCK: tc.constexpr):
+    x = tc.load(X, (0,), (BLOCK,))
+    if x > 0:  # ERR-tile-if
+        x = x + 1
+
+
+@tc.kernel
+def k_carried_type(X: tc.Tensor, n: int, BLOCK: tc.constexpr):
+    x = tc.load(X, (0,), (BLOCK,))
+    for i in range(n):  # ERR-carried
+        x = x.to(tc.float16)
+
+
+@tc.kernel
+def k_return_in_loop(X: tc.Tensor, n: int, BLOCK: tc.constexpr):
+    for i in range(n):
+        return  # ERR-return-loop
+
+
+@tc.kernel
+def k_pow(X: tc.Tensor, BLOCK: tc.constexpr):
+    x = tc.load(X, (0,), (BLOCK,))
+    y = x ** x  # ERR-pow
+
+
+@tc.kernel
+def k_bad_arg(X: tc.Tensor, BLOCK: tc.constexpr):
+    x = tc.load(X, (0,), (BLOCK,), bogus=1)  # ERR-bad-arg
+
+
+SIGN = "X: tensor<?xf32>, n: i32, BLOCK=16"
+
+
+@pytest.mark.parametrize("kernel,marker,message,sig", [
+    (k_listcomp, "ERR-listcomp", "list comprehensions are not supported", SIG1),
+    (k_try, "ERR-try", "`try` is not supported", SIG1),
+    (k_pycall, "ERR-pycall", "'helper' is a Python function", SIG1),
+    (k_shape, "ERR-shape", "tile shape must be compile-time constants", SIGN),
+    (k_dot, "ERR-dot", "dot shapes do not chain: a is 16x32 but b is 16x16", SIG1),
+    (k_broadcast, "ERR-broadcast", "shapes [4, 8] and [16] cannot be broadcast", SIG1),
+    (k_undefined, "ERR-undefined", "undefined name 'x_undefined'", SIG1),
+    (k_break, "ERR-break", "`break` is not supported", SIGN),
+    (k_one_branch, "ERR-one-branch", "'only_here' is assigned in only one branch", SIG1),
+    (k_recursion, "ERR-recursion", "recursive call to @tc.func 'recurse'", SIG1),
+    (k_lambda, "ERR-lambda", "`lambda` is not supported", SIG1),
+    (k_with, "ERR-with", "`with` is not supported", SIG1),
+    (k_class, "ERR-class", "class definitions are not supported", SIG1),
+    (k_yield, "ERR-yield", "`yield` is not supported", SIG1),
+    (k_fstring, "ERR-fstring", "f-strings are not supported", SIG1),
+    (k_tile_if, "ERR-tile-if", "`if` needs a scalar condition", SIG1),
+    (k_carried_type, "ERR-carried", "'x' is tile<16xf32> before the loop", SIGN),
+    (k_return_in_loop, "ERR-return-loop", "`return` inside a loop", SIGN),
+    (k_pow, "ERR-pow", "** needs a compile-time integer exponent", SIG1),
+    (k_bad_arg, "ERR-bad-arg", "tc.load(): got an unexpected keyword argument 'bogus'", SIG1),
+])
+def test_compile_errors(kernel, marker, message, sig):
+    expect(kernel, marker, message, sig)
+
+
+def test_one_branch_message_has_hint():
+    e = expect(k_one_branch, "ERR-one-branch", "assign it in both branches")
+    assert f"line {line_of('ERR-one-branch') - 2}" in e.message
+
+
+def test_errors_at_launch_name_the_parameter():
+    @tc.kernel
+    def k(X: tc.Tensor, n: int, BLOCK: tc.constexpr):
+        tc.store(X, (0,), tc.full((BLOCK,), n).to(tc.float32))
+
+    x = np.zeros(16, np.float32)
+    with pytest.raises(LaunchError, match=r"takes 3 arguments \(X, n, BLOCK\) but 4"):
+        k[(1,)](x, 1, 16, 5)
+    with pytest.raises(LaunchError, match="missing value for constexpr parameter 'BLOCK'"):
+        k[(1,)](x, 3)
+    with pytest.raises(LaunchError, match="missing argument 'n'"):
+        k[(1,)](x, BLOCK=16)
+    with pytest.raises(LaunchError, match="no parameter 'BLOK'"):
+        k[(1,)](x, 3, BLOK=16)
+    with pytest.raises(LaunchError, match="parameter 'n' is an int but got float"):
+        k[(1,)](x, 3.5, BLOCK=16)
+    with pytest.raises(LaunchError, match="argument 'X' must be a tensor"):
+        k[(1,)]("not an array", 3, BLOCK=16)
+    with pytest.raises(LaunchError, match="argument 'X' has an unsupported dtype"):
+        k[(1,)](np.zeros(16, np.complex64), 3, BLOCK=16)
+    with pytest.raises(LaunchError, match="grid must be 1 to 3"):
+        k[(1, 1, 1, 1)](x, 3, BLOCK=16)
+
+    class FakeCuda:
+        __cuda_array_interface__ = {}
+    with pytest.raises(LaunchError, match="GPU backend is not available yet"):
+        k[(1,)](FakeCuda(), 3, BLOCK=16)
+
+
+def test_non_constexpr_shape_at_launch_names_line():
+    x = np.zeros(16, np.float32)
+    with pytest.raises(CompileError) as info:
+        k_shape[(1,)](x, 16, BLOCK=16)
+    assert info.value.loc.line == line_of("ERR-shape")
+    assert "dimension 0 is i32" in info.value.message
+
+
+def test_bad_signature():
+    with pytest.raises(CompileError, match="does not give parameter 'BLOCK'"):
+        k_try.compile("X: tensor<?xf32>")
+    with pytest.raises(CompileError, match="tc.constexpr: give its value"):
+        k_try.compile("X: tensor<?xf32>, BLOCK: i32")
+
+
+@tc.kernel
+def k_internal(X: tc.Tensor, BLOCK: tc.constexpr):
+    y = tc.exp(tc.load(X, (0,), (BLOCK,)))  # ERR-internal
+
+
+def test_internal_errors_become_compile_errors(monkeypatch):
+    def broken(em, x):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(tc.exp, "__tilec_builtin__", broken)
+    e = expect(k_internal, "ERR-internal", "internal error while compiling this line: "
+                                           "RuntimeError: boom")
+    assert "tilec bug" in e.hint
