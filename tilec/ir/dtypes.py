@@ -369,7 +369,8 @@ def _decode_float(p: np.ndarray, t: DType) -> np.ndarray:
     field = (mag >> _U64(m_bits)).astype(np.int64)
     frac = (mag & _U64((1 << m_bits) - 1)).astype(np.int64)
     significand = frac + np.where(field > 0, 1 << m_bits, 0)  # <= 2**53: exact in float64
-    val = np.ldexp(significand.astype(np.float64), np.maximum(field, 1) - t.bias - m_bits)
+    with np.errstate(over="ignore"):  # the inf/NaN exponent field overflows; replaced below
+        val = np.ldexp(significand.astype(np.float64), np.maximum(field, 1) - t.bias - m_bits)
     if t.nan == "ieee":
         top = field == (1 << t.exponent) - 1
         val = np.where(top, np.where(frac == 0, np.inf, np.nan), val)
