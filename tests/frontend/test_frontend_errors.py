@@ -253,3 +253,23 @@ def test_internal_errors_become_compile_errors(monkeypatch):
     e = expect(k_internal, "ERR-internal", "internal error while compiling this line: "
                                            "RuntimeError: boom")
     assert "tilec bug" in e.hint
+
+
+def test_launch_errors_point_at_the_launch_line():
+    @tc.kernel
+    def k(X: tc.Tensor, n: int, BLOCK: tc.constexpr):
+        tc.store(X, (0,), tc.full((BLOCK,), n).to(tc.float32))
+
+    x = np.zeros(16, np.float32)
+    cases = [
+        (lambda: k[(1,)](x, 1, 16, 5), "takes 3 arguments"),                     # LAUNCH-count
+        (lambda: k[(1,)](np.zeros(4, np.complex64), 3, BLOCK=16), "unsupported dtype"),  # LAUNCH-dtype
+    ]
+    for (launch, message), marker in zip(cases, ["LAUNCH-count", "LAUNCH-dtype"]):
+        with pytest.raises(LaunchError) as info:
+            launch()
+        err = info.value
+        assert message in err.message
+        assert err.loc.file == __file__ and err.loc.line == line_of(marker)
+        text = str(err)
+        assert f"{__file__}:{err.loc.line}:" in text and marker in text and "^" in text

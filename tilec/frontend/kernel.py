@@ -26,6 +26,7 @@ import numpy as np
 
 from tilec.errors import CompileError, DTypeError, IRError, LaunchError, Location, TilecError
 from tilec.frontend.codegen import CodeGen, JITFunction, get_source
+from tilec.frontend.source import caller_location
 from tilec.frontend.values import Emitter, TensorArg, TVal, annotation_kind, constexpr
 from tilec.ir import dtypes as dt
 from tilec.ir.builder import Builder
@@ -172,7 +173,14 @@ class Kernel(JITFunction):
         raise TilecError(f"kernel '{self.__name__}' needs a grid: {self.__name__}[grid](...)")
 
     def __getitem__(self, grid: Any) -> Callable[..., None]:
-        return lambda *args, **kwargs: self.launch(grid, *args, **kwargs)
+        def launch(*args: Any, **kwargs: Any) -> None:
+            try:
+                self._launch(grid, args, kwargs)
+            except TilecError as e:
+                if e.loc is None:  # a launch error: point at the user's launch line
+                    e.loc = caller_location(1)
+                raise e.with_traceback(None) from None
+        return launch
 
     # -- binding -----------------------------------------------------------------------
     def bind(self, args: tuple, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict]:
@@ -388,10 +396,7 @@ def _clean(thunk: Callable[[], Any]) -> Any:
 
 
 def _run_pipeline(module: Module, options: dict[str, Any]) -> Module:
-    try:
-        from tilec.ir.passes.manager import DEFAULT_PIPELINE, PassOptions, run_passes
-    except ImportError:
-        return module
+    from tilec.ir.passes.manager import DEFAULT_PIPELINE, PassOptions, run_passes
     fields = getattr(PassOptions, "__dataclass_fields__", {})
     opts = PassOptions(**{k: v for k, v in options.items() if k in fields})
     return run_passes(module, DEFAULT_PIPELINE, opts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import sys
 import textwrap
 import types
 from dataclasses import dataclass
@@ -135,3 +136,12 @@ def contains_return(stmts: list[ast.stmt]) -> bool:
 def discard(block: Block) -> None:
     for op in block.ops:
         op.drop_operand_uses()
+
+
+def caller_location(depth: int) -> Location:
+    """The source position of the call `depth` frames above the caller of this function."""
+    frame = sys._getframe(depth + 1)
+    # The instruction being executed knows its source span (PEP 657, Python 3.11).
+    positions = list(frame.f_code.co_positions())
+    line, _, col, _ = positions[frame.f_lasti // 2] if frame.f_lasti >= 0 else (None,) * 4
+    return Location(frame.f_code.co_filename, line or frame.f_lineno, (col or 0) + 1)
