@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from tilec.ir.passes import canonicalize, cse, dce, inline
+from tilec.ir.passes import canonicalize, cse, dce, inline, layout_assignment
 
 PASSES: dict[str, ModuleType] = {
     "inline": inline,
     "canonicalize": canonicalize,
     "cse": cse,
     "dce": dce,
+    "layout_assignment": layout_assignment,
 }

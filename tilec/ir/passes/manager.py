@@ -20,6 +20,15 @@ DEFAULT_PIPELINE = [
     "dce",
 ]
 
+# For a GPU target: the target-independent cleanups, then layouts, then the cleanups again
+# (folding and CSE now see laid-out types; dce drops what the conversions left behind).
+GPU_PIPELINE = DEFAULT_PIPELINE + [
+    "layout_assignment",
+    "canonicalize",
+    "cse",
+    "dce",
+]
+
 Dump = Callable[[str, str], None]
 
 
