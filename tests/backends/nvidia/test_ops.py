@@ -1,0 +1,75 @@
+"""Hand-laid-out kernels covering op families beyond the corpus (ops.tile) compile for
+sm_80 and sm_90a and assemble; plus unit tests of the lowering's layout planning."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from filecheck import split_cases
+from nvidia_util import ARCHS, compile_checked, requires_ptxas
+
+from tilec.backends.llvm.convert import register_map
+from tilec.backends.llvm.memory import vector_groups
+from tilec.backends.llvm.reduce import axis_plan
+from tilec.backends.nvidia.compiler import parse_ptxas_report
+from tilec.errors import IRError
+from tilec.ir.layout import column_spatial, local, parse_layout, replicate, spatial
+from tilec.ir.parser import parse_module
+from tilec.backends.nvidia import compile_kernel
+
+HERE = Path(__file__).resolve().parent
+CASES = split_cases((HERE / "ops.tile").read_text())
+
+
+@requires_ptxas
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("line,text", CASES, ids=[f"line{n}" for n, _ in CASES])
+def test_op_families_compile(line, text, arch):
+    module = parse_module(text, f"ops.tile:{line}")
+    k = compile_checked(module, module.functions[0].name, arch)
+    assert k.resources.spill_stores == 0
+
+
+def test_vector_groups():
+    assert vector_groups(spatial(128) * local(4), 32) == 4
+    assert vector_groups(spatial(128) * local(8), 16) == 8
+    assert vector_groups(spatial(128) * local(8), 32) == 4          # 16 bytes at most
+    assert vector_groups(local(4) * spatial(128), 32) == 1          # strided per thread
+    assert vector_groups(spatial(32, 4) * local(1, 8), 8) == 8
+    assert vector_groups(column_spatial(4, 32) * local(8, 1), 32) == 1
+
+
+def test_register_map_finds_free_moves():
+    a = spatial(128)
+    e = parse_layout("spatial(1,128)")
+    assert register_map(a, [1], e, [0, 1]) == [0]
+    t = spatial(32, 4) * local(1, 8)
+    u = column_spatial(4, 32) * local(8, 1)
+    assert register_map(t, [32, 1], u, [32, 1]) is None
+    # reversing a thread's own locals is a renaming
+    assert register_map(spatial(128) * local(2), [1], spatial(128) * local(2), [1]) == [0, 1]
+
+
+def test_axis_plan_splits_lanes_and_warps():
+    layout = spatial(1, 2) * spatial(8, 8) * local(1, 4)
+    masks, rest = axis_plan(layout, 1, 32)
+    assert sorted(masks) == [1, 2, 4]
+    assert rest == [(2, 64, 0)]
+    masks, rest = axis_plan(replicate(4) * spatial(32), 0, 32)
+    assert masks == [1, 2, 4, 8, 16] and rest == []
+
+
+def test_parse_ptxas_report():
+    text = """ptxas info    : Compiling entry function 'k' for 'sm_90a'
+ptxas info    : Function properties for k
+    8 bytes stack frame, 4 bytes spill stores, 12 bytes spill loads
+ptxas info    : Used 72 registers, used 1 barriers, 1024 bytes smem"""
+    r = parse_ptxas_report(text, "k")
+    assert (r.registers, r.shared_bytes, r.spill_stores, r.spill_loads, r.stack_bytes) == \
+        (72, 1024, 4, 12, 8)
+
+
+def test_kernels_without_layouts_or_with_results_are_rejected():
+    m = parse_module("func @f(%x: i32) -> i32 {\n  return %x\n}\n")
+    with pytest.raises((IRError, TypeError)):
+        compile_kernel(m, "f", arch="sm_80")

@@ -1,0 +1,44 @@
+"""FileCheck-style checks on the PTX of hand-laid-out kernels (ptx_checks.tile), and
+byte-identical output for identical input."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from filecheck import filecheck, split_cases
+from nvidia_util import ARCHS, compile_checked, requires_ptxas
+
+from tilec.ir.parser import parse_file, parse_module
+
+HERE = Path(__file__).resolve().parent
+CASES = split_cases((HERE / "ptx_checks.tile").read_text())
+
+
+@requires_ptxas
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("line,text", CASES, ids=[f"line{n}" for n, _ in CASES])
+def test_ptx_checks(line, text, arch):
+    module = parse_module(text, f"ptx_checks.tile:{line}")
+    k = compile_checked(module, module.functions[0].name, arch)
+    filecheck(k.ptx, text)
+
+
+@requires_ptxas
+@pytest.mark.parametrize("arch", ARCHS)
+def test_output_is_byte_identical(arch):
+    path = HERE.parents[1] / "ir" / "corpus" / "flash_attention.tile"
+    first = compile_checked(parse_file(path), "flash_fwd", arch)
+    again = compile_checked(parse_file(path), "flash_fwd", arch)
+    same_module = compile_checked(parse_file(path), "flash_fwd", arch)
+    assert first.llvm_ir == again.llvm_ir == same_module.llvm_ir
+    assert first.ptx == again.ptx
+    assert first.cubin == again.cubin
+
+
+@requires_ptxas
+def test_compile_leaves_the_module_unchanged():
+    path = HERE.parents[1] / "ir" / "corpus" / "softmax.tile"
+    module = parse_file(path)
+    before = str(module)
+    compile_checked(module, "softmax", "sm_90a")
+    assert str(module) == before

@@ -1,0 +1,1 @@
+"""The common lowering of laid-out tile IR to per-thread LLVM IR (targets plug in hooks)."""

@@ -1,0 +1,251 @@
+"""Moving elements between threads: convert_layout, reshape, permute, expand_dims,
+broadcast and view; and the explicit level's shared-memory ops.
+
+Every move is described by two linear *keys*: the element a source local holds goes to key
+`coord . K_src`, and a destination local reads key `coord . K_dst` (a row-major index of
+the destination, for a reshape the common row-major index, for a broadcast the source's
+index). When, for every thread, each destination key is one the same thread already holds
+at a fixed local index, the move is a renaming of registers (no code). Otherwise the
+source is written to the shared scratch area at its keys, a barrier, and read back.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from llvmlite import ir
+
+from tilec.backends.llvm.lower import Lowering, lowers, tile_layout
+from tilec.backends.llvm.memory import linear_index, offsets_i32, from_bits, masked_load, to_bits
+from tilec.backends.llvm.elementwise import memory_type
+from tilec.backends.llvm.shared import (SharedTile, container_bits, from_container,
+                                        layout_offset, linear_offsets, load_register_tile,
+                                        row_major_strides, shared_coords_offsets,
+                                        shared_layout_of, smem_type, store_register_tile,
+                                        to_container, element_pointer)
+from tilec.backends.llvm.values import I32, i32
+from tilec.ir.core import Operation
+from tilec.ir.layout import RegisterLayout
+from tilec.ir.types import TileType, dtype_of
+
+
+def register_map(src: RegisterLayout, k_src: Sequence[int], dst: RegisterLayout,
+                 k_dst: Sequence[int]) -> list[int] | None:
+    """For each destination local, the source local of the same thread holding its key, if
+    that is one fixed local for every thread; else None."""
+    if src.num_threads != dst.num_threads:
+        return None
+    ks = src.coords() @ np.asarray(k_src, np.int64)   # [threads, src locals]
+    kd = dst.coords() @ np.asarray(k_dst, np.int64)   # [threads, dst locals]
+    first = {int(k): i for i, k in reversed(list(enumerate(ks[0])))}
+    picks = []
+    for j, k in enumerate(kd[0]):
+        i = first.get(int(k))
+        if i is None:
+            return None
+        picks.append(i)
+    if not np.array_equal(ks[:, picks], kd):
+        return None
+    return picks
+
+
+def move(lw: Lowering, src_t: TileType, values: list[ir.Value], k_src: Sequence[int],
+         dst_t: TileType, k_dst: Sequence[int], num_keys: int) -> list[ir.Value]:
+    """The destination's elements (see the module doc)."""
+    src, dst = tile_layout(src_t), tile_layout(dst_t)
+    picks = register_map(src, k_src, dst, k_dst)
+    if picks is not None:
+        return [values[i] for i in picks]
+    b = lw.b
+    staging = TileType((num_keys,), src_t.element)
+    base = lw.smem.scratch(b, num_keys * container_bits(src_t.element) // 8)
+    store_register_tile(lw, base, staging, values,
+                        linear_offsets(b, lw.index(src), k_src, src.local_size))
+    lw.target.barrier(b)
+    out = load_register_tile(lw, base, staging,
+                             linear_offsets(b, lw.index(dst), k_dst, dst.local_size))
+    lw.target.barrier(b)  # the scratch area may be reused right after
+    return out
+
+
+@lowers("convert_layout")
+def _convert_layout(lw: Lowering, op: Operation) -> list:
+    t = op.x.type
+    k = row_major_strides(t.shape)
+    return [move(lw, t, lw.get(op.x), k, op.results[0].type, k, t.numel)]
+
+
+@lowers("reshape")
+def _reshape(lw: Lowering, op: Operation) -> list:
+    src, dst = op.x.type, op.results[0].type
+    return [move(lw, src, lw.get(op.x), row_major_strides(src.shape), dst,
+                 row_major_strides(dst.shape), src.numel)]
+
+
+@lowers("permute")
+def _permute(lw: Lowering, op: Operation) -> list:
+    src, dst = op.x.type, op.results[0].type
+    k_dst = row_major_strides(dst.shape)
+    k_src = [0] * src.rank
+    for i, d in enumerate(op.dims):  # result dim i is operand dim dims[i]
+        k_src[d] = k_dst[i]
+    return [move(lw, src, lw.get(op.x), k_src, dst, k_dst, dst.numel)]
+
+
+@lowers("expand_dims")
+def _expand_dims(lw: Lowering, op: Operation) -> list:
+    src, dst = op.x.type, op.results[0].type
+    k_src = row_major_strides(src.shape)
+    k_dst = list(k_src)
+    k_dst.insert(op.axis, 0)
+    return [move(lw, src, lw.get(op.x), k_src, dst, k_dst, src.numel)]
+
+
+@lowers("broadcast")
+def _broadcast(lw: Lowering, op: Operation) -> list:
+    src, dst = op.x.type, op.results[0].type
+    k_src = row_major_strides(src.shape)
+    k_dst = [0 if a == 1 and c != 1 else k for a, c, k in zip(src.shape, dst.shape, k_src)]
+    return [move(lw, src, lw.get(op.x), k_src, dst, k_dst, src.numel)]
+
+
+# -- view: reinterpret bits ------------------------------------------------------------------------
+@lowers("view")
+def _view(lw: Lowering, op: Operation) -> list:
+    """The tile is one little-endian bit stream (rows hold the same bits before and after):
+    source element f holds bits [f*wa, f*wa + wa); destination element g reads bits
+    [g*wb, g*wb + wb) from the source elements they overlap, staged in shared memory."""
+    src_t, dst_t = op.x.type, op.results[0].type
+    a, d = dtype_of(src_t), dtype_of(dst_t)
+    wa, wb = a.bits, d.bits
+    b = lw.b
+    src, dst = tile_layout(src_t), tile_layout(dst_t)
+    et = smem_type(src_t.element, lw.llvm_type)
+    base = lw.smem.scratch(b, src_t.numel * container_bits(src_t.element) // 8)
+    patterns = [_pattern(b, to_bits(b, x, a), wa) for x in lw.get(op.x)]
+    for p, off in zip(patterns, linear_offsets(b, lw.index(src), row_major_strides(src_t.shape),
+                                               src.local_size)):
+        b.store(to_container(b, p, et), element_pointer(b, base, et, off))
+    lw.target.barrier(b)
+    span = -(-(wa - 1 + wb) // wa) if wb % wa else wb // wa
+    wide_t = ir.IntType(wa * span)
+    out = []
+    for g in linear_offsets(b, lw.index(dst), row_major_strides(dst_t.shape), dst.local_size):
+        bit = b.mul(g, i32(wb))
+        first = b.udiv(bit, i32(wa))
+        shift = b.urem(bit, i32(wa))
+        acc: ir.Value = ir.Constant(wide_t, 0)
+        for i in range(span):
+            f = b.add(first, i32(i))
+            inside = b.icmp_unsigned("<", f, i32(src_t.numel))
+            safe = b.select(inside, f, i32(0))
+            word = from_container(b, b.load(element_pointer(b, base, et, safe), typ=et),
+                                  ir.IntType(wa))
+            word = b.select(inside, word, ir.Constant(ir.IntType(wa), 0))
+            acc = b.or_(acc, b.shl(b.zext(word, wide_t) if span > 1 else word,
+                                   ir.Constant(wide_t, wa * i)))
+        if wb % wa:
+            acc = b.lshr(acc, _resize(b, shift, wide_t))
+        bits = b.trunc(acc, ir.IntType(wb)) if wide_t.width > wb else acc
+        out.append(_from_pattern(b, bits, d))
+    lw.target.barrier(b)
+    return [out]
+
+
+def _resize(b: ir.IRBuilder, v: ir.Value, t: ir.IntType) -> ir.Value:
+    if v.type.width < t.width:
+        return b.zext(v, t)
+    return b.trunc(v, t) if v.type.width > t.width else v
+
+
+def _pattern(b: ir.IRBuilder, v: ir.Value, bits: int) -> ir.Value:
+    """The low `bits` bits of an element's memory image (bool's image is a byte)."""
+    return b.trunc(v, ir.IntType(bits)) if v.type.width > bits else v
+
+
+def _from_pattern(b: ir.IRBuilder, v: ir.Value, d) -> ir.Value:
+    if d.is_bool:
+        return b.icmp_unsigned("!=", v, ir.Constant(v.type, 0))
+    return from_bits(b, v, d)
+
+
+# -- the explicit level's shared memory -----------------------------------------------------------------
+@lowers("shared_alloc")
+def _shared_alloc(lw: Lowering, op: Operation) -> list:
+    t = op.results[0].type
+    return [SharedTile(lw.smem.alloc(lw.b, op), shared_layout_of(t), (), t.element)]
+
+
+@lowers("shared_index")
+def _shared_index(lw: Lowering, op: Operation) -> list:
+    buf: SharedTile = lw.get(op.buffer)
+    (index,) = lw.get(op.index)
+    if index.type != I32:
+        index = lw.b.trunc(index, I32) if index.type.width > 32 else lw.b.zext(index, I32)
+    return [SharedTile(buf.base, buf.layout, buf.prefix + (index,), buf.element)]
+
+
+@lowers("shared_load")
+def _shared_load(lw: Lowering, op: Operation) -> list:
+    tile: SharedTile = lw.get(op.src)
+    t = op.results[0].type
+    offsets = shared_coords_offsets(lw, tile, tile_layout(t))
+    return [load_register_tile(lw, tile.base, t, offsets)]
+
+
+@lowers("shared_store")
+def _shared_store(lw: Lowering, op: Operation) -> list:
+    tile: SharedTile = lw.get(op.dst)
+    t = op.value.type
+    offsets = shared_coords_offsets(lw, tile, tile_layout(t))
+    store_register_tile(lw, tile.base, t, lw.get(op.value), offsets)
+    return []
+
+
+@lowers("copy_async")
+def _copy_async(lw: Lowering, op: Operation) -> list:
+    """A synchronous copy for now (cp.async / TMA come with the pipelining work): thread t
+    copies elements t, t + T, t + 2T, ... of the tile in row-major order."""
+    b = lw.b
+    tensor = lw.get(op.tensor)
+    tile: SharedTile = lw.get(op.dst)
+    t = op.dst.type
+    offsets = offsets_i32(lw, op.offsets)
+    strides = row_major_strides(t.shape)
+    et_smem = smem_type(t.element, lw.llvm_type)
+    et_mem = memory_type(t.element)
+    bits = 8 if t.element.is_bool else t.element.bits
+    if tensor.dtype.storage_dtype is None:
+        raise op.error(f"copy_async of packed {tensor.dtype} is not supported yet")
+    threads = lw.num_threads
+    for k in range(-(-t.numel // threads)):
+        flat = b.add(lw.thread_id, i32(k * threads))
+        active = b.icmp_unsigned("<", flat, i32(t.numel))
+        coords = [b.urem(b.udiv(flat, i32(s)), i32(n)) for s, n in zip(strides, t.shape)]
+        gcoords = [b.add(o, c) for o, c in zip(offsets, coords)]
+        inside = active
+        for c, size in zip(gcoords, tensor.sizes):
+            inside = b.and_(inside, b.icmp_unsigned("<", c, size))
+        ptr = b.gep(tensor.ptr, [linear_index(b, gcoords, tensor.strides)], source_etype=et_mem)
+        raw = masked_load(lw, ptr, ir.IntType(bits), inside, ir.Constant(ir.IntType(bits), 0))
+        value = from_bits(b, raw, t.element)
+        then_bb, done = lw.block("copy.store"), lw.block("copy.end")
+        b.cbranch(active, then_bb, done)
+        b.position_at_end(then_bb)
+        off = layout_offset(b, tile.layout, list(tile.prefix) + coords)
+        b.store(to_container(b, value, et_smem), element_pointer(b, tile.base, et_smem, off))
+        b.branch(done)
+        b.position_at_end(done)
+    return []
+
+
+@lowers("async_wait")
+def _async_wait(lw: Lowering, op: Operation) -> list:
+    return []  # copy_async completes before it returns (see above)
+
+
+@lowers("barrier")
+def _barrier(lw: Lowering, op: Operation) -> list:
+    lw.target.barrier(lw.b)
+    return []
+

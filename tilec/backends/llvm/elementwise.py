@@ -1,0 +1,302 @@
+"""Elementwise ops: each thread applies the op to each of its elements (operands and result
+share one layout, so element i of every operand is the same tile coordinate).
+
+The exact meaning of each op is `tilec.ir.semantics`: integer division by zero gives all
+ones (quotient) and the dividend (remainder), MIN / -1 wraps; shifts by the width or more
+give 0 (or the sign fill); float max/min propagate NaN; comparisons with NaN are false
+except `ne`. Floats that are storage-only formats (f8, f6, f4, ...) compute in f32 and round
+back with the casts helper.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from llvmlite import ir
+
+from tilec.backends.llvm import casts
+from tilec.backends.llvm import dtypes as ltypes
+from tilec.backends.llvm import math as lmath
+from tilec.backends.llvm.lower import Lowering, lowers, tile_layout
+from tilec.backends.llvm.values import I1, coord, i32, int_const
+from tilec.ir import dtypes as dt
+from tilec.ir.core import Operation
+from tilec.ir.dtypes import DType
+from tilec.ir.types import PointerType, dtype_of, element_of
+
+
+# -- helpers --------------------------------------------------------------------------------
+def is_storage_only(d: DType) -> bool:
+    """A float format without LLVM arithmetic: held as its bit pattern, computed in f32."""
+    return ltypes.is_storage_only(d)
+
+
+def promote(lw: Lowering, v: ir.Value, d: DType) -> ir.Value:
+    """A storage-only float's value in its compute type; anything else unchanged."""
+    if not is_storage_only(d):
+        return v
+    return casts.cast(lw.b, v, d, ltypes.compute_dtype(d), lw.target)
+
+
+def demote(lw: Lowering, v: ir.Value, d: DType) -> ir.Value:
+    """The inverse of `promote`: round a computed value back into storage-only `d`."""
+    if not is_storage_only(d):
+        return v
+    return casts.cast(lw.b, v, ltypes.compute_dtype(d), d, lw.target)
+
+
+def constant_of(d: DType, value) -> ir.Constant:
+    """The LLVM constant of `value` rounded (floats) or wrapped (ints) into dtype `d`."""
+    return ltypes.constant(d, value)
+
+
+def map_elements(lw: Lowering, op: Operation, fn: Callable[..., ir.Value]) -> list:
+    """[fn(*elements_i) for each element i] over the op's operands."""
+    columns = [lw.get(v) for v in op.operands]
+    return [[fn(*xs) for xs in zip(*columns)]]
+
+
+def _intrinsic(lw: Lowering, name: str, t: ir.Type, nargs: int) -> ir.Function:
+    suffix = {ir.HalfType: "f16", ir.FloatType: "f32", ir.DoubleType: "f64"}.get(type(t))
+    if suffix is None:
+        suffix = "bf16"
+    full = f"{name}.{suffix}"
+    existing = lw.module.globals.get(full)
+    if existing is not None:
+        return existing
+    return ir.Function(lw.module, ir.FunctionType(t, [t] * nargs), full)
+
+
+def _float_binary(lw: Lowering, name: str, a: ir.Value, b_: ir.Value) -> ir.Value:
+    b = lw.b
+    if name == "add":
+        return b.fadd(a, b_)
+    if name == "sub":
+        return b.fsub(a, b_)
+    if name == "mul":
+        return b.fmul(a, b_)
+    if name == "div":
+        return b.fdiv(a, b_)
+    if name == "rem":
+        return b.frem(a, b_)
+    # llvm.maximum / llvm.minimum propagate NaN (LangRef); NVPTX selects max.NaN (sm_80+).
+    fn = _intrinsic(lw, "llvm.maximum" if name == "max" else "llvm.minimum", a.type, 2)
+    return b.call(fn, [a, b_])
+
+
+def _int_div_rem(b: ir.IRBuilder, a: ir.Value, d_: ir.Value, signed: bool,
+                 want_rem: bool) -> ir.Value:
+    t = a.type
+    zero, one, ones = ir.Constant(t, 0), ir.Constant(t, 1), int_const(t, -1)
+    by_zero = b.icmp_unsigned("==", d_, zero)
+    by_minus_one = b.icmp_unsigned("==", d_, ones) if signed else ir.Constant(I1, 0)
+    # LLVM's sdiv/udiv are undefined for these divisors: divide by 1 instead, then fix up.
+    unsafe = b.or_(by_zero, by_minus_one) if signed else by_zero
+    safe = b.select(unsafe, one, d_)
+    if want_rem:
+        r = b.srem(a, safe) if signed else b.urem(a, safe)
+        if signed:
+            r = b.select(by_minus_one, zero, r)
+        return b.select(by_zero, a, r)
+    q = b.sdiv(a, safe) if signed else b.udiv(a, safe)
+    if signed:
+        q = b.select(by_minus_one, b.sub(zero, a), q)
+    return b.select(by_zero, ones, q)
+
+
+def _int_binary(lw: Lowering, name: str, d: DType, a: ir.Value, c: ir.Value) -> ir.Value:
+    b = lw.b
+    signed = d.kind == "int"
+    if name == "add":
+        return b.add(a, c)
+    if name == "sub":
+        return b.sub(a, c)
+    if name == "mul":
+        return b.mul(a, c)
+    if name in ("div", "rem"):
+        return _int_div_rem(b, a, c, signed, name == "rem")
+    if name in ("max", "min"):
+        cmp = b.icmp_signed if signed else b.icmp_unsigned
+        return b.select(cmp(">" if name == "max" else "<", a, c), a, c)
+    if name == "and":
+        return b.and_(a, c)
+    if name == "or":
+        return b.or_(a, c)
+    if name == "xor":
+        return b.xor(a, c)
+    width = ir.Constant(a.type, d.bits)
+    big = b.icmp_unsigned(">=", c, width)  # the shift amount read as unsigned
+    if name == "shl":
+        return b.select(big, ir.Constant(a.type, 0), b.shl(a, b.select(big, ir.Constant(
+            a.type, 0), c)))
+    if signed:  # arithmetic: clamp to width - 1 gives the sign fill
+        return b.ashr(a, b.select(big, ir.Constant(a.type, d.bits - 1), c))
+    return b.select(big, ir.Constant(a.type, 0), b.lshr(a, b.select(big, ir.Constant(
+        a.type, 0), c)))
+
+
+_BINARY = ("add", "sub", "mul", "div", "rem", "max", "min", "and", "or", "xor", "shl", "shr")
+
+
+@lowers(*_BINARY)
+def _binary(lw: Lowering, op: Operation) -> list:
+    d = dtype_of(op.lhs.type)
+    if d.is_float:
+        return map_elements(lw, op, lambda a, c: demote(
+            lw, _float_binary(lw, op.name, promote(lw, a, d), promote(lw, c, d)), d))
+    if d.is_bool:
+        if op.name not in ("and", "or", "xor", "max", "min"):
+            raise op.error(f"'{op.name}' is not defined on bool")
+        name = {"max": "or", "min": "and"}.get(op.name, op.name)
+        return map_elements(lw, op, lambda a, c: _int_binary(lw, name, d, a, c))
+    return map_elements(lw, op, lambda a, c: _int_binary(lw, op.name, d, a, c))
+
+
+@lowers("neg", "not")
+def _neg_not(lw: Lowering, op: Operation) -> list:
+    d = dtype_of(op.x.type)
+    b = lw.b
+    if op.name == "not":
+        return map_elements(lw, op, lambda x: b.xor(x, int_const(x.type, -1)))
+    if d.is_float:
+        return map_elements(lw, op, lambda x: demote(lw, b.fneg(promote(lw, x, d)), d))
+    return map_elements(lw, op, lambda x: b.sub(ir.Constant(x.type, 0), x))
+
+
+@lowers("abs")
+def _abs(lw: Lowering, op: Operation) -> list:
+    d = dtype_of(op.x.type)
+    b = lw.b
+    if d.is_float:
+        return map_elements(lw, op, lambda x: lmath.unary(b, "abs", x, d, lw.target))
+    if d.kind == "uint":
+        return [list(lw.get(op.x))]
+    zero = ir.Constant(ltypes.llvm_type(d), 0)
+    return map_elements(lw, op, lambda x: b.select(b.icmp_signed("<", x, zero),
+                                                   b.sub(zero, x), x))
+
+
+_MATH = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "tanh", "erf", "sin", "cos", "floor",
+         "ceil")
+
+
+# Transcendentals whose f64 versions need a device math library (libdevice on NVIDIA).
+_LIBM = frozenset({"exp", "exp2", "log", "log2", "tanh", "erf", "sin", "cos"})
+
+
+@lowers(*_MATH)
+def _math(lw: Lowering, op: Operation) -> list:
+    """Accurate by default; a kernel with `attrs {fast_math = true}` gets the target's
+    approximate instructions for exp, exp2, log, log2, rsqrt, sin and cos."""
+    d = dtype_of(op.x.type)
+    if op.name in _LIBM and ltypes.compute_dtype(d) == dt.float64 and \
+            not getattr(lw.target, "has_f64_libm", True):
+        raise op.error(f"f64 '{op.name}' needs a device math library, which {lw.target.arch} "
+                       "does not link yet", hint="compute in f32 (cast first)")
+    fast = bool(lw.fn.attrs.get("fast_math", False))
+    return map_elements(lw, op, lambda x: lmath.unary(lw.b, op.name, x, d, lw.target,
+                                                      fast=fast))
+
+
+@lowers("fma")
+def _fma(lw: Lowering, op: Operation) -> list:
+    d = dtype_of(op.a.type)
+
+    def one(a, c, e):
+        a, c, e = (promote(lw, v, d) for v in (a, c, e))
+        return demote(lw, lw.b.call(_intrinsic(lw, "llvm.fma", a.type, 3), [a, c, e]), d)
+    return map_elements(lw, op, one)
+
+
+_ORDERED = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+
+@lowers("cmp")
+def _cmp(lw: Lowering, op: Operation) -> list:
+    d = dtype_of(op.lhs.type)
+    b = lw.b
+    pred = _ORDERED[op.pred]
+    if d.is_float:
+        def one(x, y):
+            x, y = promote(lw, x, d), promote(lw, y, d)
+            if op.pred == "ne":  # true when unordered: NaN != anything
+                return b.fcmp_unordered("!=", x, y)
+            return b.fcmp_ordered(pred, x, y)
+        return map_elements(lw, op, one)
+    cmp = b.icmp_signed if d.kind == "int" else b.icmp_unsigned
+    return map_elements(lw, op, lambda x, y: cmp(pred, x, y))
+
+
+@lowers("select")
+def _select(lw: Lowering, op: Operation) -> list:
+    return map_elements(lw, op, lambda c, a, e: lw.b.select(c, a, e))
+
+
+@lowers("cast")
+def _cast(lw: Lowering, op: Operation) -> list:
+    src, dst = dtype_of(op.x.type), dtype_of(op.results[0].type)
+    if src == dst:
+        return [list(lw.get(op.x))]
+    return map_elements(lw, op, lambda x: casts.cast(lw.b, x, src, dst, lw.target))
+
+
+def _count(t) -> int:
+    layout = tile_layout(t)
+    return 1 if layout is None else layout.local_size
+
+
+@lowers("constant")
+def _constant(lw: Lowering, op: Operation) -> list:
+    t = op.results[0].type
+    return [[constant_of(dtype_of(t), op.value)] * _count(t)]
+
+
+@lowers("splat")
+def _splat(lw: Lowering, op: Operation) -> list:
+    return [lw.get(op.x) * _count(op.results[0].type)]
+
+
+@lowers("arange")
+def _arange(lw: Lowering, op: Operation) -> list:
+    layout = tile_layout(op.results[0].type)
+    index = lw.index(layout)
+    b = lw.b
+    out = []
+    for local in range(layout.local_size):
+        c = coord(b, index, local, 0)
+        out.append(b.add(c, i32(op.start)) if op.start else c)
+    return [out]
+
+
+def memory_type(element) -> ir.Type:
+    """The LLVM type of one element in global memory (bool is a byte)."""
+    if isinstance(element, PointerType):
+        return ir.PointerType(addrspace=1)
+    return ir.IntType(8) if element.is_bool else ltypes.llvm_type(element)
+
+
+def offset_i64(b: ir.IRBuilder, v: ir.Value, d: DType) -> ir.Value:
+    """An integer offset widened to i64 (sign- or zero-extended by its dtype)."""
+    i64 = ir.IntType(64)
+    if v.type == i64:
+        return v
+    if v.type.width > 64:
+        return b.trunc(v, i64)
+    return b.sext(v, i64) if d.kind == "int" else b.zext(v, i64)
+
+
+@lowers("addptr")
+def _addptr(lw: Lowering, op: Operation) -> list:
+    pointee = element_of(op.ptr.type)
+    pointee = pointee.pointee if isinstance(pointee, PointerType) else pointee
+    if pointee.storage_dtype is None:
+        raise op.error(f"pointers to {pointee} (not a whole number of bytes) are not supported",
+                       hint="use a tensor view (load_view) for packed sub-byte data")
+    et = memory_type(pointee)
+    d = dtype_of(op.offset.type)
+    b = lw.b
+    return map_elements(lw, op, lambda p, o: b.gep(p, [offset_i64(b, o, d)],
+                                                   source_etype=et))
+
+
+__all__ = ["constant_of", "promote", "demote", "is_storage_only", "memory_type", "offset_i64",
+           "map_elements"]

@@ -1,0 +1,551 @@
+"""Global memory: tensor views, pointer tiles, atomics.
+
+Each access is planned per thread: the layout's local elements are cut into *groups* of v
+consecutive local elements that sit at consecutive addresses (the last dim, stride 1) and
+start at a multiple of v (`vector_groups`). With v > 1 the thread takes a fast path when,
+at run time, every group is entirely active (mask / in bounds), contiguous and aligned to
+its size: one plain vector access of up to 16 bytes per group. Otherwise (and for v = 1)
+each element is accessed alone, predicated on its mask. Only replica 0 of replicated
+elements stores; every replica loads.
+
+Packed dtypes (widths that are not whole power-of-two bytes: i3, u5, f6e3m2, f4e2m1, ...)
+live in memory as bit streams with byte-aligned rows and strides in bits (abi.py). Loads
+read the bytes an element touches and extract its bits; stores clear and set the element's
+bits with 32-bit atomic and/or, since neighbouring elements of other threads share bytes.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from llvmlite import ir
+
+from tilec.backends.llvm import dtypes as ltypes
+from tilec.backends.llvm.elementwise import memory_type
+from tilec.backends.llvm.lower import Lowering, lowers, tile_layout, truth
+from tilec.backends.llvm.shared import (load_register_tile, scratch_bytes, scratch_offsets,
+                                        store_register_tile)
+from tilec.backends.llvm.values import (I1, I8, I32, I64, TensorValue, coord, i32, i64,
+                                        int_const, is_packed)
+from tilec.ir.core import Operation
+from tilec.ir.dtypes import DType
+from tilec.ir.layout import RegisterLayout
+from tilec.ir.types import PointerType, TileType, dtype_of, element_of
+
+MAX_VECTOR_BYTES = 16  # ld/st .v4.b32: PTX ISA 9.7.9.8 (ld), vectors of up to 128 bits
+
+
+# -- element <-> bits -----------------------------------------------------------------------
+def _bits_of(element) -> int:
+    return 64 if isinstance(element, PointerType) else (8 if element.is_bool else element.bits)
+
+
+def to_bits(b: ir.IRBuilder, v: ir.Value, element) -> ir.Value:
+    """An element's memory image as an integer (bool -> i8, pointer -> i64, floats bitcast)."""
+    if isinstance(element, PointerType):
+        return b.ptrtoint(v, I64)
+    if element.is_bool:
+        return b.zext(v, I8)
+    if isinstance(v.type, ir.IntType):
+        return v
+    return b.bitcast(v, ir.IntType(element.bits))
+
+
+def from_bits(b: ir.IRBuilder, v: ir.Value, element) -> ir.Value:
+    if isinstance(element, PointerType):
+        return b.inttoptr(v, ir.PointerType(addrspace=1))
+    if element.is_bool:
+        return b.icmp_unsigned("!=", v, ir.Constant(v.type, 0))
+    t = ltypes.llvm_type(element)
+    return v if isinstance(t, ir.IntType) else b.bitcast(v, t)
+
+
+# -- masked accesses (targets may provide predicated instructions) --------------------------
+def masked_load(lw: Lowering, ptr: ir.Value, t: ir.IntType, pred: ir.Value,
+                other: ir.Value) -> ir.Value:
+    """Load an integer of type `t` at `ptr` if `pred`, else give `other`."""
+    if isinstance(pred, ir.Constant) and pred.constant == 1:
+        return lw.b.load(ptr, typ=t, align=t.width // 8)
+    hook = getattr(lw.target, "predicated_load", None)
+    if hook is not None:
+        return hook(lw.b, ptr, t, pred, other)
+    b = lw.b
+    start, then_bb, done = b.block, lw.block("load.then"), lw.block("load.end")
+    b.cbranch(pred, then_bb, done)
+    b.position_at_end(then_bb)
+    loaded = b.load(ptr, typ=t, align=t.width // 8)
+    b.branch(done)
+    b.position_at_end(done)
+    phi = b.phi(t)
+    phi.add_incoming(other, start)
+    phi.add_incoming(loaded, then_bb)
+    return phi
+
+
+def masked_store(lw: Lowering, ptr: ir.Value, value: ir.Value, pred: ir.Value) -> None:
+    """Store integer `value` at `ptr` if `pred`."""
+    if isinstance(pred, ir.Constant) and pred.constant == 1:
+        lw.b.store(value, ptr, align=value.type.width // 8)
+        return
+    hook = getattr(lw.target, "predicated_store", None)
+    if hook is not None:
+        hook(lw.b, ptr, value, pred)
+        return
+    b = lw.b
+    then_bb, done = lw.block("store.then"), lw.block("store.end")
+    b.cbranch(pred, then_bb, done)
+    b.position_at_end(then_bb)
+    b.store(value, ptr, align=value.type.width // 8)
+    b.branch(done)
+    b.position_at_end(done)
+
+
+# -- planning ---------------------------------------------------------------------------------
+def vector_groups(layout: RegisterLayout, elem_bits: int) -> int:
+    """The widest v (a power of two, v * elem_bits <= 128) such that every thread's local
+    elements k*v .. k*v+v-1 are consecutive along the last dim, and start at a last-dim
+    coordinate that is a multiple of v (so that aligned data gives aligned vectors)."""
+    if elem_bits % 8 or layout.rank == 0:
+        return 1
+    coords = layout.coords()
+    best = 1
+    v = 2
+    while v <= layout.local_size and layout.local_size % v == 0 and \
+            v * elem_bits <= MAX_VECTOR_BYTES * 8:
+        groups = coords.reshape(coords.shape[0], -1, v, coords.shape[2])
+        step = groups - groups[:, :, :1, :]
+        want = np.zeros_like(step)
+        want[..., -1] = np.arange(v)[None, None, :]
+        if not (np.array_equal(step, want) and np.all(groups[:, :, 0, -1] % v == 0)):
+            break
+        best, v = v, v * 2
+    return best
+
+
+def _vector_type(v: int, elem_bits: int) -> tuple[ir.Type, int]:
+    """The integer vector an access of v elements uses (words of 32 bits where they fit)."""
+    total = v * elem_bits
+    word = 64 if elem_bits == 64 else (32 if total >= 32 else total)
+    count = total // word
+    t = ir.IntType(word)
+    return (t if count == 1 else ir.VectorType(t, count)), total // 8
+
+
+def _pack(b: ir.IRBuilder, words: list[ir.Value], vt: ir.Type) -> ir.Value:
+    """Elements (iN each) -> the vector type `vt` holding them, little-endian."""
+    n = len(words)
+    vec = ir.VectorType(words[0].type, n)
+    acc = ir.Constant(vec, None)
+    for i, w in enumerate(words):
+        acc = b.insert_element(acc, w, i32(i))
+    return b.bitcast(acc, vt) if vt != vec else acc
+
+
+def _unpack(b: ir.IRBuilder, value: ir.Value, n: int, elem_t: ir.IntType) -> list[ir.Value]:
+    vec = ir.VectorType(elem_t, n)
+    v = b.bitcast(value, vec) if value.type != vec else value
+    return [b.extract_element(v, i32(i)) for i in range(n)]
+
+
+def _aligned(b: ir.IRBuilder, ptr: ir.Value, nbytes: int) -> ir.Value:
+    addr = b.ptrtoint(ptr, I64)
+    return b.icmp_unsigned("==", b.and_(addr, i64(nbytes - 1)), i64(0))
+
+
+def _all(b: ir.IRBuilder, conds: Sequence[ir.Value]) -> ir.Value:
+    acc: ir.Value = ir.Constant(I1, 1)
+    for c in conds:
+        if isinstance(c, ir.Constant) and c.constant == 1:
+            continue
+        acc = c if isinstance(acc, ir.Constant) else b.and_(acc, c)
+    return acc
+
+
+class Access:
+    """One thread's accesses to a tile: element pointers, per-element predicates, and the
+    vector width; plus the run-time condition under which vectors are valid."""
+
+    def __init__(self, lw: Lowering, element, ptrs: list[ir.Value], preds: list[ir.Value],
+                 v: int, vector_ok: ir.Value | None = None):
+        self.lw, self.element = lw, element
+        self.ptrs, self.preds, self.v = ptrs, preds, v
+        self.bits = _bits_of(element)
+        self.int_t = ir.IntType(self.bits)
+        self.fast: ir.Value | None = None
+        if v > 1:
+            b = lw.b
+            _, nbytes = _vector_type(v, self.bits)
+            conds = [] if vector_ok is None else [vector_ok]
+            conds += [p for p in preds if not (isinstance(p, ir.Constant) and p.constant == 1)]
+            for g in range(0, len(ptrs), v):
+                conds.append(_aligned(b, ptrs[g], nbytes))
+            self.fast = _all(b, conds)
+
+    def _versioned(self, fast_fn, slow_fn) -> list[ir.Value] | None:
+        """Emit `fast_fn()` under the fast condition and `slow_fn()` otherwise; merge."""
+        lw, b = self.lw, self.lw.b
+        if self.fast is None:
+            return slow_fn()
+        fast_bb, slow_bb, done = lw.block("vec.fast"), lw.block("vec.slow"), lw.block("vec.end")
+        b.cbranch(self.fast, fast_bb, slow_bb)
+        b.position_at_end(fast_bb)
+        fast_values = fast_fn()
+        fast_end = b.block
+        b.branch(done)
+        b.position_at_end(slow_bb)
+        slow_values = slow_fn()
+        slow_end = b.block
+        b.branch(done)
+        b.position_at_end(done)
+        if fast_values is None:
+            return None
+        merged = []
+        for f, s in zip(fast_values, slow_values):
+            phi = b.phi(f.type)
+            phi.add_incoming(f, fast_end)
+            phi.add_incoming(s, slow_end)
+            merged.append(phi)
+        return merged
+
+    def load(self, others: list[ir.Value] | None) -> list[ir.Value]:
+        b, v = self.lw.b, self.v
+        zero = ir.Constant(self.int_t, 0)
+        other_bits = [zero] * len(self.ptrs) if others is None else \
+            [to_bits(b, o, self.element) for o in others]
+
+        def fast():
+            out = []
+            vt, nbytes = _vector_type(v, self.bits)
+            for g in range(0, len(self.ptrs), v):
+                word = b.load(self.ptrs[g], typ=vt, align=nbytes)
+                out.extend(_unpack(b, word, v, self.int_t))
+            return out
+
+        def slow():
+            return [masked_load(self.lw, p, self.int_t, m, o)
+                    for p, m, o in zip(self.ptrs, self.preds, other_bits)]
+        raw = self._versioned(fast, slow)
+        return [from_bits(b, x, self.element) for x in raw]
+
+    def store(self, values: list[ir.Value]) -> None:
+        b, v = self.lw.b, self.v
+        bits = [to_bits(b, x, self.element) for x in values]
+
+        def fast():
+            vt, nbytes = _vector_type(v, self.bits)
+            for g in range(0, len(self.ptrs), v):
+                b.store(_pack(b, bits[g:g + v], vt), self.ptrs[g], align=nbytes)
+            return None
+
+        def slow():
+            for p, m, x in zip(self.ptrs, self.preds, bits):
+                masked_store(self.lw, p, x, m)
+            return []
+        self._versioned(fast, slow)
+
+
+# -- tensor views -------------------------------------------------------------------------------
+def _view_elements(lw: Lowering, t: TensorValue, offsets: list, layout: RegisterLayout):
+    """Per local element: the i32 coordinates in the tensor and the in-bounds predicate."""
+    b = lw.b
+    index = lw.index(layout)
+    coords, inside = [], []
+    for local in range(layout.local_size):
+        cs, ok = [], []
+        for d in range(layout.rank):
+            c = b.add(offsets[d], coord(b, index, local, d))
+            cs.append(c)
+            ok.append(b.icmp_unsigned("<", c, t.sizes[d]))  # negative: huge unsigned
+        coords.append(cs)
+        inside.append(_all(b, ok))
+    return coords, inside
+
+
+def offsets_i32(lw: Lowering, values) -> list[ir.Value]:
+    b = lw.b
+    out = []
+    for v in values:
+        (x,) = lw.get(v)
+        d = dtype_of(v.type)
+        if x.type.width > 32:
+            x = b.trunc(x, I32)
+        elif x.type.width < 32:
+            x = b.sext(x, I32) if d.kind == "int" else b.zext(x, I32)
+        out.append(x)
+    return out
+
+
+def linear_index(b: ir.IRBuilder, coords: list[ir.Value], strides: Sequence[ir.Value]) -> ir.Value:
+    total: ir.Value = i64(0)
+    for c, s in zip(coords, strides):
+        total = b.add(total, b.mul(b.sext(c, I64), s))
+    return total
+
+
+def _view_access(lw: Lowering, op: Operation, t: TensorValue, tile: TileType,
+                 extra_pred: ir.Value | None) -> tuple[Access, list, list]:
+    layout = tile_layout(tile)
+    b = lw.b
+    offsets = offsets_i32(lw, op.offsets)
+    coords, inside = _view_elements(lw, t, offsets, layout)
+    preds = inside if extra_pred is None else [b.and_(p, extra_pred) for p in inside]
+    if is_packed(t.dtype):
+        return None, coords, preds
+    et = memory_type(t.dtype)
+    ptrs = [b.gep(t.ptr, [linear_index(b, cs, t.strides)], source_etype=et) for cs in coords]
+    v = vector_groups(layout, _bits_of(t.dtype))
+    stride1 = None
+    if v > 1:
+        stride1 = b.icmp_unsigned("==", t.strides[-1], i64(1))
+        if extra_pred is not None:
+            stride1 = b.and_(stride1, extra_pred)
+    return Access(lw, t.dtype, ptrs, preds, v, stride1), coords, preds
+
+
+@lowers("load_view")
+def _load_view(lw: Lowering, op: Operation) -> list:
+    t: TensorValue = lw.get(op.tensor)
+    tile = op.results[0].type
+    access, coords, preds = _view_access(lw, op, t, tile, None)
+    if access is None:
+        return [[_packed_load(lw, t, cs, p) for cs, p in zip(coords, preds)]]
+    return [access.load(None)]
+
+
+@lowers("store_view")
+def _store_view(lw: Lowering, op: Operation) -> list:
+    t: TensorValue = lw.get(op.tensor)
+    tile = op.value.type
+    replica0 = lw.index(tile_layout(tile)).replica0
+    access, coords, preds = _view_access(lw, op, t, tile, replica0)
+    values = lw.get(op.value)
+    if access is None:
+        for cs, p, x in zip(coords, preds, values):
+            _packed_store(lw, t, cs, p, x)
+    else:
+        access.store(values)
+    return []
+
+
+# -- packed (sub-byte) elements --------------------------------------------------------------------
+def _bit_address(lw: Lowering, t: TensorValue, coords: list[ir.Value]) -> tuple[ir.Value, ir.Value]:
+    """(byte address as i64, bit within the byte as i64) of an element of a packed tensor."""
+    b = lw.b
+    bit = linear_index(b, coords, t.strides)
+    base = b.ptrtoint(t.ptr, I64)
+    return b.add(base, b.ashr(bit, i64(3))), b.and_(bit, i64(7))
+
+
+def _resize(b: ir.IRBuilder, v: ir.Value, t: ir.IntType) -> ir.Value:
+    if v.type.width < t.width:
+        return b.zext(v, t)
+    return b.trunc(v, t) if v.type.width > t.width else v
+
+
+def _packed_load(lw: Lowering, t: TensorValue, coords: list[ir.Value], pred: ir.Value) -> ir.Value:
+    b = lw.b
+    w = t.dtype.itemsize_bits
+    nbytes = (7 + w + 7) // 8
+    addr, shift = _bit_address(lw, t, coords)
+    wide_t = ir.IntType(8 * nbytes)
+    acc: ir.Value = ir.Constant(wide_t, 0)
+    for k in range(nbytes):
+        # Only bytes holding some of the element's bits: later ones may lie past the row.
+        needed = b.icmp_unsigned("<", i64(8 * k), b.add(shift, i64(w)))
+        p = b.inttoptr(b.add(addr, i64(k)), ir.PointerType(addrspace=1))
+        byte = masked_load(lw, p, I8, b.and_(pred, needed), ir.Constant(I8, 0))
+        acc = b.or_(acc, b.shl(b.zext(byte, wide_t), ir.Constant(wide_t, 8 * k)))
+    value = b.lshr(acc, _resize(b, shift, wide_t))
+    bits = b.trunc(value, ir.IntType(w))
+    return from_bits(b, bits, t.dtype)
+
+
+def _packed_store(lw: Lowering, t: TensorValue, coords: list[ir.Value], pred: ir.Value,
+                  x: ir.Value) -> None:
+    b = lw.b
+    w = t.dtype.itemsize_bits
+    then_bb, done = lw.block("packed.store"), lw.block("packed.end")
+    b.cbranch(pred, then_bb, done)
+    b.position_at_end(then_bb)
+    addr, shift = _bit_address(lw, t, coords)
+    word_addr = b.and_(addr, i64(~3))
+    pos = b.add(b.shl(b.and_(addr, i64(3)), i64(3)), shift)  # bit position in the word
+    nwords = (31 + w + 31) // 32
+    wide_t = ir.IntType(32 * nwords)
+    bits = b.zext(to_bits(b, x, t.dtype), wide_t)
+    mask = ir.Constant(wide_t, (1 << w) - 1)
+    pos_w = _resize(b, pos, wide_t)
+    set_bits = b.shl(bits, pos_w)
+    keep = b.xor(b.shl(mask, pos_w), int_const(wide_t, -1))
+    for k in range(nwords):
+        p = b.inttoptr(b.add(word_addr, i64(4 * k)), ir.PointerType(addrspace=1))
+        part_keep = b.trunc(b.lshr(keep, ir.Constant(wide_t, 32 * k)), I32)
+        part_set = b.trunc(b.lshr(set_bits, ir.Constant(wide_t, 32 * k)), I32)
+        b.atomic_rmw("and", p, part_keep, "monotonic")
+        b.atomic_rmw("or", p, part_set, "monotonic")
+    b.branch(done)
+    b.position_at_end(done)
+
+
+# -- pointer tiles ----------------------------------------------------------------------------------
+def _pointee(t) -> DType:
+    e = element_of(t)
+    return e.pointee if isinstance(e, PointerType) else e
+
+
+def _contiguity(lw: Lowering, ptrs: list[ir.Value], v: int, elem_bytes: int) -> ir.Value | None:
+    """Run-time check that each group's pointers are consecutive elements."""
+    if v == 1:
+        return None
+    b = lw.b
+    conds = []
+    for g in range(0, len(ptrs), v):
+        first = b.ptrtoint(ptrs[g], I64)
+        for i in range(1, v):
+            conds.append(b.icmp_unsigned("==", b.ptrtoint(ptrs[g + i], I64),
+                                         b.add(first, i64(i * elem_bytes))))
+    return _all(b, conds)
+
+
+def _pointer_access(lw: Lowering, op: Operation, pred_extra: ir.Value | None) -> Access:
+    b = lw.b
+    t = op.ptr.type
+    pointee = _pointee(t)
+    if is_packed(pointee):
+        raise op.error(f"pointer access to packed {pointee} elements is not supported",
+                       hint="use load_view/store_view on a tensor of packed data")
+    ptrs = lw.get(op.ptr)
+    mask = op.mask
+    preds = [truth(b, m) for m in lw.get(mask)] if mask is not None else \
+        [ir.Constant(I1, 1)] * len(ptrs)
+    if pred_extra is not None:
+        preds = [b.and_(p, pred_extra) for p in preds]
+    layout = tile_layout(t)
+    v = 1 if layout is None else vector_groups(layout, _bits_of(pointee))
+    ok = _contiguity(lw, ptrs, v, _bits_of(pointee) // 8)
+    if ok is not None and pred_extra is not None:
+        ok = b.and_(ok, pred_extra)
+    return Access(lw, pointee, ptrs, preds, v, ok)
+
+
+def _replica0(lw: Lowering, t) -> ir.Value:
+    """Whether this thread is the one that performs side effects for a value of type `t`."""
+    layout = tile_layout(t)
+    if layout is None:  # a uniform scalar: thread 0 acts for the block
+        return lw.entry.icmp_unsigned("==", lw.thread_id, i32(0))
+    return lw.index(layout).replica0
+
+
+@lowers("load")
+def _load(lw: Lowering, op: Operation) -> list:
+    access = _pointer_access(lw, op, None)
+    others = lw.get(op.other) if op.other is not None else None
+    return [access.load(others)]
+
+
+@lowers("store")
+def _store(lw: Lowering, op: Operation) -> list:
+    access = _pointer_access(lw, op, _replica0(lw, op.ptr.type))
+    access.store(lw.get(op.value))
+    return []
+
+
+# -- atomics ------------------------------------------------------------------------------------------
+_RMW = {"add": ("add", "add", "fadd"), "max": ("max", "umax", "fmax"),
+        "min": ("min", "umin", "fmin"), "and": ("and", "and", None), "or": ("or", "or", None),
+        "xor": ("xor", "xor", None), "xchg": ("xchg", "xchg", "xchg")}
+
+
+def _rmw_name(kind: str, d: DType) -> str:
+    signed, unsigned, floating = _RMW[kind]
+    if d.is_float:
+        if floating is None:
+            raise ValueError(f"atomic {kind} on floats")
+        return floating
+    return signed if d.kind == "int" else unsigned
+
+
+def _predicated(lw: Lowering, pred: ir.Value, t: ir.Type, emit) -> ir.Value:
+    """`emit()` if pred, else zero of type t (masked-off lanes return 0)."""
+    b = lw.b
+    start, then_bb, done = b.block, lw.block("atomic.then"), lw.block("atomic.end")
+    b.cbranch(pred, then_bb, done)
+    b.position_at_end(then_bb)
+    value = emit()
+    end = b.block
+    b.branch(done)
+    b.position_at_end(done)
+    phi = b.phi(t)
+    phi.add_incoming(ir.Constant(t, None), start)
+    phi.add_incoming(value, end)
+    return phi
+
+
+def _share_results(lw: Lowering, t, values: list[ir.Value]) -> list[ir.Value]:
+    """Give every replica the value replica 0 computed (through shared memory)."""
+    layout = tile_layout(t)
+    if layout is not None and layout.replication == 1:
+        return values
+    if layout is None:  # a scalar: thread 0's value to everyone
+        tile = TileType((1,), element_of(t))
+        base = lw.smem.scratch(lw.b, scratch_bytes(tile))
+        store_from = lw.b.icmp_unsigned("==", lw.thread_id, i32(0))
+        offs = [i32(0)]
+    else:
+        tile = TileType(t.shape, element_of(t))
+        base = lw.smem.scratch(lw.b, scratch_bytes(tile))
+        store_from = lw.index(layout).replica0
+        offs = scratch_offsets(lw, layout, t.shape)
+    b = lw.b
+    then_bb, done = lw.block("share.store"), lw.block("share.end")
+    b.cbranch(store_from, then_bb, done)
+    b.position_at_end(then_bb)
+    store_register_tile(lw, base, tile, values, offs)
+    b.branch(done)
+    b.position_at_end(done)
+    lw.target.barrier(b)
+    out = load_register_tile(lw, base, tile, offs)
+    lw.target.barrier(b)
+    return out
+
+
+@lowers("atomic_rmw")
+def _atomic_rmw(lw: Lowering, op: Operation) -> list:
+    b = lw.b
+    t = op.ptr.type
+    d = _pointee(t)
+    name = _rmw_name(op.kind, d)
+    ptrs, values = lw.get(op.ptr), lw.get(op.value)
+    masks = lw.get(op.mask) if op.mask is not None else [ir.Constant(I1, 1)] * len(ptrs)
+    me = _replica0(lw, t)
+    out = []
+    for p, x, m in zip(ptrs, values, masks):
+        xv = x
+        if d.is_bool:
+            xv = b.zext(x, I8)
+        rt = xv.type
+        old = _predicated(lw, b.and_(truth(b, m), me), rt,
+                          lambda: b.atomic_rmw(name, p, xv, "acq_rel"))
+        out.append(b.icmp_unsigned("!=", old, ir.Constant(I8, 0)) if d.is_bool else old)
+    return [_share_results(lw, op.results[0].type, out)]
+
+
+@lowers("atomic_cas")
+def _atomic_cas(lw: Lowering, op: Operation) -> list:
+    b = lw.b
+    t = op.ptr.type
+    d = _pointee(t)
+    me = _replica0(lw, t)
+    out = []
+    for p, c, x in zip(lw.get(op.ptr), lw.get(op.cmp), lw.get(op.value)):
+        cb, xb = to_bits(b, c, d), to_bits(b, x, d)
+
+        def emit(p=p, cb=cb, xb=xb):
+            pair = b.cmpxchg(p, cb, xb, "acq_rel", "monotonic")
+            return b.extract_value(pair, 0)
+        old = _predicated(lw, me, cb.type, emit)
+        out.append(from_bits(b, old, d))
+    return [_share_results(lw, op.results[0].type, out)]
+
+
+__all__ = ["Access", "vector_groups", "masked_load", "masked_store", "to_bits", "from_bits"]

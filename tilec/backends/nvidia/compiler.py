@@ -1,0 +1,131 @@
+"""Compile one kernel of a tile-IR module for an NVIDIA GPU:
+
+    tile IR --(GPU pass pipeline)--> laid-out tile IR --(llvm lowering)--> LLVM IR
+            --(LLVM O3, NVPTX)--> PTX --(ptxas -v, when on PATH)--> cubin + resource report
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tilec.backends.abi import Param
+from tilec.backends.llvm.lower import lower_kernel
+from tilec.backends.nvidia.target import NvidiaTarget
+from tilec.errors import TilecError
+from tilec.ir.core import Module
+from tilec.ir.parser import parse_module
+from tilec.ir.passes import PASSES
+from tilec.ir.passes.manager import PassOptions, run_passes
+from tilec.ir.printer import print_module
+
+# The passes every kernel goes through before lowering, in order.
+GPU_PIPELINE = [
+    "inline",
+    "canonicalize",
+    "cse",
+    "dce",
+    "layout_assignment",
+    "canonicalize",
+    "cse",
+    "dce",
+]
+
+
+def gpu_pipeline() -> list[str]:
+    """GPU_PIPELINE, or the manager's list when it declares one."""
+    from tilec.ir.passes import manager
+    names = list(getattr(manager, "GPU_PIPELINE", GPU_PIPELINE))
+    # Until layout assignment is registered, kernels must come laid out by hand.
+    return [n for n in names if n in PASSES]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What ptxas reports for the kernel (`ptxas -v`)."""
+
+    registers: int
+    shared_bytes: int      # static shared memory (dynamic shared memory is not counted)
+    spill_stores: int      # bytes
+    spill_loads: int       # bytes
+    stack_bytes: int
+
+
+@dataclass(frozen=True)
+class CompiledKernel:
+    name: str
+    arch: str
+    num_warps: int
+    ptx: str
+    cubin: bytes | None      # None when ptxas is not on PATH (the driver JITs the PTX)
+    shared_bytes: int        # dynamic shared memory the launch must request
+    params: list[Param]      # abi.kernel_params: what the launcher packs, in order
+    resources: Resources | None
+    llvm_ir: str = ""
+    tile_ir: str = ""
+
+    @property
+    def num_threads(self) -> int:
+        return 32 * self.num_warps
+
+
+class PtxasError(TilecError):
+    """ptxas rejected the PTX (an internal error of the compiler)."""
+
+
+def compile_kernel(module: Module, name: str, arch: str = "sm_90a",
+                   num_warps: int | None = None, verify: bool | None = None) -> CompiledKernel:
+    """Compile kernel @name of `module` (left unchanged) for `arch`. `num_warps` defaults to
+    the kernel's `num_warps` attribute, else 4."""
+    target = NvidiaTarget(arch)
+    work = parse_module(print_module(module, locations=True), module.source or "<module>")
+    fn = work.get(name)
+    warps = int(num_warps if num_warps is not None else fn.attrs.get("num_warps", 4))
+    work = run_passes(work, gpu_pipeline(), PassOptions(target=arch, num_warps=warps),
+                      verify=verify)
+    fn = work.get(name)
+    lowered = lower_kernel(fn, target, warps)
+    ptx = target.emit_assembly(lowered.llvm_ir)
+    cubin, resources = run_ptxas(ptx, arch, name)
+    return CompiledKernel(name=name, arch=arch, num_warps=warps, ptx=ptx, cubin=cubin,
+                          shared_bytes=lowered.shared_bytes, params=lowered.params,
+                          resources=resources, llvm_ir=lowered.llvm_ir,
+                          tile_ir=print_module(work))
+
+
+def ptxas_path() -> str | None:
+    return shutil.which("ptxas")
+
+
+def run_ptxas(ptx: str, arch: str, name: str) -> tuple[bytes | None, Resources | None]:
+    """Assemble PTX to a cubin with `ptxas -arch=<arch> -v`; (None, None) without ptxas."""
+    exe = ptxas_path()
+    if exe is None:
+        return None, None
+    with tempfile.TemporaryDirectory(prefix="tilec-") as tmp:
+        src, out = Path(tmp) / "kernel.ptx", Path(tmp) / "kernel.cubin"
+        src.write_text(ptx)
+        proc = subprocess.run([exe, f"-arch={arch}", "-v", str(src), "-o", str(out)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise PtxasError(f"ptxas failed on @{name} for {arch}:\n{proc.stderr.strip()}",
+                             hint="this is a bug in tilec's code generation; please report it")
+        return out.read_bytes(), parse_ptxas_report(proc.stderr + proc.stdout, name)
+
+
+def parse_ptxas_report(text: str, name: str) -> Resources:
+    """Read registers, shared memory, spills and stack off `ptxas -v` output for @name."""
+    start = text.find(f"Function properties for {name}")
+    section = text[start:] if start >= 0 else text
+
+    def number(pattern: str) -> int:
+        m = re.search(pattern, section)
+        return int(m.group(1)) if m else 0
+    return Resources(registers=number(r"Used (\d+) registers"),
+                     shared_bytes=number(r"(\d+) bytes smem"),
+                     spill_stores=number(r"(\d+) bytes spill stores"),
+                     spill_loads=number(r"(\d+) bytes spill loads"),
+                     stack_bytes=number(r"(\d+) bytes stack frame"))

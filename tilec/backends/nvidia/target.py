@@ -1,0 +1,189 @@
+"""NVIDIA GPUs (sm_80, sm_89, sm_90, sm_90a): the Target hooks as NVVM intrinsics and
+inline PTX, checked against LLVM 22's NVPTX backend and ptxas 13.
+
+Sources: the PTX ISA (docs.nvidia.com/cuda/parallel-thread-execution), sections named
+below; LLVM's `llvm/include/llvm/IR/IntrinsicsNVVM.td` for the intrinsic names.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+from llvmlite import ir
+
+from tilec.backends.target import Target
+from tilec.errors import Location
+
+if TYPE_CHECKING:
+    from tilec.backends.llvm.lower import Lowering
+
+ARCHS = ("sm_80", "sm_89", "sm_90", "sm_90a")
+# PTX ISA version per arch: sm_90a needs PTX 8.0 (PTX ISA "Release Notes", target sm_90a);
+# 8.0 is what LLVM 22 picks by default and what drivers from CUDA 12.0 on accept.
+PTX_VERSION = {"sm_80": 80, "sm_89": 80, "sm_90": 80, "sm_90a": 80}
+# Shared memory per block (dynamic, opt-in above 48 KB): CUDA C Programming Guide, table
+# "Technical Specifications per Compute Capability".
+MAX_SHARED = {"sm_80": 163 * 1024, "sm_89": 99 * 1024, "sm_90": 227 * 1024,
+              "sm_90a": 227 * 1024}
+DATA_LAYOUT = "e-p6:32:32-i64:64-i128:128-i256:256-v16:16-v32:32-n16:32:64"
+
+_I1 = ir.IntType(1)
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
+_F32 = ir.FloatType()
+_ASM_REG = {8: "h", 16: "h", 32: "r", 64: "l"}  # inline PTX constraints (NVPTX usage doc)
+
+
+def _declare(module: ir.Module, name: str, ret: ir.Type, args: Sequence[ir.Type]) -> ir.Function:
+    fn = module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(module, ir.FunctionType(ret, list(args)), name)
+    return fn
+
+
+def _call(b: ir.IRBuilder, name: str, ret: ir.Type, args: Sequence[ir.Value]) -> ir.Value:
+    return b.call(_declare(b.module, name, ret, [a.type for a in args]), list(args))
+
+
+@dataclass(frozen=True)
+class NvidiaTarget(Target):
+    """An NVIDIA GPU architecture, e.g. `NvidiaTarget("sm_90a")`."""
+
+    triple: str = "nvptx64-nvidia-cuda"
+    data_layout: str = DATA_LAYOUT
+    warp_size: int = 32
+    global_addrspace: int = 1
+    shared_addrspace: int = 3
+    max_shared_bytes: int = 227 * 1024
+    # f64 exp/log/sin/... need libdevice (`__nv_exp`, ...), which is not linked yet.
+    has_f64_libm: bool = False
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            from tilec.errors import TilecError
+            raise TilecError(f"unknown NVIDIA arch {self.arch!r}", hint=f"one of {ARCHS}")
+        object.__setattr__(self, "max_shared_bytes", MAX_SHARED[self.arch])
+
+    @property
+    def ptx_version(self) -> int:
+        return PTX_VERSION[self.arch]
+
+    # -- ids and synchronisation: PTX ISA "Special Registers" (%tid, %ctaid, %nctaid)
+    def thread_id(self, b: ir.IRBuilder) -> ir.Value:
+        return _call(b, "llvm.nvvm.read.ptx.sreg.tid.x", _I32, [])
+
+    def block_id(self, b: ir.IRBuilder, axis: int) -> ir.Value:
+        return _call(b, f"llvm.nvvm.read.ptx.sreg.ctaid.{'xyz'[axis]}", _I32, [])
+
+    def num_blocks(self, b: ir.IRBuilder, axis: int) -> ir.Value:
+        return _call(b, f"llvm.nvvm.read.ptx.sreg.nctaid.{'xyz'[axis]}", _I32, [])
+
+    def barrier(self, b: ir.IRBuilder) -> None:
+        # bar.sync 0 (PTX ISA "Parallel Synchronization: bar, barrier"): all threads of the CTA, and it orders
+        # shared-memory accesses. LLVM 22 spells it barrier.cta.sync.aligned.all.
+        _call(b, "llvm.nvvm.barrier.cta.sync.aligned.all", ir.VoidType(), [ir.Constant(_I32, 0)])
+
+    def shuffle_xor(self, b: ir.IRBuilder, value: ir.Value, lane_mask: int) -> ir.Value:
+        # shfl.sync.bfly.b32 d, a, lane_mask, 0x1f, membermask (PTX ISA "shfl.sync"):
+        # c = 0x1f clamps to the whole warp; membermask -1: all lanes take part.
+        args = [ir.Constant(_I32, -1), value, ir.Constant(_I32, lane_mask), ir.Constant(_I32, 31)]
+        return _call(b, "llvm.nvvm.shfl.sync.bfly.i32", _I32, args)
+
+    # -- fast math: PTX ISA "Floating Point Instructions", the .approx.f32 forms ------
+    def exp2_approx(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+        return _call(b, "llvm.nvvm.ex2.approx.f", _F32, [x])  # ex2.approx.f32
+
+    def log2_approx(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+        return _call(b, "llvm.nvvm.lg2.approx.f", _F32, [x])  # lg2.approx.f32
+
+    def rsqrt_approx(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+        return _call(b, "llvm.nvvm.rsqrt.approx.f", _F32, [x])  # rsqrt.approx.f32
+
+    def sin_approx(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+        return _call(b, "llvm.nvvm.sin.approx.f", _F32, [x])  # sin.approx.f32
+
+    def cos_approx(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+        return _call(b, "llvm.nvvm.cos.approx.f", _F32, [x])  # cos.approx.f32
+
+    # -- predicated global accesses (used by the common lowering when present) ----------------
+    def predicated_load(self, b: ir.IRBuilder, ptr: ir.Value, t: ir.IntType, pred: ir.Value,
+                        other: ir.Value) -> ir.Value:
+        """`@p ld.global` of an integer of `t.width` bits, `other` when !p (PTX ISA "ld";
+        "Predicated Execution"). One instruction, no branch. The predicate is made inside
+        the asm from a 32-bit flag: a thread has few predicate registers, and predicates
+        LLVM computes ahead of many accesses would spill."""
+        bits = t.width
+        reg = _ASM_REG[bits]
+        width = "u8" if bits == 8 else f"b{bits}"
+        asm_t = ir.IntType(16) if bits == 8 else t
+        fill = b.zext(other, asm_t) if bits == 8 else other
+        mov = "mov.b16" if bits == 8 else f"mov.b{bits}"
+        text = (f"{{\n\t.reg .pred %p;\n\tsetp.ne.b32 %p, $2, 0;\n\t{mov} $0, $3;\n\t"
+                f"@%p ld.global.{width} $0, [$1];\n\t}}")
+        fnty = ir.FunctionType(asm_t, [ptr.type, _I32, asm_t])
+        flag = b.zext(pred, _I32)
+        out = b.asm(fnty, text, f"={reg},l,r,{reg}", [ptr, flag, fill], side_effect=True)
+        return b.trunc(out, t) if bits == 8 else out
+
+    def predicated_store(self, b: ir.IRBuilder, ptr: ir.Value, value: ir.Value,
+                         pred: ir.Value) -> None:
+        """`@p st.global` (PTX ISA "st"); the predicate as in `predicated_load`."""
+        bits = value.type.width
+        reg = _ASM_REG[bits]
+        v = b.zext(value, ir.IntType(16)) if bits == 8 else value
+        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, _I32, v.type])
+        text = ("{\n\t.reg .pred %p;\n\tsetp.ne.b32 %p, $1, 0;\n\t"
+                f"@%p st.global.b{bits} [$0], $2;\n\t}}")
+        b.asm(fnty, text, f"l,r,{reg}", [ptr, b.zext(pred, _I32), v], side_effect=True)
+
+    # -- debugging: vprintf and __assertfail, system calls (PTX ISA "System Calls")
+    def printf(self, lw: Lowering, fmt: str, args: list[ir.Value]) -> None:
+        b, module = lw.b, lw.module
+        text = _string(module, lw.fresh("fmt"), fmt, self.global_addrspace)
+        generic = b.addrspacecast(text, ir.PointerType())
+        if args:
+            struct = ir.LiteralStructType([a.type for a in args])
+            slot = lw.entry.alloca(struct)
+            buf = lw.entry.inttoptr(lw.entry.ptrtoint(slot, _I64), ir.PointerType())
+            for i, a in enumerate(args):
+                b.store(a, b.gep(buf, [ir.Constant(_I32, 0), ir.Constant(_I32, i)],
+                                 source_etype=struct))
+            arg_ptr = buf
+        else:
+            arg_ptr = ir.Constant(ir.PointerType(), None)
+        vprintf = _declare(module, "vprintf", _I32, [ir.PointerType(), ir.PointerType()])
+        b.call(vprintf, [generic, arg_ptr])
+
+    def assert_fail(self, lw: Lowering, message: str, loc: Location | None) -> None:
+        b, module = lw.b, lw.module
+        generic = lambda name, s: b.addrspacecast(  # noqa: E731
+            _string(module, lw.fresh(name), s, self.global_addrspace), ir.PointerType())
+        fail = _declare(module, "__assertfail", ir.VoidType(),
+                        [ir.PointerType(), ir.PointerType(), _I32, ir.PointerType(), _I64])
+        b.call(fail, [generic("msg", message), generic("file", loc.file if loc else "<tile>"),
+                      ir.Constant(_I32, loc.line if loc else 0),
+                      generic("func", lw.fn.name), ir.Constant(_I64, 1)])
+
+    # -- the function and the module -----------------------------------------------------------------
+    def mark_kernel(self, module: ir.Module, fn: ir.Function, num_threads: int) -> None:
+        # An entry point: LLVM 22's ptx_kernel calling convention. "maxntidx" in
+        # nvvm.annotations is upgraded by LLVM to the "nvvm.maxntid" attribute and printed as
+        # .maxntid (PTX ISA "Performance-Tuning Directives"): it lets ptxas budget registers for this block size.
+        fn.calling_convention = "ptx_kernel"
+        md = module.add_metadata([fn, ir.MetaDataString(module, "maxntidx"),
+                                  ir.Constant(_I32, num_threads)])
+        module.add_named_metadata("nvvm.annotations", md)
+
+    def emit_assembly(self, llvm_ir: str) -> str:
+        from tilec.backends.nvidia.llvm_passes import optimize_and_emit
+        return optimize_and_emit(self, llvm_ir)
+
+
+def _string(module: ir.Module, name: str, text: str, addrspace: int) -> ir.GlobalVariable:
+    data = bytearray(text.encode("utf-8")) + b"\0"
+    t = ir.ArrayType(ir.IntType(8), len(data))
+    g = ir.GlobalVariable(module, t, name, addrspace=addrspace)
+    g.global_constant = True
+    g.linkage = "internal"
+    g.initializer = ir.Constant(t, data)
+    return g
