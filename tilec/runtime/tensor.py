@@ -1,10 +1,14 @@
 """Host tensors as kernels see them: dtype, shape and element strides of an argument, and
 `PackedTensor` for sub-byte data packed the way global memory holds it (DESIGN.md section 3).
+
+A PackedTensor's bytes live on the host (a numpy array) or on the GPU (a torch CUDA tensor, or
+any object with `__cuda_array_interface__`, of uint8); the GPU launcher passes the latter.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -12,7 +16,8 @@ from tilec.errors import LaunchError
 from tilec.ir import packing
 from tilec.ir.dtypes import DType, dtype as to_dtype, dtype_from_numpy
 
-__all__ = ["PackedTensor", "pack", "unpack", "TensorInfo", "tensor_info", "contiguous_strides"]
+__all__ = ["PackedTensor", "pack", "unpack", "TensorInfo", "tensor_info", "contiguous_strides",
+           "strides_count_bits", "packed_abi_strides"]
 
 
 def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -28,25 +33,47 @@ def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
 class PackedTensor:
     """A tensor of `dtype` packed into bytes: `data` is uint8 of shape
     (*shape[:-1], row_bytes), elements little-endian in bit order with each row byte aligned
-    (what `tilec.ir.packing.pack` produces). The fields are fixed; a kernel that writes the
-    tensor updates `data` in place."""
+    (what `tilec.ir.packing.pack` produces). `data` is a numpy array (host) or a contiguous
+    uint8 GPU array: a torch CUDA tensor or an object with `__cuda_array_interface__`, e.g.
+    ``PackedTensor(torch.from_numpy(p.data).cuda(), p.dtype, p.shape)``. The fields are
+    fixed; a kernel that writes the tensor updates `data` in place."""
 
-    data: np.ndarray
+    data: Any
     dtype: DType
     shape: tuple[int, ...]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
         object.__setattr__(self, "dtype", to_dtype(self.dtype))
-        if not isinstance(self.data, np.ndarray) or self.data.dtype != np.uint8:
-            raise LaunchError("PackedTensor data must be a uint8 numpy array")
+        if isinstance(self.data, np.ndarray):
+            if self.data.dtype != np.uint8:
+                raise LaunchError("PackedTensor data must be a uint8 array")
+            data_shape, contiguous = self.data.shape, self.data.flags.c_contiguous
+        else:
+            data_shape, contiguous = _device_bytes(self.data)
         if not self.shape:
             raise LaunchError("PackedTensor needs at least one dimension")
         want = (*self.shape[:-1], self.row_bytes)
-        if self.data.shape != want or not self.data.flags.c_contiguous:
+        if data_shape != want or not contiguous:
             raise LaunchError(
-                f"PackedTensor data of shape {self.data.shape} does not hold a {self.dtype} "
+                f"PackedTensor data of shape {data_shape} does not hold a {self.dtype} "
                 f"tensor of shape {self.shape}", hint=f"expected contiguous uint8 of shape {want}")
+
+    @property
+    def on_device(self) -> bool:
+        """Whether `data` is GPU memory (not a numpy array)."""
+        return not isinstance(self.data, np.ndarray)
+
+    def host_data(self) -> np.ndarray:
+        """The packed bytes as a numpy array (a copy when they live on the GPU)."""
+        if isinstance(self.data, np.ndarray):
+            return self.data
+        if hasattr(self.data, "detach") and hasattr(self.data, "cpu"):  # torch
+            return self.data.detach().cpu().numpy()
+        if hasattr(self.data, "get"):  # CuPy
+            return np.asarray(self.data.get())
+        raise LaunchError(f"cannot copy PackedTensor data of type {type(self.data).__name__} "
+                          "to the host", hint="use a torch or CuPy array for device data")
 
     @property
     def row_bytes(self) -> int:
@@ -76,7 +103,44 @@ def pack(array, dtype: DType | str) -> PackedTensor:
 
 def unpack(packed: PackedTensor) -> np.ndarray:
     """The values of a PackedTensor, in its dtype's compute_dtype."""
-    return packing.unpack(packed.data, packed.dtype, packed.shape)
+    return packing.unpack(packed.host_data(), packed.dtype, packed.shape)
+
+
+def _device_bytes(data: Any) -> tuple[tuple[int, ...], bool]:
+    """Shape and C-contiguity of a uint8 GPU array; LaunchError for anything else."""
+    if hasattr(data, "data_ptr") and hasattr(data, "is_contiguous"):  # torch
+        if str(data.dtype) != "torch.uint8":
+            raise LaunchError(f"PackedTensor data must be uint8, got {data.dtype}")
+        return tuple(int(n) for n in data.shape), bool(data.is_contiguous())
+    cai = getattr(data, "__cuda_array_interface__", None)
+    if cai is not None:
+        if np.dtype(cai["typestr"]) != np.uint8:
+            raise LaunchError(f"PackedTensor data must be uint8, got {cai['typestr']}")
+        shape = tuple(int(n) for n in cai["shape"])
+        strides = cai.get("strides")
+        return shape, strides is None or tuple(strides) == contiguous_strides(shape)
+    raise LaunchError(f"PackedTensor data must be a uint8 numpy array, torch tensor or CUDA "
+                      f"array, got {type(data).__name__}")
+
+
+def strides_count_bits(d: DType) -> bool:
+    """Whether the launch ABI passes strides of a `d` tensor in bits rather than elements:
+    for the packed widths (not 8, 16, 32 or 64 bits), whose rows need not be a whole number
+    of elements apart (tilec/backends/abi.py)."""
+    return d.storage_dtype is None
+
+
+def packed_abi_strides(p: PackedTensor) -> tuple[int, ...]:
+    """The strides the launch ABI passes for `p`: in bits for packed widths (each row starts
+    on a byte boundary, so a row is `row_bytes * 8` bits apart), else in elements."""
+    if not strides_count_bits(p.dtype):
+        return p.strides
+    strides = [p.dtype.itemsize_bits]
+    step = p.row_bytes * 8
+    for n in reversed(p.shape[:-1]):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
 
 
 @dataclass(frozen=True)
