@@ -16,9 +16,9 @@ def main(rows: int = 50, cols: int = 200) -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((rows, cols)).astype(np.float32)
     x[3, 17] = x[3, 150] = 100.0  # a tie: the first index wins
-    out = np.full(rows, -1, dtype=np.int32)
-    argmax[(rows,)](x, out, cols, BLOCK=256)
-    np.testing.assert_array_equal(out, x.argmax(axis=1))
+    out = tc.to_device(np.full(rows, -1, dtype=np.int32))
+    argmax[(rows,)](tc.to_device(x), out, cols, BLOCK=256)
+    np.testing.assert_array_equal(tc.to_host(out), x.argmax(axis=1))
     print(f"argmax: {rows} rows of {cols} on {tc.device_name()}; all {rows} indices match numpy")
 
 

@@ -20,8 +20,10 @@ def main(rows: int = 40, cols: int = 96, group: int = 32) -> None:
     q = rng.integers(0, 16, size=(rows, cols))
     scales = (rng.random((rows, cols // group)) * 0.1 + 0.01).astype(np.float16)
     packed = tc.pack(q, tc.uint4)                     # rows x cols/2 bytes
-    w = np.full((rows, cols), np.nan, dtype=np.float16)
-    dequant[(tc.cdiv(rows, 16), cols // group)](packed, scales, w, BR=16, G=group)
+    w = tc.to_device(np.full((rows, cols), np.nan, dtype=np.float16))
+    d = tc.to_device
+    dequant[(tc.cdiv(rows, 16), cols // group)](d(packed), d(scales), w, BR=16, G=group)
+    w = tc.to_host(w)
     ref = ((q - 8).astype(np.float16) * np.repeat(scales, group, axis=1)).astype(np.float16)
     np.testing.assert_array_equal(w, ref)
     print(f"dequant: {rows}x{cols} uint4 ({packed.data.nbytes} bytes packed) -> float16 on "

@@ -24,9 +24,11 @@ def main(rows: int = 19, cols: int = 300) -> None:
     x = (rng.standard_normal((rows, cols)) * 3 + 1).astype(np.float32)
     w = rng.standard_normal(cols).astype(np.float32)
     b = rng.standard_normal(cols).astype(np.float32)
-    y = np.full_like(x, np.nan)
+    y = tc.to_device(np.full_like(x, np.nan))
     eps = 1e-5
-    layernorm[(rows,)](x, w, b, y, cols, eps, BLOCK=512)
+    d = tc.to_device
+    layernorm[(rows,)](d(x), d(w), d(b), y, cols, eps, BLOCK=512)
+    y = tc.to_host(y)
     x64 = x.astype(np.float64)
     ref = (x64 - x64.mean(1, keepdims=True)) / np.sqrt(x64.var(1, keepdims=True) + eps) * w + b
     err = float(np.abs(y - ref).max())

@@ -22,8 +22,10 @@ def main(m: int = 150, n: int = 97, k: int = 131) -> None:
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k)).astype(np.float16)
     b = rng.standard_normal((k, n)).astype(np.float16)
-    c = np.full((m, n), np.nan, dtype=np.float32)
-    matmul[(tc.cdiv(m, 64), tc.cdiv(n, 64))](a, b, c, BM=64, BN=64, BK=32)
+    c = tc.to_device(np.full((m, n), np.nan, dtype=np.float32))
+    matmul[(tc.cdiv(m, 64), tc.cdiv(n, 64))](tc.to_device(a), tc.to_device(b), c,
+                                             BM=64, BN=64, BK=32)
+    c = tc.to_host(c)
     ref = a.astype(np.float64) @ b.astype(np.float64)
     err = float(np.abs(c - ref).max() / np.abs(ref).max())
     assert err < 1e-5, err

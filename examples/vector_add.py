@@ -17,9 +17,9 @@ def main(n: int = 10_000) -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal(n, dtype=np.float32)
     y = rng.standard_normal(n, dtype=np.float32)
-    out = np.full(n, np.nan, dtype=np.float32)  # poisoned: an element left unwritten fails
-    vector_add[(tc.cdiv(n, 1024),)](x, y, out, BLOCK=1024)
-    np.testing.assert_array_equal(out, x + y)
+    out = tc.to_device(np.full(n, np.nan, dtype=np.float32))  # poisoned: unwritten fails
+    vector_add[(tc.cdiv(n, 1024),)](tc.to_device(x), tc.to_device(y), out, BLOCK=1024)
+    np.testing.assert_array_equal(tc.to_host(out), x + y)
     print(f"vector_add: {n} float32 elements on {tc.device_name()}; matches numpy exactly")
 
 

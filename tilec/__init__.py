@@ -12,7 +12,7 @@ from tilec.frontend.dsl import (  # noqa: E402,F401
     ones, permute, print, prod, program_id, reduce, reshape, rsqrt, scan, shared, shared_load,
     shared_store, sigmoid, sin, sqrt, static_assert, static_range, store, sum, tanh, trans,
     view, wait, where, with_layout, zeros, zeros_like)
-from tilec.frontend.kernel import Func, Kernel, device_name, func, kernel  # noqa: E402,F401
+from tilec.frontend.kernel import Func, Kernel, func, kernel  # noqa: E402,F401
 from tilec.frontend.values import Tensor, constexpr  # noqa: E402,F401
 from tilec.ir.dtypes import (  # noqa: E402,F401
     DType, bfloat16, bool_, dtype, float3_e1m1, float4_e2m1, float6_e2m3, float6_e3m2,
@@ -20,3 +20,4 @@ from tilec.ir.dtypes import (  # noqa: E402,F401
     int6, int7, int8, int16, int32, int64, int_, uint, uint1, uint2, uint3, uint4, uint5,
     uint6, uint7, uint8, uint16, uint32, uint64)
 from tilec.runtime.tensor import PackedTensor, pack, unpack  # noqa: E402,F401
+from tilec.runtime.device import device_name, gpu_available, to_device, to_host  # noqa: E402,F401

@@ -220,10 +220,10 @@ def test_errors_at_launch_name_the_parameter():
     with pytest.raises(LaunchError, match="grid must be 1 to 3"):
         k[(1, 1, 1, 1)](x, 3, BLOCK=16)
 
-    class FakeCuda:
+    class Malformed:
         __cuda_array_interface__ = {}
-    with pytest.raises(LaunchError, match="GPU backend is not available yet"):
-        k[(1,)](FakeCuda(), 3, BLOCK=16)
+    with pytest.raises(LaunchError, match="argument 'X' is not a well-formed GPU tensor"):
+        k[(1,)](Malformed(), 3, BLOCK=16)
 
 
 def test_non_constexpr_shape_at_launch_names_line():
@@ -273,3 +273,17 @@ def test_launch_errors_point_at_the_launch_line():
         assert err.loc.file == __file__ and err.loc.line == line_of(marker)
         text = str(err)
         assert f"{__file__}:{err.loc.line}:" in text and marker in text and "^" in text
+
+
+def test_gpu_tensor_without_a_gpu_says_so():
+    @tc.kernel
+    def k(X: tc.Tensor, BLOCK: tc.constexpr):
+        tc.store(X, (0,), tc.zeros((BLOCK,), tc.float32))
+
+    class DeviceArray:  # looks like a CuPy array: the launch must go to the GPU
+        __cuda_array_interface__ = {"shape": (16,), "typestr": "<f4", "data": (0, False),
+                                    "version": 3}
+    with pytest.raises(LaunchError) as info:
+        k[(1,)](DeviceArray(), BLOCK=16)  # LAUNCH-nogpu
+    assert "no CUDA driver found" in info.value.message
+    assert info.value.loc.line == line_of("LAUNCH-nogpu")

@@ -327,6 +327,7 @@ def _ordered_on(stream_kw, side_stream) -> None:
     """Launch behind a 100 ms sleep on `side_stream`; a snapshot taken on a third stream
     meanwhile must still be NaN (the kernel waited its turn), the result right after."""
     launcher = Launcher(kernel(VADD_SIG, VADD_PTX))
+    launcher.load()  # loading a module may wait for the device to go idle: do it first
     n = 1 << 16
     x, y, out = rand(n), rand(n), poisoned(n)
     torch.cuda.synchronize()

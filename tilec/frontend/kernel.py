@@ -26,6 +26,8 @@ import numpy as np
 
 from tilec.errors import CompileError, DTypeError, IRError, LaunchError, Location, TilecError
 from tilec.frontend.codegen import CodeGen, JITFunction, get_source
+from tilec.frontend.launch import (NoFastKey, device_of, fast_key, is_gpu_tensor,
+                                   runs_on_gpu as runtime_on_gpu, to_host_copy)
 from tilec.frontend.source import caller_location
 from tilec.frontend.values import Emitter, TensorArg, TVal, annotation_kind, constexpr
 from tilec.ir import dtypes as dt
@@ -118,24 +120,11 @@ def _int_type(value: int, name: str) -> ScalarType:
     raise LaunchError(f"argument '{name}' = {value} does not fit in 64 bits")
 
 
-def _is_gpu_tensor(v: Any) -> bool:
-    if hasattr(v, "__cuda_array_interface__"):
-        return True
-    device = getattr(v, "device", None)
-    if device is not None and not isinstance(v, np.ndarray):
-        text = str(getattr(device, "type", device)).lower()
-        return text.startswith(("cuda", "hip", "gpu", "rocm"))
-    return False
-
-
 def as_host_tensor(v: Any, name: str) -> Any:
     """A numpy array or PackedTensor for a tensor argument, or a LaunchError naming it."""
     from tilec.runtime.tensor import PackedTensor
     if isinstance(v, (np.ndarray, PackedTensor)):
         return v
-    if _is_gpu_tensor(v):
-        raise LaunchError(f"argument '{name}' is a GPU tensor: the GPU backend is not "
-                          "available yet; pass numpy arrays or set TILEC_INTERPRET=1")
     if hasattr(v, "numpy") and callable(v.numpy):
         out = v.numpy()  # torch CPU tensors share memory this way
         if isinstance(out, np.ndarray):
@@ -164,6 +153,12 @@ class Kernel(JITFunction):
             default = p.default.value if isinstance(p.default, constexpr) else p.default
             self.params.append(Param(p.name, kind, default))
         self._cache: dict[tuple, Compiled] = {}
+        self._entries: dict[tuple, Callable[..., None]] = {}
+        # Fast-path keys: constexprs by value, everything else by what specialisation uses.
+        key_of = {p.name: (_const_key if p.kind == "constexpr" else fast_key)
+                  for p in self.params}
+        self._key_fns = [key_of[p.name] for p in self.params]
+        self._kw_key_fns = dict(key_of, **{o: _const_key for o in OPTIONS})
         self.compile_count = 0  # frontend runs (tests check the cache with it)
 
     def __repr__(self) -> str:
@@ -275,6 +270,8 @@ class Kernel(JITFunction):
         return "tensor"
 
     def _tensor_spec(self, name: str, v: Any) -> ArgSpec:
+        if is_gpu_tensor(v):
+            return self._device_tensor_spec(name, v)
         from tilec.runtime.tensor import tensor_info
         arr = as_host_tensor(v, name)
         try:
@@ -296,6 +293,26 @@ class Kernel(JITFunction):
         if isinstance(data, np.ndarray) and data.ctypes.data % 16 == 0:
             attrs["aligned"] = 16
         return ArgSpec(name, "tensor", TensorType(info.dtype, rank), attrs, contiguous)
+
+    @staticmethod
+    def _device_tensor_spec(name: str, v: Any) -> ArgSpec:
+        from tilec.runtime.launcher import device_tensor_info
+        try:
+            dtype, shape, strides, ptr = device_tensor_info(v)
+        except LaunchError as e:
+            raise LaunchError(f"argument '{name}' {e.message}", hint=e.hint) from None
+        if not shape:
+            raise LaunchError(f"argument '{name}' is a 0-d tensor; tensors need a dimension",
+                              hint="pass a Python number for a scalar parameter")
+        attrs: dict[str, Any] = {}
+        # The same facts as fast_key's (tilec/frontend/launch.py), so the two agree.
+        contiguous = shape[-1] <= 1 or strides[-1] == (dtype.bits if dtype.storage_dtype is None
+                                                       else 1)
+        if contiguous:
+            attrs["contiguous"] = True
+        if ptr % 16 == 0:
+            attrs["aligned"] = 16
+        return ArgSpec(name, "tensor", TensorType(dtype, len(shape)), attrs, contiguous)
 
     # -- compilation -------------------------------------------------------------------
     def build(self, specs: list[ArgSpec], consts: dict[str, Any],
@@ -358,33 +375,105 @@ class Kernel(JITFunction):
         _clean(lambda: self._launch(grid, args, kwargs))
 
     def _launch(self, grid: Any, args: tuple, kwargs: dict[str, Any]) -> None:
+        try:
+            key = (tuple(f(a) for f, a in zip(self._key_fns, args)), len(args),
+                   tuple((k, self._kw_key_fns[k](v)) for k, v in kwargs.items()))
+        except (NoFastKey, KeyError, TypeError):
+            key = None
+        entry = self._entries.get(key) if key is not None else None
+        if entry is None:
+            entry = self._prepare(args, kwargs)
+            if key is not None:
+                self._entries[key] = entry
+        entry(grid, args, kwargs)
+
+    def _prepare(self, args: tuple, kwargs: dict[str, Any]) -> Callable[..., None]:
+        """Bind, check and specialise a call in full; compile; the entry that runs it."""
         values, options = self.bind(args, kwargs)
-        for p in self.params:
-            if (p.kind == "tensor" or (p.kind is None and self._infer_kind(p.name, values[
-                    p.name]) == "tensor")) and _is_gpu_tensor(values[p.name]):
-                raise LaunchError(f"argument '{p.name}' is a GPU tensor: the GPU backend is "
-                                  "not available yet; pass numpy arrays or set TILEC_INTERPRET=1")
         specs, consts = self.specialise(values)
+        tensors = [values[s.name] for s in specs if s.kind == "tensor"]
+        runtime = [s.name for s in specs]
+        if runtime_on_gpu(tensors):
+            launcher = self._gpu_launcher(specs, consts, options, device_of(tensors))
+            return _GpuEntry(self, launcher, runtime, len(args))
+        compiled = self._compile_for_interpreter(specs, consts, options)
+        return lambda grid, a, kw: self._interpret(compiled, grid, a, kw)
+
+    def _compile_for_interpreter(self, specs: list[ArgSpec], consts: dict[str, Any],
+                                 options: dict[str, Any]) -> Compiled:
         key = (tuple(s.key() for s in specs),
                tuple((k, _const_key(v)) for k, v in consts.items()),
                tuple(sorted(options.items())))
         compiled = self._cache.get(key)
         if compiled is None:
-            module = self.build(specs, consts, options)
-            module = _run_pipeline(module, options)
+            module = _run_pipeline(self.build(specs, consts, options), options)
             compiled = Compiled(module, self.__name__, [s.name for s in specs])
             self._cache[key] = compiled
+        return compiled
+
+    def _interpret(self, compiled: Compiled, grid: Any, args: tuple,
+                   kwargs: dict[str, Any]) -> None:
+        from tilec.runtime import interpreter
+        values, _ = self.bind(args, kwargs)
         g = _grid(grid, values)
         if 0 in g:
             return
-        from tilec.runtime import interpreter
-        run_args = []
-        for s in specs:
-            v = values[s.name]
-            run_args.append(as_host_tensor(v, s.name) if s.kind == "tensor" else v)
-        # The interpreter is the only backend so far: it runs numpy arrays (and everything
-        # when config.interpret() is set); GPU tensors were refused above.
-        interpreter.run(compiled.module, compiled.name, run_args, g)
+        run_args, write_backs = [], []
+        for name in compiled.runtime_params:
+            v = values[name]
+            host, write_back = to_host_copy(v)
+            if write_back is not None:
+                write_backs.append((write_back, host))
+            run_args.append(host)
+        run_args = [as_host_tensor(v, n) if hasattr(v, "shape") or hasattr(v, "__array__")
+                    else v for v, n in zip(run_args, compiled.runtime_params)]
+        try:
+            interpreter.run(compiled.module, compiled.name, run_args, g)
+        finally:
+            for write_back, host in write_backs:
+                write_back(host)
+
+    def _gpu_launcher(self, specs: list[ArgSpec], consts: dict[str, Any],
+                      options: dict[str, Any], device: int) -> Any:
+        from tilec.backends.nvidia.compiler import compile_kernel
+        from tilec.ir.printer import print_module
+        from tilec.runtime import cache, cuda
+        from tilec.runtime.launcher import Launcher
+        module = self.build(specs, consts, options)
+        arch = cuda.device_properties(device).arch
+        warps = int(options.get("num_warps", 4))
+        key = cache.key(print_module(module), specialization=[s.key() for s in specs],
+                        options=options, arch=arch)
+        compiled = cache.get(key)
+        if compiled is None:
+            compiled = compile_kernel(module, self.__name__, arch, warps)
+            cache.put(key, compiled)
+        return Launcher(compiled, device, arg_types=[s.type for s in specs])
+
+
+class _GpuEntry:
+    """A warm GPU specialisation: picks the runtime arguments and launches."""
+
+    def __init__(self, kernel: Kernel, launcher: Any, runtime: list[str], num_positional: int):
+        self.kernel = kernel
+        self.launcher = launcher
+        names = [p.name for p in kernel.params]
+        positions = [names.index(n) for n in runtime]
+        # Common case: runtime arguments come first and positionally; constexprs follow.
+        self.prefix = len(runtime) if positions == list(range(len(runtime))) and \
+            len(runtime) <= num_positional else None
+        self.runtime = runtime
+
+    def __call__(self, grid: Any, args: tuple, kwargs: dict[str, Any]) -> None:
+        if self.prefix is not None:
+            runtime = args[:self.prefix]
+        else:
+            values, _ = self.kernel.bind(args, kwargs)
+            runtime = [values[n] for n in self.runtime]
+        if callable(grid):
+            values, _ = self.kernel.bind(args, kwargs)
+            grid = _grid(grid, values)
+        self.launcher.launch(grid, runtime)
 
 
 def _clean(thunk: Callable[[], Any]) -> Any:
@@ -526,7 +615,3 @@ def _parse_attrs(text: str | None) -> dict[str, Any]:
             "false", "False"))
     return out
 
-
-def device_name() -> str:
-    """Where launches with this process's defaults run, for examples and messages."""
-    return "the CPU interpreter"

@@ -540,3 +540,17 @@ def _check_type(kernel: str, plan: ArgPlan, value: Any, t: Any) -> None:
             raise LaunchError(f"{where} = {int(value)} is not a {t.dtype}")
     elif isinstance(t, PointerType):
         pass
+
+
+def device_tensor_info(value: Any) -> tuple[DType, tuple[int, ...], tuple[int, ...], int]:
+    """(dtype, sizes, ABI strides, address) of a GPU tensor argument, for specialisation.
+    LaunchError (without the argument's name: the caller adds it) when it is not one."""
+    try:
+        ptr, shape, strides, _ = _tensor_parts(value)
+    except (KeyError, TypeError, ValueError) as e:
+        raise LaunchError(f"is not a well-formed GPU tensor ({type(e).__name__}: {e})") from None
+    d = _dtype_of(value)
+    if d is None:
+        raise LaunchError(f"has a dtype tilec does not know: "
+                          f"{getattr(value, 'dtype', type(value).__name__)}")
+    return d, shape, strides, ptr
