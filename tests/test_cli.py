@@ -80,6 +80,53 @@ def test_layout_show_bad_text():
     assert r.returncode == 1 and "bogus" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_info_lists_tools():
+def test_info_lists_tools_targets_and_devices():
     r = tilec("info")
-    assert r.returncode == 0 and "ptxas" in r.stdout and "tilec 0." in r.stdout
+    assert r.returncode == 0, r.stderr
+    for word in ("tilec", "llvmlite", "sm_90a", "ptxas", "ld.lld", "devices"):
+        assert word in r.stdout
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])
+@pytest.mark.parametrize("example", [p.stem for p in EXAMPLES])
+def test_every_example_assembles_for_nvidia(example, arch, tmp_path):
+    """Each example's kernel goes through the whole NVIDIA pipeline and ptxas."""
+    cubin = tmp_path / f"{example}.cubin"
+    r = tilec("compile", f"examples/{example}.py::{example}", "--target", arch,
+              "--emit", "cubin", "-o", str(cubin))
+    assert r.returncode == 0, r.stderr
+    assert cubin.read_bytes()[:4] == b"\x7fELF"  # ptxas wrote a real cubin
+    assert f"{example} on {arch}: Resources(" in r.stderr
+
+
+def test_emit_ptx_and_llvm():
+    r = tilec("compile", "examples/vector_add.py::vector_add", "--target", "sm_90a", "--emit",
+              "ptx")
+    assert r.returncode == 0, r.stderr
+    assert ".target sm_90a" in r.stdout and ".entry vector_add" in r.stdout
+    r = tilec("compile", "examples/vector_add.py::vector_add", "--emit", "llvm")
+    assert r.returncode == 0 and "define ptx_kernel void @\"vector_add\"(" in r.stdout
+
+
+def test_emit_laid_out_ir_with_target():
+    r = tilec("compile", "tests/ir/corpus/softmax.tile", "--target", "sm_80", "--emit", "ir",
+              "--num-warps", "8")
+    assert r.returncode == 0, r.stderr
+    assert "num_warps = 8" in r.stdout and "spatial(" in r.stdout
+    verify(parse_module(r.stdout))
+
+
+def test_tile_file_with_several_functions_needs_a_name():
+    r = tilec("compile", "tests/ir/corpus/vector_add.tile", "--emit", "ptx")
+    assert r.returncode == 1 and "say which to compile" in r.stderr and "vector_add_ptr" in r.stderr
+
+
+def test_cubin_needs_an_output_file():
+    r = tilec("compile", "tests/ir/corpus/vector_add.tile::vector_add_ptr", "--emit", "cubin")
+    assert r.returncode == 1 and "write it to a file with -o" in r.stderr
+
+
+def test_amd_target_is_not_there_yet():
+    r = tilec("compile", "examples/vector_add.py::vector_add", "--target", "gfx942",
+              "--emit", "ptx")
+    assert r.returncode == 1 and "AMD backend is not available yet" in r.stderr

@@ -1,7 +1,8 @@
 """The `tilec` command line: compile kernels, show layouts, report the environment.
 
     tilec compile examples/softmax.py::softmax --emit ir
-    tilec compile kernel.tile --emit ir --dump-passes
+    tilec compile examples/softmax.py::softmax --target sm_90a --emit ptx -o softmax.ptx
+    tilec compile kernel.tile::add --target sm_80 --emit cubin -o add.cubin --dump-passes
     tilec layout show "spatial(4,8)*local(2,4)"
     tilec info
 """
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from tilec.errors import TilecError
 
-EMITS = ("ir",)
+EMITS = ("ir", "llvm", "ptx", "cubin")
+NVIDIA_TARGETS = ("sm_80", "sm_89", "sm_90", "sm_90a")
 
 
 def _load_kernel(spec: str):
@@ -40,38 +42,75 @@ def _load_kernel(spec: str):
     return kernel
 
 
-def _compile(args: argparse.Namespace) -> str:
-    from tilec.ir.passes.manager import DEFAULT_PIPELINE, PassOptions, run_passes
-    from tilec.ir.printer import print_module
+def _load_module(args: argparse.Namespace):
+    """The IR module and the kernel's name for `FILE.py::KERNEL` or `FILE.tile[::NAME]`."""
+    from tilec.ir.parser import parse_file
     from tilec.ir.verifier import verify
 
-    if "::" in args.source:
-        module = _load_kernel(args.source).compile(args.signature)
-    else:
-        if args.signature:
-            raise TilecError("--signature applies to Python kernels, not .tile files")
-        from tilec.ir.parser import parse_file
-        if not Path(args.source).is_file():
-            raise TilecError(f"no such file: {args.source}")
-        module = verify(parse_file(args.source))
+    if args.source.partition("::")[0].endswith(".py"):
+        kernel = _load_kernel(args.source)
+        return kernel.compile(args.signature), kernel.__name__
+    if args.signature:
+        raise TilecError("--signature applies to Python kernels, not .tile files")
+    path, _, name = args.source.partition("::")
+    if not Path(path).is_file():
+        raise TilecError(f"no such file: {path}")
+    module = verify(parse_file(path))
+    names = [f.name for f in module.functions]
+    if name and name not in names:
+        raise TilecError(f"{path} has no function @{name}", hint=f"it has: {', '.join(names)}")
+    if not name:
+        if args.emit != "ir" and len(names) != 1:
+            raise TilecError(f"{path} has {len(names)} functions; say which to compile",
+                             hint=f"write {path}::NAME with NAME one of {', '.join(names)}")
+        name = names[0] if names else ""
+    return module, name
+
+
+def _compile(args: argparse.Namespace) -> str | bytes:
+    from tilec.ir.passes.manager import DEFAULT_PIPELINE, PassOptions, run_passes
+    from tilec.ir.printer import print_module
+
+    module, name = _load_module(args)
 
     def dump(pass_name: str, text: str) -> None:
         print(f"// ----- after {pass_name}", file=sys.stderr)
         print(text, file=sys.stderr)
 
-    module = run_passes(module, DEFAULT_PIPELINE, PassOptions(), verify=True,
-                        dump=dump if args.dump_passes else None)
-    return print_module(module, locations=args.locations)
+    if args.emit == "ir" and args.target is None:
+        module = run_passes(module, DEFAULT_PIPELINE, PassOptions(), verify=True,
+                            dump=dump if args.dump_passes else None)
+        return print_module(module, locations=args.locations)
+    target = args.target or "sm_90a"
+    if target.startswith("gfx"):
+        raise TilecError(f"target {target}: the AMD backend is not available yet",
+                         hint=f"NVIDIA targets: {', '.join(NVIDIA_TARGETS)}")
+    from tilec.backends.nvidia.compiler import compile_kernel
+    compiled = compile_kernel(module, name, target, args.num_warps, verify=True,
+                              dump=dump if args.dump_passes else None)
+    if compiled.resources is not None:
+        print(f"// {name} on {target}: {compiled.resources}", file=sys.stderr)
+    if args.emit == "cubin":
+        if compiled.cubin is None:
+            raise TilecError("no ptxas found, so no cubin", hint="install the CUDA toolkit "
+                             "or `pip install nvidia-cuda-nvcc-cu12`, or set TILEC_PTXAS")
+        return compiled.cubin
+    return {"ir": compiled.tile_ir, "llvm": compiled.llvm_ir, "ptx": compiled.ptx}[args.emit]
 
 
-def _write(text: str, out: str | None) -> None:
+def _write(output: str | bytes, out: str | None) -> None:
     if out is None:
-        sys.stdout.write(text)
+        if isinstance(output, bytes):
+            raise TilecError("a cubin is binary: write it to a file with -o FILE")
+        sys.stdout.write(output)
         return
     # Write beside the target and rename, so a reader never sees half a file.
     target = Path(out)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+    if isinstance(output, bytes):
+        tmp.write_bytes(output)
+    else:
+        tmp.write_text(output)
     os.replace(tmp, target)
 
 
@@ -82,26 +121,43 @@ def _layout_show(args: argparse.Namespace) -> str:
 
 
 def _info(args: argparse.Namespace) -> str:
+    import llvmlite
+    import llvmlite.binding as llvm
+
     import tilec
-    lines = [f"tilec {tilec.__version__}, Python {sys.version.split()[0]}"]
-    for tool in ("ptxas", "ld.lld", "llc"):
-        lines.append(f"{tool:8} {shutil.which(tool) or 'not found'}")
-    try:
-        import llvmlite
-        lines.append(f"llvmlite {llvmlite.__version__}")
-    except ImportError:
-        lines.append("llvmlite not installed")
+    from tilec.backends.nvidia.compiler import ptxas_path
+    lines = [f"tilec     {tilec.__version__} (Python {sys.version.split()[0]})",
+             f"llvmlite  {llvmlite.__version__} (LLVM {'.'.join(map(str, llvm.llvm_version_info))})",
+             f"targets   NVIDIA {', '.join(NVIDIA_TARGETS)}; AMD not yet"]
+    ptxas = ptxas_path()
+    lines.append(f"ptxas     {ptxas or 'not found (cubins come from the driver JIT)'}")
+    lines.append(f"ld.lld    {shutil.which('ld.lld') or 'not found (apt-get install lld)'}")
+    lines.append("devices   " + ", ".join(_devices()))
     return "\n".join(lines) + "\n"
+
+
+def _devices() -> list[str]:
+    from tilec.runtime import cuda
+    try:
+        count = cuda.driver().device_count()
+        props = [cuda.device_properties(i) for i in range(count)]
+    except TilecError as e:
+        return [f"none ({e.message.splitlines()[0]})"]
+    return [f"{i}: {p.name} ({p.arch})" for i, p in enumerate(props)] or ["none"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tilec", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("compile", help="compile FILE.py::KERNEL or FILE.tile")
-    c.add_argument("source", help="FILE.py::KERNEL or FILE.tile")
+    c = sub.add_parser("compile", help="compile FILE.py::KERNEL or FILE.tile[::FUNCTION]")
+    c.add_argument("source", help="FILE.py::KERNEL or FILE.tile[::FUNCTION]")
     c.add_argument("--signature", help='e.g. "X: tensor<?x?xf16>, n: i32, BLOCK=1024"')
     c.add_argument("--emit", choices=EMITS, default="ir")
+    c.add_argument("--target", help=f"NVIDIA arch: {', '.join(NVIDIA_TARGETS)} (default sm_90a "
+                                    "for llvm/ptx/cubin; --emit ir with a target shows the "
+                                    "laid-out IR)")
+    c.add_argument("--num-warps", type=int, default=None, help="threads per block / 32 (4)")
     c.add_argument("--dump-passes", action="store_true", help="print the IR after each pass")
     c.add_argument("--locations", action="store_true", help="print source locations in the IR")
     c.add_argument("-o", "--output", help="write here instead of stdout")

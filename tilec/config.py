@@ -28,6 +28,7 @@ KNOBS = (
     Knob("TILEC_CACHE_DIR", "~/.cache/tilec", "Where compiled kernels and tuning results are kept."),
     Knob("TILEC_VERIFY", "0", "Run the IR verifier after every pass (always on in tests)."),
     Knob("TILEC_DUMP", "0", "Print the IR after every pass to stderr."),
+    Knob("TILEC_PTXAS", "", "The ptxas to use (default: PATH, then the nvidia-cuda-nvcc wheel)."),
 )
 
 
@@ -49,3 +50,8 @@ def cache_dir() -> Path:
         return Path(raw).expanduser()
     base = os.environ.get("XDG_CACHE_HOME")
     return (Path(base) if base else Path.home() / ".cache") / "tilec"
+
+
+def ptxas() -> str | None:
+    """An explicit ptxas path from TILEC_PTXAS, or None to search for one."""
+    return os.environ.get("TILEC_PTXAS") or None

@@ -15,7 +15,7 @@ from tilec.errors import DTypeError
 from tilec.ir import dtypes as D
 from tilec.ir.dtypes import DType, dtype, float_, int_, uint
 
-ml_dtypes = pytest.importorskip("ml_dtypes")
+import ml_dtypes  # noqa: E402  (the `test` extra installs it)
 
 F5E2M2 = float_(2, 2)
 F7E4M2 = float_(4, 2)

@@ -2,10 +2,6 @@
 functions with tile arguments into kernels."""
 from __future__ import annotations
 
-import shutil
-
-import pytest
-
 from tilec.backends.nvidia import CompiledKernel, compile_kernel
 from tilec.ir.core import Function, Module
 from tilec.ir.parser import parse_module
@@ -14,7 +10,6 @@ from tilec.ir.types import PointerType, ScalarType, TensorType, TileType
 
 ARCHS = ("sm_80", "sm_90a")
 
-requires_ptxas = pytest.mark.skipif(shutil.which("ptxas") is None, reason="ptxas not on PATH")
 
 
 def is_kernel(fn: Function) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from nvidia_util import ARCHS, compile_checked, is_kernel, requires_ptxas, wrap_as_kernel
+from nvidia_util import ARCHS, compile_checked, is_kernel, wrap_as_kernel
 
 from tilec.ir.parser import parse_file
 
@@ -23,7 +23,6 @@ def _functions():
             yield pytest.param(path.name, fn.name, id=f"{path.stem}:{fn.name}")
 
 
-@requires_ptxas
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("file,name", list(_functions()))
 def test_corpus_function_compiles(file, name, arch):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from filecheck import split_cases
-from nvidia_util import ARCHS, compile_checked, requires_ptxas
+from nvidia_util import ARCHS, compile_checked
 
 from tilec.backends.llvm.convert import register_map
 from tilec.backends.llvm.memory import vector_groups
@@ -21,7 +21,6 @@ HERE = Path(__file__).resolve().parent
 CASES = split_cases((HERE / "ops.tile").read_text())
 
 
-@requires_ptxas
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("line,text", CASES, ids=[f"line{n}" for n, _ in CASES])
 def test_op_families_compile(line, text, arch):

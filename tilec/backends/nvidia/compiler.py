@@ -5,13 +5,16 @@
 """
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
+import tilec.config as config
 from tilec.backends.abi import Param
 from tilec.backends.llvm.lower import lower_kernel
 from tilec.backends.nvidia.target import NvidiaTarget
@@ -77,15 +80,17 @@ class PtxasError(TilecError):
 
 
 def compile_kernel(module: Module, name: str, arch: str = "sm_90a",
-                   num_warps: int | None = None, verify: bool | None = None) -> CompiledKernel:
+                   num_warps: int | None = None, verify: bool | None = None,
+                   dump: Callable[[str, str], None] | None = None) -> CompiledKernel:
     """Compile kernel @name of `module` (left unchanged) for `arch`. `num_warps` defaults to
-    the kernel's `num_warps` attribute, else 4."""
+    the kernel's `num_warps` attribute, else 4. `dump(pass_name, ir_text)` sees the IR after
+    every pass."""
     target = NvidiaTarget(arch)
     work = parse_module(print_module(module, locations=True), module.source or "<module>")
     fn = work.get(name)
     warps = int(num_warps if num_warps is not None else fn.attrs.get("num_warps", 4))
     work = run_passes(work, gpu_pipeline(), PassOptions(target=arch, num_warps=warps),
-                      verify=verify)
+                      verify=verify, dump=dump)
     fn = work.get(name)
     lowered = lower_kernel(fn, target, warps)
     ptx = target.emit_assembly(lowered.llvm_ir)
@@ -97,7 +102,27 @@ def compile_kernel(module: Module, name: str, arch: str = "sm_90a",
 
 
 def ptxas_path() -> str | None:
-    return shutil.which("ptxas")
+    """TILEC_PTXAS, else `ptxas` on PATH, else the one in the nvidia-cuda-nvcc wheel (the
+    `test` extra installs it, so a machine without a CUDA toolkit still assembles PTX)."""
+    explicit = config.ptxas()
+    if explicit:
+        return explicit
+    found = shutil.which("ptxas")
+    if found:
+        return found
+    spec = importlib.util.find_spec("nvidia.cuda_nvcc") if _has_nvidia_namespace() else None
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(root) / "bin" / "ptxas"
+        if candidate.is_file():
+            return str(candidate)
+    return None
+
+
+def _has_nvidia_namespace() -> bool:
+    try:
+        return importlib.util.find_spec("nvidia") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def run_ptxas(ptx: str, arch: str, name: str) -> tuple[bytes | None, Resources | None]:
