@@ -4,8 +4,9 @@ The lowering declares the LLVM function with exactly these parameters, in this o
 the launcher packs exactly these values; both read this one list.
 
 - `tensor<RxT>`: the base address (a global pointer), then R sizes (i32), then R strides
-  (i64). Strides count elements, except for sub-byte dtypes, where they count bits (a packed
-  row of a 3-bit tensor is not a whole number of elements).
+  (i64). Strides count elements, except for packed dtypes (`is_packed`: widths other than
+  8, 16, 32 and 64 bits), where they count bits: rows of packed tensors start on byte
+  boundaries, so a row of a 3-bit or 12-bit tensor is not a whole number of elements.
 - scalar ints: i32 when 32 bits or narrower (sign- or zero-extended), i64 otherwise.
 - scalar floats: f32 for every float of 32 bits or fewer (the kernel rounds back exactly,
   since the value came from that dtype), f64 for f64.
@@ -37,6 +38,11 @@ class Param:
     dim: int          # the dimension for "size"/"stride", else 0
     machine: str      # POINTER, I32, I64, F32 or F64
     name: str         # for messages and the LLVM parameter name
+
+
+def is_packed(dtype: DType) -> bool:
+    """Tensors of `dtype` are packed bit streams with byte-aligned rows; strides count bits."""
+    return dtype.storage_dtype is None
 
 
 def scalar_machine_type(dtype: DType) -> str:

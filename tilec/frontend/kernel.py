@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from tilec.errors import CompileError, DTypeError, IRError, LaunchError, Location, TilecError
+from tilec.backends.abi import is_packed
 from tilec.frontend.codegen import CodeGen, JITFunction, get_source
 from tilec.frontend.launch import (NoFastKey, device_of, fast_key, is_gpu_tensor,
                                    runs_on_gpu as runtime_on_gpu, to_host_copy)
@@ -306,8 +307,7 @@ class Kernel(JITFunction):
                               hint="pass a Python number for a scalar parameter")
         attrs: dict[str, Any] = {}
         # The same facts as fast_key's (tilec/frontend/launch.py), so the two agree.
-        contiguous = shape[-1] <= 1 or strides[-1] == (dtype.bits if dtype.storage_dtype is None
-                                                       else 1)
+        contiguous = shape[-1] <= 1 or strides[-1] == (dtype.bits if is_packed(dtype) else 1)
         if contiguous:
             attrs["contiguous"] = True
         if ptr % 16 == 0:

@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from tilec.backends.abi import is_packed
 from tilec.errors import LaunchError
 from tilec.ir import packing
 from tilec.ir.dtypes import DType, dtype as to_dtype, dtype_from_numpy
 
 __all__ = ["PackedTensor", "pack", "unpack", "TensorInfo", "tensor_info", "contiguous_strides",
-           "strides_count_bits", "packed_abi_strides"]
+           "packed_abi_strides"]
 
 
 def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -123,17 +124,10 @@ def _device_bytes(data: Any) -> tuple[tuple[int, ...], bool]:
                       f"array, got {type(data).__name__}")
 
 
-def strides_count_bits(d: DType) -> bool:
-    """Whether the launch ABI passes strides of a `d` tensor in bits rather than elements:
-    for the packed widths (not 8, 16, 32 or 64 bits), whose rows need not be a whole number
-    of elements apart (tilec/backends/abi.py)."""
-    return d.storage_dtype is None
-
-
 def packed_abi_strides(p: PackedTensor) -> tuple[int, ...]:
     """The strides the launch ABI passes for `p`: in bits for packed widths (each row starts
     on a byte boundary, so a row is `row_bytes * 8` bits apart), else in elements."""
-    if not strides_count_bits(p.dtype):
+    if not is_packed(p.dtype):
         return p.strides
     strides = [p.dtype.itemsize_bits]
     step = p.row_bytes * 8

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
+from tilec.backends.abi import is_packed
 from tilec.backends.llvm.lower import Lowering, lowers
 from tilec.backends.llvm.values import TensorValue
 from tilec.ir.core import Operation, Region
@@ -150,7 +151,6 @@ def _tensor_dim(lw: Lowering, op: Operation) -> list:
 def _tensor_stride(lw: Lowering, op: Operation) -> list:
     t = _tensor(lw, op)
     stride = t.strides[op.axis]
-    from tilec.backends.llvm.values import is_packed
     if is_packed(t.dtype):  # packed tensors pass strides in bits
         stride = lw.b.sdiv(stride, ir.Constant(stride.type, t.dtype.itemsize_bits))
     return [[lw.b.trunc(stride, ir.IntType(32))]]

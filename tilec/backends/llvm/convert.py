@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 from llvmlite import ir
 
+from tilec.backends.abi import is_packed
 from tilec.backends.llvm.lower import Lowering, lowers, tile_layout
 from tilec.backends.llvm.memory import linear_index, offsets_i32, from_bits, masked_load, to_bits
 from tilec.backends.llvm.elementwise import memory_type
@@ -215,7 +216,7 @@ def _copy_async(lw: Lowering, op: Operation) -> list:
     et_smem = smem_type(t.element, lw.llvm_type)
     et_mem = memory_type(t.element)
     bits = 8 if t.element.is_bool else t.element.bits
-    if tensor.dtype.storage_dtype is None:
+    if is_packed(tensor.dtype):
         raise op.error(f"copy_async of packed {tensor.dtype} is not supported yet")
     threads = lw.num_threads
     for k in range(-(-t.numel // threads)):

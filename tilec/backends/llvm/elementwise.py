@@ -13,6 +13,7 @@ from typing import Callable
 
 from llvmlite import ir
 
+from tilec.backends.abi import is_packed
 from tilec.backends.llvm import casts
 from tilec.backends.llvm import dtypes as ltypes
 from tilec.backends.llvm import math as lmath
@@ -288,7 +289,7 @@ def offset_i64(b: ir.IRBuilder, v: ir.Value, d: DType) -> ir.Value:
 def _addptr(lw: Lowering, op: Operation) -> list:
     pointee = element_of(op.ptr.type)
     pointee = pointee.pointee if isinstance(pointee, PointerType) else pointee
-    if pointee.storage_dtype is None:
+    if is_packed(pointee):
         raise op.error(f"pointers to {pointee} (not a whole number of bytes) are not supported",
                        hint="use a tensor view (load_view) for packed sub-byte data")
     et = memory_type(pointee)

@@ -22,11 +22,12 @@ from llvmlite import ir
 
 from tilec.backends.llvm import dtypes as ltypes
 from tilec.backends.llvm.elementwise import memory_type
+from tilec.backends.abi import is_packed
 from tilec.backends.llvm.lower import Lowering, lowers, tile_layout, truth
 from tilec.backends.llvm.shared import (load_register_tile, scratch_bytes, scratch_offsets,
                                         store_register_tile)
 from tilec.backends.llvm.values import (I1, I8, I32, I64, TensorValue, coord, i32, i64,
-                                        int_const, is_packed)
+                                        int_const)
 from tilec.ir.core import Operation
 from tilec.ir.dtypes import DType
 from tilec.ir.layout import RegisterLayout

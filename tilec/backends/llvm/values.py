@@ -53,12 +53,6 @@ class TensorValue:
     dtype: DType
 
 
-def is_packed(dtype: DType) -> bool:
-    """Dtypes whose elements are not whole power-of-two bytes in memory (i3, u5, f6, f4, ...):
-    tensors of them are packed bit streams with byte-aligned rows; strides count bits."""
-    return dtype.storage_dtype is None
-
-
 def local_parts(layout: RegisterLayout) -> np.ndarray:
     """[local_size, rank] compile-time local part of each local element's coordinate."""
     return layout.coords()[0]
