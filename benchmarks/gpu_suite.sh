@@ -4,7 +4,8 @@
 # Run from the repository root on the GPU machine, which has Python and torch but cannot
 # download: `bash benchmarks/gpu_suite.sh`. lark comes from _carry/lark-*.whl when it is not
 # installed (carry `_carry` with the call). Results JSON (and the test log) are copied into
-# $OUT when it is set. Exit status: nonzero if the install, a test or a benchmark failed.
+# $OUT when it is set; PYTEST_ARGS (e.g. "-n 8" with pytest-xdist) go to pytest. Exit status:
+# nonzero if the install, a test or a benchmark failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
@@ -25,12 +26,16 @@ fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 
 log="${OUT:-/tmp}/gpu_tests.log"
-"$PY" -m pytest -m gpu tests/gpu -q -rs -p no:cacheprovider 2>&1 | tee "$log"
+"$PY" -m pytest -m gpu tests/gpu -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} 2>&1 | tee "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
+benchlog="${OUT:-/tmp}/benchmarks.log"
+: >"$benchlog"
 for bench in benchmarks/*.py; do
-    echo "== $bench"
-    "$PY" "$bench" || { echo "gpu_suite: $bench failed" >&2; status=1; }
+    [ "$(basename "$bench")" = common.py ] && continue  # helpers, not a benchmark
+    echo "== $bench" | tee -a "$benchlog"
+    "$PY" "$bench" 2>&1 | tee -a "$benchlog"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "gpu_suite: $bench failed" | tee -a "$benchlog" >&2; status=1; }
 done
 
 if [ -n "${OUT:-}" ]; then

@@ -30,7 +30,7 @@ def test_there_are_examples():
 def test_example_runs_on_the_gpu(path: Path):
     env = {k: v for k, v in os.environ.items() if k != "TILEC_INTERPRET"}
     proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT, env=env)
+                          timeout=300, cwd=ROOT, env=env, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     gpu = torch.cuda.get_device_name()
