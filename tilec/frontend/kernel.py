@@ -290,7 +290,8 @@ class Kernel(JITFunction):
         attrs: dict[str, Any] = {}
         if contiguous:
             attrs["contiguous"] = True
-        data = arr.data if hasattr(arr, "data") and not isinstance(arr, np.ndarray) else arr
+        # (hasattr(arr, "data") raises for ml_dtypes arrays: numpy has no buffer format for them)
+        data = arr if isinstance(arr, np.ndarray) else getattr(arr, "data", arr)
         if isinstance(data, np.ndarray) and data.ctypes.data % 16 == 0:
             attrs["aligned"] = 16
         return ArgSpec(name, "tensor", TensorType(info.dtype, rank), attrs, contiguous)

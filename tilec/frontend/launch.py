@@ -67,12 +67,10 @@ def is_gpu_tensor(v: Any) -> bool:
     from tilec.runtime.tensor import PackedTensor
     if isinstance(v, PackedTensor):
         return v.on_device
-    if hasattr(v, "__cuda_array_interface__"):
-        return True
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(v, torch.Tensor):
-        return v.is_cuda
-    return False
+        return v.is_cuda  # before __cuda_array_interface__, which raises for float8 dtypes
+    return hasattr(v, "__cuda_array_interface__")
 
 
 def runs_on_gpu(tensor_values: list[Any]) -> bool:

@@ -130,8 +130,10 @@ def _bind_array(arr: np.ndarray, d: DType, name: str, binding: _Binding) -> Tens
     # A flat view of the memory the tensor spans, from its lowest address.
     lowest = arr[tuple(slice(None, None, -1) if s < 0 else slice(None) for s in strides)] \
         if arr.ndim else arr.reshape(1)
-    memory = np.lib.stride_tricks.as_strided(lowest, shape=(span,), strides=(size,),
-                                             writeable=arr.flags.writeable)
+    # numpy cannot stride ml_dtypes arrays (bfloat16, float8, ...); it can stride their bytes.
+    raw = lowest.view(f"u{size}")
+    memory = np.lib.stride_tricks.as_strided(raw, shape=(span,), strides=(size,),
+                                             writeable=arr.flags.writeable).view(arr.dtype)
     if arr.dtype == d.compute_dtype and arr.flags.writeable:
         buf = Buffer(memory, d, name)
     else:

@@ -322,5 +322,17 @@ def _float_to_int(b: ir.IRBuilder, value: ir.Value, src: DType, dst: DType) -> i
         value = b.fpext(value, ir.FloatType())  # exact; not every target has bf16 -> int
     t = llvm_type(dst)
     op = "fptosi" if dst.kind == "int" else "fptoui"
-    # llvm.fpto[su]i.sat: truncate toward zero, clamp to the type's range, NaN -> 0 (LangRef).
-    return call_intrinsic(b, f"llvm.{op}.sat.{_suffix(t)}.{_suffix(value.type)}", t, [value])
+    if dst.bits in (8, 16, 32, 64):
+        # llvm.fpto[su]i.sat: truncate toward zero, clamp to the type's range, NaN -> 0.
+        return call_intrinsic(b, f"llvm.{op}.sat.{_suffix(t)}.{_suffix(value.type)}", t, [value])
+    # Odd widths: NVPTX miscompiles the i1 form (it tests the clamped value against 0 the
+    # wrong way round), so saturate to a standard width, clamp to the range, then truncate.
+    wide = ir.IntType(32 if dst.bits < 32 else 64)
+    v = call_intrinsic(b, f"llvm.{op}.sat.{_suffix(wide)}.{_suffix(value.type)}", wide, [value])
+    lo, hi = ir.Constant(wide, int(dst.min)), ir.Constant(wide, int(dst.max))
+    if dst.kind == "int":
+        v = b.select(b.icmp_signed("<", v, lo), lo, v)
+        v = b.select(b.icmp_signed(">", v, hi), hi, v)
+    else:
+        v = b.select(b.icmp_unsigned(">", v, hi), hi, v)
+    return b.trunc(v, t)
