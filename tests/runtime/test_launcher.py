@@ -351,3 +351,48 @@ def test_threads_never_launch_with_each_others_parameters():
     for call in fake.calls:
         n = struct.unpack("<i", call["raw"][5])[0]
         assert call["grid"] == (n + 1, 1, 1)
+
+
+# ---- guards: the specialisation's facts, checked while the arguments are read ----------
+
+def _guarded(contiguous=True, aligned=True, equal_to_1=False, divisible_16=False):
+    from tilec.ir import dtypes as dt
+    from tilec.runtime.launcher import IntGuard, TensorGuard
+    params = abi.kernel_params(ECHO)
+    fake = FakeDriver(params)
+    guards = [TensorGuard(dt.float32, 2, contiguous, aligned),
+              IntGuard(equal_to_1, divisible_16), None, None, None, None, None,
+              TensorGuard(dt.int64, 1, True, True)]
+    return Launcher(FakeCompiled("echo", params), launch_fn=fake, guards=guards), fake
+
+
+def test_guards_pass_when_the_facts_hold():
+    launcher, fake = _guarded()
+    args, _, _ = echo_args()
+    launcher.launch((1,), args)
+    assert len(fake.calls) == 1
+
+
+@pytest.mark.parametrize("change", ["dtype", "rank", "strided", "int_is_1", "int_div16",
+                                    "int_over_i32"])
+def test_guard_miss_launches_nothing(change):
+    from tilec.runtime.launcher import GuardMiss
+    launcher, fake = _guarded()
+    x = RNG.standard_normal((6, 10)).astype(np.float32)
+    over = {"dtype": {"x": DeviceArray(x.astype(np.float64))},
+            "rank": {"x": DeviceArray(x.reshape(-1))},
+            "strided": {"x": DeviceArray(x[:, ::2])},
+            "int_is_1": {"n": 1},
+            "int_div16": {"n": 32},
+            "int_over_i32": {"n": 2**40}}[change]
+    args, _, _ = echo_args(**over)
+    with pytest.raises(GuardMiss):
+        launcher.launch((1,), args)
+    assert fake.calls == []
+
+
+def test_unguarded_launcher_still_reports_bad_ints():
+    launcher, _ = make()
+    args, _, _ = echo_args(n=2**40)
+    with pytest.raises(LaunchError, match="'n'"):
+        launcher.launch((1,), args)

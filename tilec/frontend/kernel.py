@@ -30,6 +30,7 @@ from tilec.frontend.codegen import CodeGen, JITFunction, get_source
 from tilec.frontend.launch import (NoFastKey, device_of, fast_key, is_gpu_tensor,
                                    runs_on_gpu as runtime_on_gpu, to_host_copy)
 from tilec.frontend.source import caller_location
+from tilec.runtime.launcher import GuardMiss, IntGuard, TensorGuard
 from tilec.frontend.values import Emitter, TensorArg, TVal, annotation_kind, constexpr
 from tilec.ir import dtypes as dt
 from tilec.ir.builder import Builder
@@ -155,6 +156,7 @@ class Kernel(JITFunction):
             self.params.append(Param(p.name, kind, default))
         self._cache: dict[tuple, Compiled] = {}
         self._entries: dict[tuple, Callable[..., None]] = {}
+        self._hot: _HotLaunch | None = None
         # Fast-path keys: constexprs by value, everything else by what specialisation uses.
         key_of = {p.name: (_const_key if p.kind == "constexpr" else fast_key)
                   for p in self.params}
@@ -170,6 +172,16 @@ class Kernel(JITFunction):
 
     def __getitem__(self, grid: Any) -> Callable[..., None]:
         def launch(*args: Any, **kwargs: Any) -> None:
+            # The hot path: the same specialisation as the last GPU launch. The launcher's
+            # generated code checks the specialisation's facts while it reads the arguments
+            # (GuardMiss when one differs) and calls the driver.
+            hot = self._hot
+            if hot is not None and grid.__class__ in _PLAIN_GRIDS and len(args) == hot.nargs \
+                    and kwargs == hot.kwargs and tuple(map(type, kwargs.values())) == hot.kw_types:
+                try:
+                    return hot.launch(grid, args)
+                except GuardMiss:
+                    pass
             try:
                 self._launch(grid, args, kwargs)
             except TilecError as e:
@@ -387,6 +399,9 @@ class Kernel(JITFunction):
             if key is not None:
                 self._entries[key] = entry
         entry(grid, args, kwargs)
+        if isinstance(entry, _GpuEntry) and entry.prefix == len(args):
+            self._hot = _HotLaunch(entry.launcher.launch, len(args), dict(kwargs),
+                                   tuple(map(type, kwargs.values())))
 
     def _prepare(self, args: tuple, kwargs: dict[str, Any]) -> Callable[..., None]:
         """Bind, check and specialise a call in full; compile; the entry that runs it."""
@@ -449,7 +464,32 @@ class Kernel(JITFunction):
         if compiled is None:
             compiled = compile_kernel(module, self.__name__, arch, warps)
             cache.put(key, compiled)
-        return Launcher(compiled, device, arg_types=[s.type for s in specs])
+        return Launcher(compiled, device, arg_types=[s.type for s in specs],
+                        guards=[_guard(s) for s in specs])
+
+
+def _guard(spec: ArgSpec) -> TensorGuard | IntGuard | None:
+    """The facts of an argument that its specialisation depends on, for the launcher."""
+    if spec.kind == "tensor":
+        return TensorGuard(spec.type.dtype, spec.type.rank, "contiguous" in spec.attrs,
+                           "aligned" in spec.attrs)
+    if spec.kind == "int":
+        return IntGuard("equal_to_1" in spec.attrs, spec.attrs.get("divisible") == 16)
+    return None
+
+
+_PLAIN_GRIDS = frozenset({tuple, int})
+
+
+@dataclass(frozen=True)
+class _HotLaunch:
+    """The last GPU launch, to repeat without binding: the launcher's function, how many
+    positional arguments it takes and the keyword arguments (constexprs) it had."""
+
+    launch: Callable[..., None]
+    nargs: int
+    kwargs: dict[str, Any]
+    kw_types: tuple[type, ...]
 
 
 class _GpuEntry:

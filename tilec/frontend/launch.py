@@ -17,6 +17,7 @@ import numpy as np
 
 import tilec.config as config
 from tilec.errors import LaunchError
+from tilec.runtime.tensor import PackedTensor
 
 # -- fast keys --------------------------------------------------------------------------
 
@@ -40,11 +41,23 @@ def _torch_key(v: Any) -> tuple:
     return ("T", v.dtype, n, v.is_cuda, contiguous, v.data_ptr() % 16 == 0)
 
 
+def _packed_key(v: PackedTensor) -> tuple:
+    data = v.data
+    if isinstance(data, np.ndarray):
+        address = data.ctypes.data
+    elif hasattr(data, "data_ptr"):
+        address = data.data_ptr()
+    else:
+        raise NoFastKey
+    return ("P", v.dtype, len(v.shape), v.on_device, address % 16 == 0)
+
+
 _KEYERS: dict[type, Callable[[Any], Any]] = {
     int: _int_key,
     float: lambda v: "f",
     bool: lambda v: "b",
     np.ndarray: _numpy_key,
+    PackedTensor: _packed_key,
 }
 
 
@@ -64,7 +77,6 @@ def fast_key(v: Any) -> Any:
 
 def is_gpu_tensor(v: Any) -> bool:
     """A tensor in GPU memory (torch CUDA, __cuda_array_interface__, a packed one of those)."""
-    from tilec.runtime.tensor import PackedTensor
     if isinstance(v, PackedTensor):
         return v.on_device
     torch = sys.modules.get("torch")
@@ -94,7 +106,6 @@ def device_of(tensor_values: list[Any]) -> int:
 def to_host_copy(v: Any) -> tuple[Any, Callable[[Any], None] | None]:
     """A host (numpy) version of a device tensor and a function that writes results back."""
     from tilec.runtime.device import to_host
-    from tilec.runtime.tensor import PackedTensor
     if not is_gpu_tensor(v):
         return v, None
     if isinstance(v, PackedTensor):

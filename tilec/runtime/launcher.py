@@ -74,6 +74,30 @@ class ArgPlan:
     first: int
 
 
+class GuardMiss(Exception):
+    """A launch's arguments do not have the facts its kernel was specialised for."""
+
+
+@dataclass(frozen=True)
+class TensorGuard:
+    """What a tensor argument must be for the specialisation: its dtype and rank, whether its
+    last dimension is contiguous and whether its address is 16-byte aligned."""
+
+    dtype: DType
+    rank: int
+    contiguous: bool
+    aligned: bool
+
+
+@dataclass(frozen=True)
+class IntGuard:
+    """What an int argument must be: equal to 1 or not, divisible by 16 or not (and in the
+    range of its machine type, which the plan checks)."""
+
+    equal_to_1: bool
+    divisible_16: bool
+
+
 def plan_args(params: Sequence[abi.Param]) -> list[ArgPlan]:
     """Group the ABI parameters by IR argument; ValueError unless they are in ABI order."""
     plans: list[ArgPlan] = []
@@ -130,7 +154,8 @@ class Launcher:
 
     def __init__(self, compiled: Any, device: int | None = None, *,
                  arg_types: Sequence[Any] | None = None,
-                 launch_fn: Callable[..., int] | None = None):
+                 launch_fn: Callable[..., int] | None = None,
+                 guards: Sequence[TensorGuard | IntGuard | None] | None = None):
         self.compiled = compiled
         self.name: str = compiled.name
         self.params: list[abi.Param] = list(compiled.params)
@@ -146,7 +171,10 @@ class Launcher:
         self._buffer = (ctypes.c_uint64 * max(n, 1))()
         base = ctypes.addressof(self._buffer)
         self._slots = (ctypes.c_void_p * max(n, 1))(*(base + _SLOT * k for k in range(n)))
-        self.source = _generate_source(self.plans)
+        self.guards = list(guards) if guards is not None else None
+        if self.guards is not None and len(self.guards) != len(self.plans):
+            raise ValueError(f"{len(self.guards)} guards for {len(self.plans)} arguments")
+        self.source = _generate_source(self.plans, self.guards)
         self._lock = threading.RLock()
         # Until the first launch loads the module, `launch` is the method that does so.
         self._ready = False
@@ -171,10 +199,15 @@ class Launcher:
             function = ctypes.c_void_p(self.loaded.handle)
         self.device = device
         torch = sys.modules.get("torch")
-        namespace = {
+        guard_dtypes = {f"gd{k}": _torch_dtype(torch, g.dtype)  # what each guard expects
+                        for k, g in enumerate(self.guards or []) if isinstance(g, TensorGuard)}
+        namespace = {**guard_dtypes,
             "Tensor": torch.Tensor if torch is not None else _NoTensor,
             "raw_stream": _raw_stream_reader(torch),
             "tensor_parts": _tensor_parts,
+            "GuardMiss": GuardMiss,
+            "guard_fails": _guard_fails,
+            "guards": self.guards,
             "pointer_value": _pointer_value,
             "stream_handle": _stream_handle,
             "c_void_p": ctypes.c_void_p,
@@ -257,7 +290,8 @@ class Launcher:
                 _check_type(self.name, plan, value, self.arg_types[k])
 
 
-def _generate_source(plans: Sequence[ArgPlan]) -> str:
+def _generate_source(plans: Sequence[ArgPlan],
+                     guards: Sequence[TensorGuard | IntGuard | None] | None = None) -> str:
     """The warm launch function, specialised to the arguments' kinds and ranks.
 
     The parameter buffer is shared by every call, so packing it and launching from it hold
@@ -274,26 +308,45 @@ def _generate_source(plans: Sequence[ArgPlan]) -> str:
     values: list[str] = []
     for plan, a in zip(plans, names):
         i = plan.index
+        g = guards[i] if guards is not None else None
         if plan.kind == "tensor":
             body += [
                 f"        if {a}.__class__ is Tensor and {a}.is_cuda:",
                 f"            p{i} = {a}.data_ptr(); sh{i} = {a}.shape; st{i} = {a}.stride()",
                 "            ts = True",
+            ]
+            if isinstance(g, TensorGuard):
+                # The specialisation's facts, read from what was just fetched anyway.
+                last = f"(st{i}[-1] == 1 or sh{i}[-1] <= 1)"
+                body.append(f"            if {a}.dtype is not gd{i} or len(sh{i}) != {g.rank} or "
+                            f"{last} is not {g.contiguous} or (p{i} & 15 == 0) is not "
+                            f"{g.aligned}: raise GuardMiss")
+            body += [
                 "        else:",
                 f"            p{i}, sh{i}, st{i}, t = tensor_parts({a})",
                 "            ts = ts or t",
             ]
+            if isinstance(g, TensorGuard):
+                body.append(f"            if guard_fails(guards[{i}], {a}, p{i}, sh{i}, st{i}): "
+                            "raise GuardMiss")
             values += [f"p{i}", f"*sh{i}", f"*st{i}"]
         elif plan.kind == "pointer":
             body.append(f"        p{i} = {a} if {a}.__class__ is int else pointer_value({a})")
             values.append(f"p{i}")
         elif plan.machine in (abi.I32, abi.I64):
             lo, hi = _I32_RANGE if plan.machine == abi.I32 else _I64_RANGE
-            body.append(f"        if not {lo} <= {a} <= {hi}: raise OverflowError({a})")
+            # Out of range: another specialisation (i64) if guarded, else an error.
+            miss = "GuardMiss" if isinstance(g, IntGuard) else f"OverflowError({a})"
+            body.append(f"        if not {lo} <= {a} <= {hi}: raise {miss}")
+            if isinstance(g, IntGuard):
+                body.append(f"        if ({a} == 1) is not {g.equal_to_1} or "
+                            f"({a} % 16 == 0) is not {g.divisible_16}: raise GuardMiss")
             values.append(f"index({a}) & {hi}")
         else:
             values.append(a)
     body += [
+        "    except GuardMiss:",
+        "        raise",
         "    except Exception as e:",
         "        return launch(grid, bad_args(args, e), stream)",
         "    if grid.__class__ is tuple:",
@@ -554,3 +607,27 @@ def device_tensor_info(value: Any) -> tuple[DType, tuple[int, ...], tuple[int, .
         raise LaunchError(f"has a dtype tilec does not know: "
                           f"{getattr(value, 'dtype', type(value).__name__)}")
     return d, shape, strides, ptr
+
+
+_TORCH_DTYPES = ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64",
+                 "uint8", "uint16", "uint32", "uint64", "bool", "float8_e4m3fn", "float8_e5m2")
+
+
+def _torch_dtype(torch: Any, d: DType) -> Any:
+    """The torch dtype whose tensors hold `d`; None when torch has none (or is absent)."""
+    if torch is None:
+        return None
+    for name in _TORCH_DTYPES:
+        if to_dtype(_TORCH_DTYPE_NAMES.get(name, name)) == d:
+            return getattr(torch, name, None)
+    return None
+
+
+def _guard_fails(g: TensorGuard, value: Any, ptr: int, shape: tuple, strides: tuple) -> bool:
+    """The guard of a tensor that is not a plain torch CUDA tensor (the slow branch)."""
+    d = _dtype_of(value)
+    if d != g.dtype or len(shape) != g.rank:
+        return True
+    unit = d.itemsize_bits if abi.is_packed(d) else 1
+    contiguous = shape[-1] <= 1 or strides[-1] == unit
+    return contiguous is not g.contiguous or (ptr % 16 == 0) is not g.aligned
