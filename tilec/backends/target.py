@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
 
 from llvmlite import ir
+
+if TYPE_CHECKING:
+    from tilec.ir.mma import MatrixInstr
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,20 @@ class Target(ABC):
 
     @abstractmethod
     def cos_approx(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value: ...
+
+    # -- matrix instructions (a target without them lowers every dot to FMAs) ----------------
+    def mma(self, b: ir.IRBuilder, instr: MatrixInstr, a: Sequence[ir.Value],
+            b_: Sequence[ir.Value], c: Sequence[ir.Value]) -> list[ir.Value]:
+        """One warp-level matrix multiply-accumulate (`tilec.ir.mma` lists the target's): the
+        thread's fragment elements of a, b and c in fragment-local order in, d's out."""
+        raise NotImplementedError(f"{self.arch} has no matrix instruction {instr.name}")
+
+    def load_matrix(self, b: ir.IRBuilder, ptr: ir.Value, num: int,
+                    trans: bool) -> list[ir.Value] | None:
+        """A warp-wide load of `num` 8x8 matrices of 16-bit elements from shared memory, this
+        lane addressing one 16-byte row (`tilec.ir.fragments.ldmatrix` says which lane gets
+        what): one i32 per matrix; None when the target has no such instruction."""
+        return None
 
     # -- the function and the module ---------------------------------------------------------
     @abstractmethod

@@ -514,7 +514,13 @@ class _GpuEntry:
         if callable(grid):
             values, _ = self.kernel.bind(args, kwargs)
             grid = _grid(grid, values)
-        self.launcher.launch(grid, runtime)
+        try:
+            self.launcher.launch(grid, runtime)
+        except GuardMiss as miss:
+            # The key matched, so an argument is bad in a way the key does not see: name it.
+            self.launcher.validate(runtime)
+            raise LaunchError(f"kernel '{self.kernel.__name__}': cannot pass the arguments "
+                              f"({miss.__cause__})") from None
 
 
 def _clean(thunk: Callable[[], Any]) -> Any:

@@ -33,19 +33,66 @@ def mma_m16n8k16_c() -> RegisterLayout:
     return local(2, 1) * spatial(8, 4) * local(1, 2)
 
 
+def mma_m16n8_c() -> RegisterLayout:
+    """C/D of every m16n8 shape (k8, k16, k32; f32 or s32 accumulators): the same 16x8
+    pattern as `mma_m16n8k16_c` (PTX ISA 9.7.14.5.x, the C/D tables of each shape)."""
+    return mma_m16n8k16_c()
+
+
+# -- NVIDIA mma.sync.m16n8k32, 8-bit operands (.s8/.u8 -> .s32; .e4m3/.e5m2 -> .f32) ----------
+# PTX ISA 9.7.14.5.10 "Matrix Fragments for mma.m16n8k32": each 32-bit register holds four
+# consecutive k; the pattern is the m16n8k16 one with 4-element instead of 2-element runs
+# (also CUTLASS SM80_16x8x32_S32S8S8S32_TN, SM89_16x8x32_F32E4M3E4M3F32_TN).
+
+
+def mma_m16n8k32_a() -> RegisterLayout:
+    """A, 16x32: a0..a15; a[i] at row groupID + 8*(i//4 % 2), col 4*tig + i%4 + 16*(i//8)."""
+    return column_local(2, 2) * spatial(8, 4) * local(1, 4)
+
+
+def mma_m16n8k32_b() -> RegisterLayout:
+    """B, 32x8 [k][n]: b0..b7; b[i] at row 4*tig + i%4 + 16*(i//4), col groupID."""
+    return local(2, 1) * column_spatial(4, 8) * local(4, 1)
+
+
+# -- NVIDIA mma.sync.m16n8k8 with .tf32 operands, f32 accumulators -----------------------------
+# PTX ISA 9.7.14.5.7 "Matrix Fragments for mma.m16n8k8", .tf32: one element per register.
+
+
+def mma_m16n8k8_tf32_a() -> RegisterLayout:
+    """A, 16x8: a0..a3; row groupID (+8 for a1, a3), col tig (+4 for a2, a3)."""
+    return column_local(2, 2) * spatial(8, 4)
+
+
+def mma_m16n8k8_tf32_b() -> RegisterLayout:
+    """B, 8x8 [k][n]: b0, b1; row tig (+4 for b1), col groupID."""
+    return local(2, 1) * column_spatial(4, 8)
+
+
 # -- NVIDIA ldmatrix ----------------------------------------------------------------------------
 # PTX ISA 9.7.14.5.15 "Warp-level matrix load instruction: ldmatrix", m8n8 .b16: four
 # consecutive threads load one 16-byte row, so lane l receives row l//4, columns 2*(l%4) and
 # 2*(l%4)+1 of each matrix, in one 32-bit register per matrix (matrix j in register j).
+# Lanes 8j..8j+7 give the addresses of the eight 16-byte rows of matrix j.
 
 
-def ldmatrix(num: int = 4, trans: bool = False) -> RegisterLayout:
+def ldmatrix(num: int = 4, trans: bool = False, elem_bits: int = 16) -> RegisterLayout:
     """`ldmatrix.sync.aligned.m8n8.x{num}{.trans}.b16`: `num` 8x8 matrices stacked along the
     rows (matrix j is rows 8j..8j+7, provided by the addresses of lanes 8j..8j+7); local index
-    2*j + half. With .trans lane l receives column l//4, rows 2*(l%4) and 2*(l%4)+1."""
+    2*j + half. With .trans lane l receives column l//4, rows 2*(l%4) and 2*(l%4)+1.
+
+    `elem_bits` reads the same 16-byte rows as elements of another width (the instruction
+    moves bits): 8-bit elements make each matrix 8x16 with four per register, 32-bit ones
+    8x4 with one. `.trans` swaps 16-bit halves, so it exists only for 16-bit elements."""
     if num not in (1, 2, 4):
         raise LayoutError(f"ldmatrix loads 1, 2 or 4 matrices, not {num}")
-    per_matrix = column_spatial(4, 8) * local(2, 1) if trans else spatial(8, 4) * local(1, 2)
+    if elem_bits not in (8, 16, 32) or (trans and elem_bits != 16):
+        raise LayoutError(f"ldmatrix{'.trans' if trans else ''} does not load {elem_bits}-bit "
+                          "elements", hint="8, 16 or 32 bits; .trans only 16")
+    if trans:
+        per_matrix = column_spatial(4, 8) * local(2, 1)
+    else:
+        per_matrix = spatial(8, 4) * local(1, 32 // elem_bits)
     return local(num, 1) * per_matrix
 
 

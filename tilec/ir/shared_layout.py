@@ -355,3 +355,33 @@ def bank_conflicts(
             all_words = np.unique((access * elem_bits) // 32)
             extra += wavefronts - -(-len(all_words) // banks)
     return extra
+
+
+def best_swizzle(
+    base: SharedLayout,
+    accesses: Sequence[tuple[Any, int]],
+    elem_bits: int,
+    chunk_bytes: int = 16,
+) -> SharedLayout:
+    """`base` followed by the XOR swizzle that minimises the bank conflicts of `accesses`
+    (pairs of a register layout and the elements per access, see `bank_conflicts`), among
+    swizzles that keep each `chunk_bytes` chunk contiguous (base = log2 of the elements per
+    chunk) and keep the layout a bijection. Ties go to fewer bits, then the smaller shift;
+    no swizzle when none helps. Deterministic."""
+    chunk = max(1, chunk_bytes * 8 // elem_bits)
+    low = int(math.log2(chunk))
+    top = max(1, int(math.log2(max(1, base.size))))
+
+    def cost(layout: SharedLayout) -> int:
+        return sum(bank_conflicts(r, layout, elem_bits, vector=v) for r, v in accesses)
+
+    best, best_cost = base, cost(base)
+    for bits in (1, 2, 3):
+        for shift in range(bits, top - low - bits + 1):
+            candidate = base.swizzle(bits, low, shift)
+            if candidate.size != base.size or not candidate.is_injective():
+                continue
+            c = cost(candidate)
+            if c < best_cost:
+                best, best_cost = candidate, c
+    return best

@@ -344,11 +344,15 @@ def _generate_source(plans: Sequence[ArgPlan],
             values.append(f"index({a}) & {hi}")
         else:
             values.append(a)
+    # A guarded launcher belongs to a caller with a slow path that checks and reports
+    # everything (the frontend): anything unexpected is a miss for it to handle.
+    on_error = ("        raise GuardMiss from e" if guards is not None
+                else "        return launch(grid, bad_args(args, e), stream)")
     body += [
         "    except GuardMiss:",
         "        raise",
         "    except Exception as e:",
-        "        return launch(grid, bad_args(args, e), stream)",
+        on_error,
         "    if grid.__class__ is tuple:",
         "        n = len(grid)",
         "        if n == 1: gx = grid[0]; gy = gz = 1",
@@ -367,7 +371,7 @@ def _generate_source(plans: Sequence[ArgPlan],
         "        try:",
         f"            pack_into(buf, 0{''.join(', ' + v for v in values)})",
         "        except Exception as e:  # a size over i32, a rank that does not match ...",
-        "            return launch(grid, bad_args(args, e), stream)",
+        "    " + on_error,
         "        # cu_launch has no argtypes: pointers go as c_void_p or None, ints as C ints",
         "        try:",
         "            err = cu_launch(function, gx, gy, gz, block, 1, 1, smem,",

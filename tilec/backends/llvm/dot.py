@@ -1,6 +1,16 @@
-"""`dot` without matrix instructions: a correct FMA fallback (tensor cores come later).
+"""`dot`: on matrix instructions when the layouts say so, else FMAs.
 
-a (MxK) and b (KxN) are staged row-major in the shared scratch area; after a barrier each
+Matrix instructions: when a, b and the accumulator are laid out as a matrix instruction's
+fragments (`tilec.ir.mma.match`, which reads the layouts with `divide`; layout_assignment
+chooses such layouts, contract rule 6), each thread already holds its fragments, so the dot
+is, for each step of `mma.schedule` (k outermost), one `Target.mma` on the fragment slots:
+
+    acc[slot c] = mma(a[slot a], b[slot b], acc[slot c])
+
+(a fragment slot s is locals s*F .. s*F + F - 1, F the fragment's local size). f32 inputs
+with precision "tf32" are rounded to tf32 first (nearest even, as `semantics` does).
+
+FMA fallback: a (MxK) and b (KxN) are staged row-major in the shared scratch area; after a barrier each
 thread runs a loop over k, accumulating its own accumulator elements:
 
     acc[m, n] += a[m, k] * b[k, n]      for each local element (m, n) of the thread
@@ -21,6 +31,7 @@ from tilec.backends.llvm.shared import (container_bits, element_pointer, from_co
                                         store_register_tile)
 from tilec.backends.llvm.values import I32, coord, i32
 from tilec.ir import dtypes as dt
+from tilec.ir import mma
 from tilec.ir.core import Operation
 from tilec.ir.dtypes import DType
 from tilec.ir.types import TileType, dtype_of
@@ -62,8 +73,30 @@ def _stage(lw: Lowering, base: ir.Value, t: TileType, values: list[ir.Value]) ->
     store_register_tile(lw, base, staging, values, offsets)
 
 
+def _mma_dot(lw: Lowering, op: Operation) -> list | None:
+    a_t, b_t, c_t = op.a.type, op.b.type, op.acc.type
+    found = mma.match(lw.target.arch, tile_layout(a_t), tile_layout(b_t), tile_layout(c_t),
+                      dtype_of(a_t), dtype_of(c_t), op.precision)
+    if found is None:
+        return None
+    instr, steps = found
+    a_vals, b_vals, acc = list(lw.get(op.a)), list(lw.get(op.b)), list(lw.get(op.acc))
+    if instr.precision == "tf32":
+        a_vals = [round_tf32(lw.b, x) for x in a_vals]
+        b_vals = [round_tf32(lw.b, x) for x in b_vals]
+    na, nb, nc = instr.a.local_size, instr.b.local_size, instr.c.local_size
+    for st in steps:
+        acc[st.c * nc:(st.c + 1) * nc] = lw.target.mma(
+            lw.b, instr, a_vals[st.a * na:(st.a + 1) * na], b_vals[st.b * nb:(st.b + 1) * nb],
+            acc[st.c * nc:(st.c + 1) * nc])
+    return [acc]
+
+
 @lowers("dot")
 def _dot(lw: Lowering, op: Operation) -> list:
+    on_mma = _mma_dot(lw, op)
+    if on_mma is not None:
+        return on_mma
     b = lw.b
     a_t, b_t, c_t = op.a.type, op.b.type, op.acc.type
     (m, k), (_, n) = a_t.shape, b_t.shape

@@ -26,7 +26,7 @@ def target_machine(arch: str, ptx_version: int) -> llvm.TargetMachine:
 
 def optimize_and_emit(target: NvidiaTarget, llvm_ir: str) -> str:
     """Parse, verify, run the O3 pipeline and emit PTX."""
-    tm = target_machine(target.arch, target.ptx_version)
+    tm = target_machine(target.arch, target.ptx_version_for(llvm_ir))
     module = llvm.parse_assembly(llvm_ir)
     module.verify()
     tuning = llvm.create_pipeline_tuning_options(speed_level=3)

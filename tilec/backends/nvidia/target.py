@@ -16,6 +16,7 @@ from tilec.errors import Location
 
 if TYPE_CHECKING:
     from tilec.backends.llvm.lower import Lowering
+    from tilec.ir.mma import MatrixInstr
 
 ARCHS = ("sm_80", "sm_89", "sm_90", "sm_90a")
 # PTX ISA version per arch: sm_90a needs PTX 8.0 (PTX ISA "Release Notes", target sm_90a);
@@ -25,6 +26,9 @@ PTX_VERSION = {"sm_80": 80, "sm_89": 80, "sm_90": 80, "sm_90a": 80}
 # "Technical Specifications per Compute Capability".
 MAX_SHARED = {"sm_80": 163 * 1024, "sm_89": 99 * 1024, "sm_90": 227 * 1024,
               "sm_90a": 227 * 1024}
+# Inline PTX that needs a newer PTX ISA than the arch's default: mma with .e4m3/.e5m2
+# operands came with PTX ISA 8.4 (PTX ISA "mma", PTX ISA notes).
+_PTX_NEEDS = {".row.col.f32.e4m3.e4m3.f32": 84, ".row.col.f32.e5m2.e5m2.f32": 84}
 DATA_LAYOUT = "e-p6:32:32-i64:64-i128:128-i256:256-v16:16-v32:32-n16:32:64"
 
 _I1 = ir.IntType(1)
@@ -67,6 +71,11 @@ class NvidiaTarget(Target):
     @property
     def ptx_version(self) -> int:
         return PTX_VERSION[self.arch]
+
+    def ptx_version_for(self, llvm_ir: str) -> int:
+        """The arch's PTX version, raised to what the module's inline PTX needs."""
+        need = [v for text, v in _PTX_NEEDS.items() if text in llvm_ir]
+        return max([self.ptx_version] + need)
 
     # -- ids and synchronisation: PTX ISA "Special Registers" (%tid, %ctaid, %nctaid)
     def thread_id(self, b: ir.IRBuilder) -> ir.Value:
@@ -136,6 +145,43 @@ class NvidiaTarget(Target):
                 f"@%p st.global.b{bits} [$0], $2;\n\t}}")
         b.asm(fnty, text, f"l,r,{reg}", [ptr, b.zext(pred, _I32), v], side_effect=True)
 
+    # -- matrix instructions ----------------------------------------------------------------
+    def mma(self, b: ir.IRBuilder, instr: MatrixInstr, a: Sequence[ir.Value],
+            b_: Sequence[ir.Value], c: Sequence[ir.Value]) -> list[ir.Value]:
+        """`mma.sync.aligned.mMnNkK.row.col.<d>.<a>.<b>.<c>` as inline PTX (PTX ISA 9.7.14.5.14
+        "Multiply-and-Accumulate Instruction: mma"): a and b packed into 32-bit registers
+        (element 0 in the low bits, as the fragment tables number them), c tied to d."""
+        operand = "tf32" if instr.precision == "tf32" else _PTX_TYPE[instr.operand.name]
+        acc = _PTX_TYPE[instr.acc.name]
+        a_regs = _pack32(b, a, instr.operand.bits)
+        b_regs = _pack32(b, b_, instr.operand.bits)
+        nc, na, nb = len(c), len(a_regs), len(b_regs)
+
+        def group(start: int, count: int) -> str:
+            return "{" + ", ".join(f"${start + i}" for i in range(count)) + "}"
+        text = (f"mma.sync.aligned.m{instr.m}n{instr.n}k{instr.k}.row.col.{acc}.{operand}."
+                f"{operand}.{acc} {group(0, nc)}, {group(nc, na)}, {group(nc + na, nb)}, "
+                f"{group(nc + na + nb, nc)};")
+        reg = "f" if acc == "f32" else "r"
+        constraints = ",".join([f"={reg}"] * nc + ["r"] * (na + nb)
+                               + [str(i) for i in range(nc)])
+        out_t = ir.LiteralStructType([c[0].type] * nc)
+        fnty = ir.FunctionType(out_t, [_I32] * (na + nb) + [c[0].type] * nc)
+        d = b.asm(fnty, text, constraints, list(a_regs) + list(b_regs) + list(c),
+                  side_effect=False)
+        return [b.extract_value(d, i) for i in range(nc)]
+
+    def load_matrix(self, b: ir.IRBuilder, ptr: ir.Value, num: int,
+                    trans: bool) -> list[ir.Value] | None:
+        """`ldmatrix.sync.aligned.m8n8.x{num}{.trans}.shared.b16` (PTX ISA 9.7.14.5.15) through
+        LLVM's `llvm.nvvm.ldmatrix.sync.aligned.m8n8.x{num}{.trans}.b16` on a shared pointer
+        (IntrinsicsNVVM.td, LDMATRIX_NAME): an intrinsic, so LLVM knows it reads memory and
+        keeps it between the barriers."""
+        name = f"llvm.nvvm.ldmatrix.sync.aligned.m8n8.x{num}{'.trans' if trans else ''}.b16"
+        ret = _I32 if num == 1 else ir.LiteralStructType([_I32] * num)
+        out = _call(b, name, ret, [ptr])
+        return [out] if num == 1 else [b.extract_value(out, i) for i in range(num)]
+
     # -- debugging: vprintf and __assertfail, system calls (PTX ISA "System Calls")
     def printf(self, lw: Lowering, fmt: str, args: list[ir.Value]) -> None:
         b, module = lw.b, lw.module
@@ -177,6 +223,29 @@ class NvidiaTarget(Target):
     def emit_assembly(self, llvm_ir: str) -> str:
         from tilec.backends.nvidia.llvm_passes import optimize_and_emit
         return optimize_and_emit(self, llvm_ir)
+
+
+# PTX ISA type names of the mma operand and accumulator dtypes.
+_PTX_TYPE = {"f16": "f16", "bf16": "bf16", "i8": "s8", "u8": "u8", "f8e4m3": "e4m3",
+             "f8e5m2": "e5m2", "f32": "f32", "i32": "s32"}
+
+
+def _pack32(b: ir.IRBuilder, values: Sequence[ir.Value], bits: int) -> list[ir.Value]:
+    """Elements of `bits` bits, 32 // bits to an i32, element 0 in the low bits."""
+    per = 32 // bits
+    out = []
+    for g in range(0, len(values), per):
+        chunk = values[g:g + per]
+        if per == 1:
+            v = chunk[0]
+            out.append(v if v.type == _I32 else b.bitcast(v, _I32))
+            continue
+        vec_t = ir.VectorType(chunk[0].type, per)
+        vec: ir.Value = ir.Constant(vec_t, ir.Undefined)
+        for i, v in enumerate(chunk):
+            vec = b.insert_element(vec, v, ir.Constant(_I32, i))
+        out.append(b.bitcast(vec, _I32))
+    return out
 
 
 def _string(module: ir.Module, name: str, text: str, addrspace: int) -> ir.GlobalVariable:

@@ -44,6 +44,20 @@ Contract of the result (what the lowering may rely on; `T = 32 * func.attrs["num
    function get the default layout unless they have one).
 5. No redundant conversions: a `convert_layout` changes the layout (operand and result
    differ) and its operand is not itself a `convert_layout`.
+6. A `dot` whose a, b and accumulator layouts are a matrix instruction's fragments arranged
+   over the warps (`tilec.ir.mma.schedule` finds its steps) lowers to that instruction
+   (`mma.sync` on sm_80+); any other `dot` lowers to FMAs. With `PassOptions.target` set,
+   the pass gives every dot that has an instruction (`mma.select`: f16/bf16 -> f32,
+   i8/u8 -> i32, f32 with precision "tf32" -> f32 on sm_80+; f8e4m3/f8e5m2 -> f32 on
+   sm_89+) the layouts of `mma.dot_layouts`, e.g. for 128x32 @ 32x128 f16 over 4 warps
+   (a 2x2 warp grid of 64x64 warp tiles)
+       a    spatial(2,1)*replicate(2)*local(4,1)*column_local(2,4)*spatial(8,4)*local(1,2)
+       acc  spatial(2,2)*local(4,1)*column_local(2,8)*spatial(8,4)*local(1,2)
+   (`spatial(wm,1)*replicate(wn)*local(rm,rk)*mma_m16n8k16_a()` and
+   `spatial(wm,wn)*local(rm,rn)*mma_m16n8_c()` in canonical form). A tile that is not a
+   whole number of instruction tiles per warp (M a multiple of 16*wm, N of 8*wn, K of the
+   instruction's k) is not padded: the dot keeps the FMA path, as does a dot whose result
+   layout the input set by hand.
 
 Choices where the rules leave freedom (deterministic, so the output is byte-identical):
 - constants, splats, aranges, loads, shared_loads: the default layout of their shape and
@@ -54,7 +68,10 @@ Choices where the rules leave freedom (deterministic, so the output is byte-iden
 - `broadcast` takes the default layout D of its shape (converting the operand to
   `D.reduce(d)`), and when a user wants another layout, the conversion moves onto the
   (smaller) operand;
-- `store`/`atomic_*` take their value's layout; `dot` its accumulator's; `if` the layout
+- `store`/`atomic_*` take their value's layout; an FMA `dot` its accumulator's (an mma
+  `dot` rule 6's; a `for`/`while` value that such a dot yields, directly or through
+  elementwise ops, is carried in its accumulator layout, so the loop converts nothing);
+  `if` the layout
   of the first region that yields a value that is not cheap to rebuild;
 - `reshape` whose operand's modes do not split converts the operand to the default layout
   of its shape if that reshapes, else to `replicated_layout` (every thread holds all).
@@ -68,6 +85,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tilec.errors import IRError
+from tilec.ir import mma
 from tilec.ir.builder import Builder
 from tilec.ir.core import BlockArgument, Block, Function, Module, Operation, OpResult, Trait, Value
 from tilec.ir.layout import RegisterLayout
@@ -99,7 +117,7 @@ def run(module: Module, options: PassOptions) -> Module:
         f.attrs["num_warps"] = warps
         _assign_signature(f, WARP_SIZE * warps)
     for f in module.functions:
-        _Assigner(f, WARP_SIZE * warps, module).run()
+        _Assigner(f, WARP_SIZE * warps, module, options).run()
     return module
 
 
@@ -168,10 +186,13 @@ def _inverse(dims: list[int]) -> list[int]:
 
 
 class _Assigner:
-    def __init__(self, f: Function, num_threads: int, module: Module):
+    def __init__(self, f: Function, num_threads: int, module: Module, options: PassOptions):
         self.f = f
         self.threads = num_threads
         self.module = module
+        self.options = options
+        self.mma_memo: dict[Operation, mma.DotLayouts | None] = {}
+        self.staged: set[Operation] = set()     # converts to mma operand layouts
         # Layouts present before the pass: kept (the explicit level), see the module doc.
         self.preset: dict[Value, Any] = {}
         for v in self._values():
@@ -350,10 +371,52 @@ class _Assigner:
         self.want(op, 0, target)
         set_layout(op.result, target)
 
+    def mma_layouts(self, op: Operation) -> mma.DotLayouts | None:
+        """The matrix-instruction layouts of a dot (rule 6), or None for the FMA path: no
+        instruction for the target and dtypes, a tile the warps cannot split, or a result
+        layout the input set by hand."""
+        if op in self.mma_memo:
+            return self.mma_memo[op]
+        found = None
+        a, c = op.a.type, op.acc.type
+        instr = mma.select(self.options.target, a.element, c.element, op.precision)
+        if instr is not None and op.result not in self.preset:
+            found = mma.dot_layouts(a.shape, op.b.type.shape, instr, self.threads // WARP_SIZE)
+        self.mma_memo[op] = found
+        return found
+
     def op_dot(self, op: Operation) -> None:
+        plan = self.mma_layouts(op)
+        if plan is not None:
+            self.want(op, 0, plan.a)
+            self.want(op, 1, plan.b)
+            self.want(op, 2, plan.c)
+            for v in op.operands[:2]:  # staged through shared memory, see _sink
+                if isinstance(v, OpResult) and v.owner in self.inserted:
+                    self.staged.add(v.owner)
+            set_layout(op.result, plan.c)
+            return
         target = self.chosen(op.result, layout_of(op.acc))
         self.want(op, 2, target)
         set_layout(op.result, target)
+
+    def carried(self, v: Value, depth: int = 0) -> Any:
+        """The layout a loop-carried value should have so that the loop body need not
+        convert it on every trip: the accumulator layout of the mma dot that yields it
+        (directly or through elementwise ops), else None."""
+        if not isinstance(v, OpResult) or depth > 8:
+            return None
+        op = v.owner
+        if op.name == "dot":
+            plan = self.mma_layouts(op)
+            return plan.c if plan is not None else None
+        if op.has_trait(Trait.ELEMENTWISE):
+            for x in op.operands:
+                if is_register_tile(x.type) and x.type.shape == v.type.shape:
+                    found = self.carried(x, depth + 1)
+                    if found is not None:
+                        return found
+        return None
 
     def op_reshape(self, op: Operation) -> None:
         src, out = op.x.type, op.result.type
@@ -397,7 +460,8 @@ class _Assigner:
             if not isinstance(init.type, TileType):
                 carried.append(None)
                 continue
-            layout = self.preset.get(arg) or layout_of(init)
+            layout = (self.preset.get(arg) or self.carried(body.ops[-1].operands[i])
+                      or layout_of(init))
             self.want(op, 3 + i, layout)
             set_layout(arg, layout)
             carried.append(layout)
@@ -414,7 +478,8 @@ class _Assigner:
             if not isinstance(init.type, TileType):
                 carried.append(None)
                 continue
-            layout = self.preset.get(before.args[i]) or layout_of(init)
+            layout = (self.preset.get(before.args[i]) or self.carried(after.ops[-1].operands[i])
+                      or layout_of(init))
             self.want(op, i, layout)
             set_layout(before.args[i], layout)
             carried.append(layout)
@@ -493,6 +558,7 @@ def _cleanup(a: _Assigner) -> None:
     `convert_layout (elementwise %a, %b...) : L` with cheap operands (or one costly one,
         the elementwise op used only here) => `elementwise (convert_layout %a : L), ...`
     `convert_layout (load_view ...) : L`, the load used only there => `load_view ... : L`
+        (not for the conversion of a dot operand to its mma layout)
     """
     for _ in range(1000):
         changed = False
@@ -619,7 +685,10 @@ def _sink(a: _Assigner, op: Operation) -> bool:
         if not costly or (single_use and len(costly) == 1):
             return _replace(a, op, _rebuild(a, producer, layout,
                                             [layout if t else None for t in tiles]))
-    if name in ("load_view", "load") and single_use:
+    # A load rebuilt in an mma operand layout would read global memory in 4-byte pieces,
+    # each element by several warps: it keeps its vectorised layout, and the conversion
+    # goes through shared memory (ldmatrix).
+    if name in ("load_view", "load") and single_use and op not in a.staged:
         return _replace(a, op, _rebuild(a, producer, layout,
                                         [layout if t else None for t in tiles]))
     return False

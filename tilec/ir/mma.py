@@ -1,0 +1,267 @@
+"""Matrix instructions as layouts: which instruction a `dot` can use on a target, how the
+block's warps tile the MxN accumulator, and the operand layouts that follow, all in the
+algebra of `tilec.ir.layout` with the fragments of `tilec.ir.fragments`.
+
+For an instruction with fragments (FA, FB, FC) of shape (m x k, k x n, m x n) and a warp
+grid wm x wn (thread = warp * 32 + lane, warp = i * wn + j), a dot of MxK by KxN gives
+
+    acc  spatial(wm, wn)              * local(rm, rn) * FC     rm = M / (m wm), rn = N / (n wn)
+    a    spatial(wm, 1) * replicate(wn) * local(rm, rk) * FA     rk = K / k
+    b    replicate(wm) * spatial(1, wn) * local(rk, rn) * FB
+
+so warp (i, j) holds a rm x rn block of accumulator fragments, the rows of a it needs (the
+wn warps of a row of the grid hold copies) and the columns of b. `schedule` reads any three
+layouts back: it divides each by its fragment and checks that, for every accumulator
+fragment and every k step, the same local slot of every warp holds the matching a and b
+fragments. The lowering asks `schedule`, not the printed form, whether a dot is an mma.
+
+The table is keyed by the target name (`PassOptions.target`), so this layer needs nothing of
+the backends; an AMD target adds its MFMA entries here.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from tilec.ir import dtypes as dt
+from tilec.ir import fragments as F
+from tilec.ir.dtypes import DType
+from tilec.ir.layout import RegisterLayout, column_local, local, replicate, spatial
+from tilec.ir.shared_layout import best_swizzle, contiguous_vector, row_major
+
+WARP_SIZE = 32
+
+
+@dataclass(frozen=True)
+class MatrixInstr:
+    """One warp-level matrix multiply-accumulate: D (m x n) = A (m x k) @ B (k x n) + C."""
+
+    name: str            # e.g. "mma.m16n8k16"; the target spells the instruction
+    m: int
+    n: int
+    k: int
+    operand: DType       # dtype of a and b
+    acc: DType           # dtype of c and d
+    precision: str       # the `dot` precision it implements ("ieee", or "tf32" for f32)
+    fragments: tuple[Callable[[], RegisterLayout], ...]  # (a, b, c) constructors
+
+    @property
+    def a(self) -> RegisterLayout:
+        return self.fragments[0]()
+
+    @property
+    def b(self) -> RegisterLayout:
+        return self.fragments[1]()
+
+    @property
+    def c(self) -> RegisterLayout:
+        return self.fragments[2]()
+
+
+def _nvidia(sm: int) -> list[MatrixInstr]:
+    """PTX ISA 9.7.14.5.14 "Multiply-and-Accumulate Instruction: mma": m16n8k16 for
+    .f16/.bf16 and m16n8k8 for .tf32 (sm_80), m16n8k32 for .s8/.u8 (sm_80) and for
+    .e4m3/.e5m2 (sm_89, PTX ISA 8.4)."""
+    if sm < 80:
+        return []
+    k16 = (F.mma_m16n8k16_a, F.mma_m16n8k16_b, F.mma_m16n8_c)
+    k32 = (F.mma_m16n8k32_a, F.mma_m16n8k32_b, F.mma_m16n8_c)
+    k8 = (F.mma_m16n8k8_tf32_a, F.mma_m16n8k8_tf32_b, F.mma_m16n8_c)
+    out = [
+        MatrixInstr("mma.m16n8k16", 16, 8, 16, dt.float16, dt.float32, "ieee", k16),
+        MatrixInstr("mma.m16n8k16", 16, 8, 16, dt.bfloat16, dt.float32, "ieee", k16),
+        MatrixInstr("mma.m16n8k32", 16, 8, 32, dt.int8, dt.int32, "ieee", k32),
+        MatrixInstr("mma.m16n8k32", 16, 8, 32, dt.uint8, dt.int32, "ieee", k32),
+        MatrixInstr("mma.m16n8k8", 16, 8, 8, dt.float32, dt.float32, "tf32", k8),
+    ]
+    if sm >= 89:
+        out += [MatrixInstr("mma.m16n8k32", 16, 8, 32, d, dt.float32, "ieee", k32)
+                for d in (dt.float8_e4m3, dt.float8_e5m2)]
+    return out
+
+
+def instructions(target: str | None) -> list[MatrixInstr]:
+    """The matrix instructions of a target ("sm_80", "sm_90a", ...); [] when unknown."""
+    m = re.fullmatch(r"sm_(\d+)a?", target or "")
+    return _nvidia(int(m.group(1))) if m else []
+
+
+def select(target: str | None, operand: DType, acc: DType,
+           precision: str = "ieee") -> MatrixInstr | None:
+    """The instruction for a dot of `operand` inputs into `acc` on `target`, if any.
+    Precision matters only for f32 inputs ("tf32" uses tensor cores, "ieee" does not)."""
+    for instr in instructions(target):
+        if instr.operand == operand and instr.acc == acc and (
+                operand != dt.float32 or instr.precision == precision):
+            return instr
+    return None
+
+
+def warp_grid(m: int, n: int, instr: MatrixInstr, num_warps: int) -> tuple[int, int] | None:
+    """wm x wn = num_warps warps over the M x N tile, each warp tile a whole number of
+    instruction tiles; the squarest warp tile wins (it loads the fewest operand elements per
+    product), then the one with more warps along M. None when no grid divides the tile."""
+    best: tuple[tuple[float, int], tuple[int, int]] | None = None
+    for wm in range(1, num_warps + 1):
+        if num_warps % wm:
+            continue
+        wn = num_warps // wm
+        if m % (instr.m * wm) or n % (instr.n * wn):
+            continue
+        score = (abs(math.log2((m / wm) / (n / wn))), -wm)
+        if best is None or score < best[0]:
+            best = (score, (wm, wn))
+    return None if best is None else best[1]
+
+
+@dataclass(frozen=True)
+class DotLayouts:
+    """The layouts `layout_assignment` gives a dot that runs on `instr`."""
+
+    instr: MatrixInstr
+    warps: tuple[int, int]
+    a: RegisterLayout
+    b: RegisterLayout
+    c: RegisterLayout
+
+
+def dot_layouts(shape_a: tuple[int, int], shape_b: tuple[int, int], instr: MatrixInstr,
+                num_warps: int) -> DotLayouts | None:
+    """The operand and accumulator layouts of the module doc, or None when the tile is not
+    a whole number of instruction tiles per warp (the dot then keeps the FMA path: tiles
+    are not padded)."""
+    (m, k), (_, n) = shape_a, shape_b
+    if k % instr.k:
+        return None
+    grid = warp_grid(m, n, instr, num_warps)
+    if grid is None:
+        return None
+    wm, wn = grid
+    rm, rn, rk = m // (instr.m * wm), n // (instr.n * wn), k // instr.k
+    a = spatial(wm, 1) * replicate(wn) * local(rm, rk) * instr.a
+    b = replicate(wm) * spatial(1, wn) * local(rk, rn) * instr.b
+    c = spatial(wm, wn) * local(rm, rn) * instr.c
+    return DotLayouts(instr, grid, a, b, c)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One instruction of a dot: fragment slots (quotient local indices) of c, a and b."""
+
+    c: int
+    a: int
+    b: int
+
+
+def schedule(a: RegisterLayout, b: RegisterLayout, c: RegisterLayout,
+             instr: MatrixInstr) -> list[Step] | None:
+    """The instructions computing `c += a @ b` fragment by fragment, k steps outermost; None
+    when the layouts are not the instruction's fragments arranged consistently over warps."""
+    qa, qb, qc = a.divide(instr.a), b.divide(instr.b), c.divide(instr.c)
+    if qa is None or qb is None or qc is None:
+        return None
+    if not qa.num_threads == qb.num_threads == qc.num_threads:
+        return None
+    (tm, tk), (tk2, tn) = qa.shape, qb.shape
+    if tk != tk2 or qc.shape != (tm, tn):
+        return None
+    ca, cb, cc = qa.coords(), qb.coords(), qc.coords()   # [warps, slots, 2]
+    slot_a = {tuple(int(x) for x in ca[0, s]): s for s in range(qa.local_size)}
+    slot_b = {tuple(int(x) for x in cb[0, s]): s for s in range(qb.local_size)}
+    steps = []
+    for kk in range(tk):
+        for s in range(qc.local_size):
+            i, j = (int(x) for x in cc[0, s])
+            sa, sb = slot_a.get((i, kk)), slot_b.get((kk, j))
+            if sa is None or sb is None:
+                return None
+            # Every warp's slot sa holds a's fragment (its row of c, kk): the same code
+            # serves all warps.
+            if not (np.array_equal(ca[:, sa, 0], cc[:, s, 0]) and np.all(ca[:, sa, 1] == kk)
+                    and np.array_equal(cb[:, sb, 1], cc[:, s, 1]) and np.all(cb[:, sb, 0] == kk)):
+                return None
+            steps.append(Step(s, sa, sb))
+    return steps
+
+
+def match(target: str | None, a: RegisterLayout, b: RegisterLayout, c: RegisterLayout,
+          operand: DType, acc: DType, precision: str) -> tuple[MatrixInstr, list[Step]] | None:
+    """The instruction and steps when the layouts of a dot are those of a matrix
+    instruction of `target` (see `schedule`), else None (the FMA path)."""
+    instr = select(target, operand, acc, precision)
+    if instr is None:
+        return None
+    steps = schedule(a, b, c, instr)
+    return None if steps is None else (instr, steps)
+
+
+# -- loading operand fragments from shared memory with ldmatrix --------------------------------
+
+
+@dataclass(frozen=True)
+class LdmatrixPlan:
+    """How to convert a register tile of layout `src` into `dst` with ldmatrix: store it to
+    `shared` (vectors of `vector` elements), then one `ldmatrix.x{num}{.trans}` per local of
+    `address`, a layout of the tile's 16-byte matrix rows (shape rows x cols / `row_elems`):
+    it says which row each lane addresses. Register j of load g holds dst locals
+    (g * num + j) * per_register ...; ldmatrix(1) is dst's innermost factor."""
+
+    shared: Any
+    address: RegisterLayout
+    num: int
+    trans: bool
+    row_elems: int
+    per_register: int
+    vector: int
+
+
+def _matrix_groups(num: int) -> list[RegisterLayout]:
+    """How `num` consecutive ldmatrix slots may sit in the tile (units of one matrix)."""
+    if num == 4:
+        return [local(4, 1), column_local(2, 2), local(2, 2), local(1, 4)]
+    if num == 2:
+        return [local(2, 1), local(1, 2)]
+    return [local(1, 1)]
+
+
+@functools.lru_cache(maxsize=256)
+def ldmatrix_plan(src: RegisterLayout, dst: RegisterLayout,
+                  elem_bits: int) -> LdmatrixPlan | None:
+    """The ldmatrix route from `src` to `dst` (2-D, 8/16/32-bit elements), or None when
+    ldmatrix(1) (or its .trans form, 16-bit only) does not divide `dst`.
+
+    The shared tile is row-major (matrix rows are 16-byte runs of its last dim) with the XOR
+    swizzle for which both the vector stores from `src` and the ldmatrix reads (eight lanes
+    a phase, one 16-byte row each) have the fewest bank conflicts (`best_swizzle`)."""
+    if dst.rank != 2 or elem_bits not in (8, 16, 32) or src.shape != dst.shape:
+        return None
+    rows, cols = dst.shape
+    for trans in (False, True) if elem_bits == 16 else (False,):
+        frag = F.ldmatrix(1, trans, elem_bits)
+        q = dst.divide(frag)
+        if q is None:
+            continue
+        row_elems = frag.shape[1]
+        for num in (4, 2, 1):
+            for group in _matrix_groups(num):
+                q4 = q.divide(group)
+                if q4 is None:
+                    continue
+                # Lane 8j + r addresses row r of matrix j of the group: the group's slots
+                # become thread digits, in the same order as its local index.
+                lanes = RegisterLayout(group.modes, group.local, ())
+                address = q4 * lanes * spatial(8, 1)
+                if address.num_threads != dst.num_threads:
+                    continue
+                reads = address * local(1, row_elems)
+                base = row_major(rows, cols)
+                v = min(contiguous_vector(src, base), max(1, 128 // elem_bits))
+                shared = best_swizzle(base, [(src, v), (reads, row_elems)], elem_bits)
+                return LdmatrixPlan(shared, address, num, trans, row_elems, frag.local_size,
+                                    min(contiguous_vector(src, shared), v))
+    return None
