@@ -30,6 +30,7 @@ class Target(ABC):
     global_addrspace: int = 1
     shared_addrspace: int = 3
     max_shared_bytes: int = 48 * 1024
+    matrix_loads: bool = False  # has `load_matrix` (ldmatrix)
 
     # -- ids and synchronisation ---------------------------------------------------------------
     @abstractmethod

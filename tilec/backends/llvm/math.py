@@ -335,6 +335,10 @@ def unary(b: ir.IRBuilder, name: str, value: ir.Value, dtype: DType, target,
     if dtype == dt.float64 or compute_dtype(dtype) == dt.float64:
         x = to_compute(b, value, dtype)
         return from_compute(b, _f64(b, name, x), dtype)
+    # exp and exp2 of formats with at most 11 significant bits (f16, bf16, fp8, ...): the
+    # hardware approximation's relative error (about 2**-22) is far below their half ulp
+    # (2**-12 and coarser), so the accurate f32 polynomial would buy nothing but time.
+    fast = fast or (name in ("exp", "exp2") and dtype.mantissa <= 10)
     fn = _fast(name) if fast else _F32[name]
     if dtype == dt.float32:
         return fn(b, value, target)

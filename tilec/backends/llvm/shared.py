@@ -239,3 +239,30 @@ def scratch_offsets(lowering: Lowering, layout: RegisterLayout,
 def scratch_bytes(t: TileType, numel: int | None = None) -> int:
     n = t.numel if numel is None else numel
     return n * container_bits(t.element) // 8
+
+
+def store_vectors(lowering: Lowering, base: ir.Value, shared: SharedLayout, t: TileType,
+                  values: list[ir.Value], layout: RegisterLayout, vector: int) -> None:
+    """Write a register tile of `layout` into shared tile `shared`, `vector` consecutive
+    locals per store (they must sit at consecutive offsets, `contiguous_vector`): packed into
+    32-bit words, so that 16 bytes become one `st.shared.v4.b32`."""
+    b = lowering.b
+    index = lowering.index(layout)
+    et = smem_type(t.element, lowering.llvm_type)
+    bits = container_bits(t.element)
+    for g in range(0, len(values), vector):
+        off = layout_offset(b, shared, [coord(b, index, g, d) for d in range(layout.rank)])
+        ptr = element_pointer(b, base, et, off)
+        chunk = [to_container(b, v, et) for v in values[g:g + vector]]
+        if vector == 1:
+            b.store(chunk[0], ptr)
+            continue
+        vec: ir.Value = ir.Constant(ir.VectorType(et, vector), ir.Undefined)
+        for i, v in enumerate(chunk):
+            vec = b.insert_element(vec, v, i32(i))
+        total = vector * bits
+        if total >= 32 and total % 32 == 0:
+            words = total // 32
+            vec = b.bitcast(vec, ir.IntType(32) if words == 1 else ir.VectorType(ir.IntType(32),
+                                                                                 words))
+        b.store(vec, ptr, align=total // 8)

@@ -59,6 +59,7 @@ class NvidiaTarget(Target):
     global_addrspace: int = 1
     shared_addrspace: int = 3
     max_shared_bytes: int = 227 * 1024
+    matrix_loads: bool = True
     # f64 exp/log/sin/... need libdevice (`__nv_exp`, ...), which is not linked yet.
     has_f64_libm: bool = False
 
