@@ -575,3 +575,18 @@ def test_tensor_info_and_packed_roundtrip():
     assert isinstance(p, PackedTensor) and p.row_bytes == 2
     assert tensor_info(p).packed and tensor_info(p).strides == (5, 1)
     assert unpack(p).tolist() == v.tolist()
+
+
+def test_packed_store_keeps_the_row_padding_bits():
+    """A 3-element u3 row is 9 bits in 2 bytes: the 7 bits after it are not the kernel's."""
+    m = parse_module("""func @fill(%t: tensor<?x?xu3>) {
+  %c0 = constant {value = 0} : i32
+  %v = constant {value = 5} : tile<2x3xu3>
+  store_view %t, [%c0, %c0], %v
+  return
+}""")
+    data = np.full((2, 2), 0xFF, np.uint8)
+    packed = PackedTensor(data, dt.uint3, (2, 3))
+    run(m, "fill", [packed], (1,))
+    np.testing.assert_array_equal(unpack(packed), np.full((2, 3), 5))
+    assert (data[:, 1] & 0xFE).tolist() == [0xFE, 0xFE]  # padding bits 9..15 untouched

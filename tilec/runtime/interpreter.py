@@ -161,7 +161,11 @@ def _bind_packed(p: PackedTensor, d: DType, name: str, binding: _Binding) -> Ten
             return
         old = packing.unpack(p.data, raw, p.shape).reshape(-1)
         new = np.where(buf.written, d.encode(buf.flat), old)
-        p.data[...] = packing.pack(new.reshape(p.shape), raw)
+        # The bits after the last element of each row are not the kernel's: keep them, as
+        # the GPU (which writes element bits only) does.
+        ones = np.full(p.shape, (1 << d.itemsize_bits) - 1, dtype=np.uint64)
+        mine = packing.pack(ones, raw)
+        p.data[...] = (packing.pack(new.reshape(p.shape), raw) & mine) | (p.data & ~mine)
     binding.write_backs.append(write_back)
     return TensorArg(buf, 0, p.shape, p.strides)
 
