@@ -153,3 +153,62 @@ def test_mma_c_divides_a_warp_tile():
     assert tile.divide(F.mma_m16n8k16_c()) is not None
     assert tile / F.mma_m16n8k16_c() * F.mma_m16n8k16_c() == tile
     assert tile.divide(F.mma_m16n8k16_b()) is None
+
+
+# PTX ISA 9.7.14.5.10 "Matrix Fragments for mma.m16n8k32" (.s8/.u8 and .e4m3/.e5m2 alike):
+#   A: row = groupID for ai where 0 <= i < 4 || 8 <= i < 12, groupID + 8 otherwise
+#      col = (threadID_in_group * 4) + (i & 0x3) for ai where i < 8, ... + 16 for i >= 8
+#   B: row = (threadID_in_group * 4) + (i & 0x3) for bi where i < 4, ... + 16 for i >= 4
+#      col = groupID
+#   C: as m16n8k16 (row = groupID (+8 for i >= 2), col = threadID_in_group * 2 + (i & 0x1))
+def test_mma_m16n8k32():
+    def a(lane, i):
+        row = group(lane) if (0 <= i < 4 or 8 <= i < 12) else group(lane) + 8
+        return row, tig(lane) * 4 + (i & 3) + (16 if i >= 8 else 0)
+
+    def b(lane, i):
+        return tig(lane) * 4 + (i & 3) + (16 if i >= 4 else 0), group(lane)
+
+    def c(lane, i):
+        return group(lane) + (8 if i >= 2 else 0), tig(lane) * 2 + (i & 1)
+
+    check(F.mma_m16n8k32_a(), (16, 32), 32, 16, a)
+    check(F.mma_m16n8k32_b(), (32, 8), 32, 8, b)
+    check(F.mma_m16n8_c(), (16, 8), 32, 4, c)
+    # CUTLASS SM80_16x8x32_S32S8S8S32_TN ALayout ((4,8),(4,2,2)):((64,1),(16,8,256)) over a
+    # column-major 16x32 tile: the same function.
+    def cutlass_a(t, v):
+        index = 64 * (t % 4) + (t // 4) + 16 * (v % 4) + 8 * ((v // 4) % 2) + 256 * (v // 8)
+        return index % 16, index // 16
+
+    check(F.mma_m16n8k32_a(), (16, 32), 32, 16, cutlass_a)
+
+
+# PTX ISA 9.7.14.5.7 "Matrix Fragments for mma.m16n8k8", .tf32:
+#   A: row = groupID for a0 and a2, groupID + 8 for a1 and a3
+#      col = threadID_in_group for a0 and a1, threadID_in_group + 4 for a2 and a3
+#   B: row = threadID_in_group for b0, threadID_in_group + 4 for b1; col = groupID
+def test_mma_m16n8k8_tf32():
+    def a(lane, i):
+        return group(lane) + (8 if i in (1, 3) else 0), tig(lane) + (4 if i >= 2 else 0)
+
+    def b(lane, i):
+        return tig(lane) + 4 * i, group(lane)
+
+    check(F.mma_m16n8k8_tf32_a(), (16, 8), 32, 4, a)
+    check(F.mma_m16n8k8_tf32_b(), (8, 8), 32, 2, b)
+
+
+@pytest.mark.parametrize("bits", [8, 32])
+def test_ldmatrix_other_widths(bits):
+    # ldmatrix moves 16-byte rows: lane l gets row l//4, bytes 4*(l%4) .. 4*(l%4)+3 of each
+    # matrix, i.e. 32/bits elements.
+    per = 32 // bits
+
+    def table(lane, i):
+        matrix, e = divmod(i, per)
+        return 8 * matrix + lane // 4, (lane % 4) * per + e
+
+    check(F.ldmatrix(2, elem_bits=bits), (16, 4 * per), 32, 2 * per, table)
+    with pytest.raises(Exception):
+        F.ldmatrix(4, trans=True, elem_bits=bits)

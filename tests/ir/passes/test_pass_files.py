@@ -2,6 +2,7 @@
 and holds cases split by `// -----`. A case is input IR followed by `// CHECK` lines for
 the module after the passes (see tests/filecheck.py), or by `// ERROR: text` when the
 passes must fail with an IRError containing that text. Input and output are verified.
+A case may set pass options with `// OPTIONS: target=sm_80 num_warps=8`.
 """
 from __future__ import annotations
 
@@ -13,13 +14,22 @@ from filecheck import directives, filecheck, split_cases
 
 from tilec.errors import IRError
 from tilec.ir.parser import parse_module
-from tilec.ir.passes.manager import run_passes
+from tilec.ir.passes.manager import PassOptions, run_passes
 from tilec.ir.printer import print_module
 from tilec.ir.verifier import verify
 
 HERE = Path(__file__).parent
 _RUN = re.compile(r"^//\s*RUN:\s*(.*)$", re.M)
 _ERROR = re.compile(r"^\s*//\s*ERROR:\s*(.*)$", re.M)
+_OPTIONS = re.compile(r"^\s*//\s*OPTIONS:\s*(.*)$", re.M)
+
+
+def _options(case: str) -> PassOptions:
+    m = _OPTIONS.search(case)
+    if not m:
+        return PassOptions()
+    pairs = dict(item.split("=") for item in m.group(1).split())
+    return PassOptions(target=pairs.get("target"), num_warps=int(pairs.get("num_warps", 4)))
 
 
 def _cases():
@@ -50,11 +60,11 @@ def test_pass_file_case(path: Path, line: int, case: str, passes: list[str]):
     error = _ERROR.search(case)
     if error:
         with pytest.raises(IRError) as info:
-            run_passes(module, passes, verify=True)
+            run_passes(module, passes, _options(case), verify=True)
         assert error.group(1).strip() in str(info.value)
         return
     checks = directives(case, line)
     assert checks, f"{path.name}:{line}: a case needs CHECK or ERROR lines"
-    out = print_module(run_passes(module, passes, verify=True))
+    out = print_module(run_passes(module, passes, _options(case), verify=True))
     filecheck(out, checks)
     assert parse_module(out) == module  # the output reads back as itself

@@ -23,12 +23,12 @@ from tilec.backends.llvm.shared import (SharedTile, container_bits, from_contain
                                         layout_offset, linear_offsets, load_register_tile,
                                         row_major_strides, shared_coords_offsets,
                                         shared_layout_of, smem_type, store_register_tile,
-                                        store_vectors, to_container, element_pointer)
-from tilec.backends.llvm.values import I32, coord, i32
-from tilec.ir import mma
+                                        to_container, element_pointer)
+from tilec.backends.llvm import staging
+from tilec.backends.llvm.values import I32, i32
 from tilec.ir.core import Operation
 from tilec.ir.layout import RegisterLayout
-from tilec.ir.types import PointerType, TileType, dtype_of
+from tilec.ir.types import TileType, dtype_of
 
 
 def register_map(src: RegisterLayout, k_src: Sequence[int], dst: RegisterLayout,
@@ -70,46 +70,10 @@ def move(lw: Lowering, src_t: TileType, values: list[ir.Value], k_src: Sequence[
     return out
 
 
-def via_ldmatrix(lw: Lowering, src_t: TileType, values: list[ir.Value],
-                 dst_t: TileType) -> list[ir.Value] | None:
-    """convert_layout into a layout that ldmatrix(1) divides (mma operands): vector stores
-    into a swizzled shared tile, then one `Target.load_matrix` per group of matrices
-    (`mma.ldmatrix_plan`); None where that does not apply (the generic move does)."""
-    element = src_t.element
-    if not lw.target.matrix_loads or isinstance(element, PointerType) or element.is_bool:
-        return None
-    bits = container_bits(element)
-    if bits != element.itemsize_bits:
-        return None
-    plan = mma.ldmatrix_plan(tile_layout(src_t), tile_layout(dst_t), bits)
-    if plan is None:
-        return None
-    b = lw.b
-    base = lw.smem.scratch(b, src_t.numel * bits // 8)
-    store_vectors(lw, base, plan.shared, src_t, values, tile_layout(src_t), plan.vector)
-    lw.target.barrier(b)
-    et = smem_type(element, lw.llvm_type)
-    reg = lw.llvm_type(element)
-    index = lw.index(plan.address)
-    out: list[ir.Value] = []
-    for g in range(plan.address.local_size):
-        row = coord(b, index, g, 0)
-        col = b.mul(coord(b, index, g, 1), i32(plan.row_elems))
-        ptr = element_pointer(b, base, et, layout_offset(b, plan.shared, [row, col]))
-        for word in lw.target.load_matrix(b, ptr, plan.num, plan.trans):
-            if plan.per_register == 1:
-                out.append(word if word.type == reg else b.bitcast(word, reg))
-                continue
-            vec = b.bitcast(word, ir.VectorType(reg, plan.per_register))
-            out.extend(b.extract_element(vec, i32(i)) for i in range(plan.per_register))
-    lw.target.barrier(b)  # the scratch area may be reused right after
-    return out
-
-
 @lowers("convert_layout")
 def _convert_layout(lw: Lowering, op: Operation) -> list:
     t = op.x.type
-    staged = via_ldmatrix(lw, t, lw.get(op.x), op.results[0].type)
+    staged = staging.convert(lw, op)
     if staged is not None:
         return [staged]
     k = row_major_strides(t.shape)

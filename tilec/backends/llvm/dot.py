@@ -26,6 +26,7 @@ from llvmlite import ir
 
 from tilec.backends.llvm import casts
 from tilec.backends.llvm.lower import Lowering, lowers, tile_layout
+from tilec.backends.llvm.staging import StagedOperand
 from tilec.backends.llvm.shared import (container_bits, element_pointer, from_container,
                                         linear_offsets, row_major_strides, smem_type,
                                         store_register_tile)
@@ -80,15 +81,26 @@ def _mma_dot(lw: Lowering, op: Operation) -> list | None:
     if found is None:
         return None
     instr, steps = found
-    a_vals, b_vals, acc = list(lw.get(op.a)), list(lw.get(op.b)), list(lw.get(op.acc))
-    if instr.precision == "tf32":
-        a_vals = [round_tf32(lw.b, x) for x in a_vals]
-        b_vals = [round_tf32(lw.b, x) for x in b_vals]
+    a_in, b_in, acc = lw.get(op.a), lw.get(op.b), list(lw.get(op.acc))
+    staged = [x for x in (a_in, b_in) if isinstance(x, StagedOperand)]
+    if staged:
+        lw.target.barrier(lw.b)  # after the stores of staging.convert
+
+    def fragment(operand, slot: int, size: int) -> list[ir.Value]:
+        if isinstance(operand, StagedOperand):
+            values = [operand.value(lw, slot * size + i) for i in range(size)]
+        else:
+            values = operand[slot * size:(slot + 1) * size]
+        if instr.precision == "tf32":
+            values = [round_tf32(lw.b, x) for x in values]
+        return values
     na, nb, nc = instr.a.local_size, instr.b.local_size, instr.c.local_size
     for st in steps:
         acc[st.c * nc:(st.c + 1) * nc] = lw.target.mma(
-            lw.b, instr, a_vals[st.a * na:(st.a + 1) * na], b_vals[st.b * nb:(st.b + 1) * nb],
+            lw.b, instr, fragment(a_in, st.a, na), fragment(b_in, st.b, nb),
             acc[st.c * nc:(st.c + 1) * nc])
+    if staged:
+        lw.target.barrier(lw.b)  # the scratch area may be reused right after
     return [acc]
 
 

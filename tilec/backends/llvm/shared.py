@@ -113,10 +113,11 @@ class SharedPlan:
     def alloc(self, b: ir.IRBuilder, op: Operation) -> ir.Value:
         return self.pointer(b, self.offsets[op])
 
-    def scratch(self, b: ir.IRBuilder, nbytes: int) -> ir.Value:
-        """The transient area (see the module doc), at least `nbytes` long."""
-        self.scratch_bytes = max(self.scratch_bytes, _round_up(nbytes, 16))
-        return self.pointer(b, self.scratch_base)
+    def scratch(self, b: ir.IRBuilder, nbytes: int, at: int = 0) -> ir.Value:
+        """The transient area (see the module doc), at least `at + nbytes` long; the
+        pointer is to byte `at` of it (two tiles staged for one op use two parts)."""
+        self.scratch_bytes = max(self.scratch_bytes, _round_up(at + nbytes, 16))
+        return self.pointer(b, self.scratch_base + at)
 
     @property
     def total_bytes(self) -> int:

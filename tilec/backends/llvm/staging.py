@@ -1,0 +1,138 @@
+"""Matrix-instruction operands through shared memory with ldmatrix.
+
+`convert_layout` into a layout that ldmatrix(1) divides (the mma a and b layouts) stores
+the source tile with vector stores into a swizzled shared tile and reads it back with
+`Target.load_matrix`, the plan coming from `tilec.ir.mma.ldmatrix_plan` (conflict-free
+stores and reads where the layouts allow). Two ways:
+
+- eager (any such conversion): store, barrier, every ldmatrix, barrier;
+- deferred, when the converted value is an operand of an mma `dot` that uses it alone and
+  nothing between the conversion and the dot touches the scratch area: the conversion only
+  stores (a at scratch byte 0, b after it) and hands the dot a `StagedOperand`; the dot
+  puts one barrier after both stores and loads each group of matrices right before its
+  first mma, so only the fragments of one k step are live (all of them at once spill a
+  128x128 tile), then a barrier before the scratch area is reused.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from llvmlite import ir
+
+from tilec.backends.llvm.lower import Lowering, tile_layout
+from tilec.backends.llvm.shared import (container_bits, element_pointer, layout_offset,
+                                        smem_type, store_vectors)
+from tilec.backends.llvm.values import coord, i32
+from tilec.ir import mma
+from tilec.ir.core import Operation, OpResult, Trait
+from tilec.ir.types import PointerType, TileType, dtype_of
+
+_ALIGN = 128
+
+
+@dataclass
+class StagedOperand:
+    """A tile stored in shared memory for ldmatrix, loaded group by group on demand."""
+
+    plan: mma.LdmatrixPlan
+    base: ir.Value
+    t: TileType
+    groups: dict[int, list[ir.Value]] = field(default_factory=dict)
+
+    @property
+    def locals_per_group(self) -> int:
+        return self.plan.num * self.plan.per_register
+
+    def value(self, lw: Lowering, local: int) -> ir.Value:
+        """Local element `local` of the destination layout (loads its group if needed)."""
+        g = local // self.locals_per_group
+        if g not in self.groups:
+            self.groups[g] = _load_group(lw, self, g)
+        return self.groups[g][local % self.locals_per_group]
+
+
+def _plan(lw: Lowering, src_t: TileType, dst_t: TileType) -> mma.LdmatrixPlan | None:
+    element = src_t.element
+    if not lw.target.matrix_loads or isinstance(element, PointerType) or element.is_bool:
+        return None
+    bits = container_bits(element)
+    if bits != element.itemsize_bits:
+        return None
+    return mma.ldmatrix_plan(tile_layout(src_t), tile_layout(dst_t), bits)
+
+
+def _load_group(lw: Lowering, s: StagedOperand, g: int) -> list[ir.Value]:
+    b, plan = lw.b, s.plan
+    et = smem_type(s.t.element, lw.llvm_type)
+    reg = lw.llvm_type(s.t.element)
+    index = lw.index(plan.address)
+    row = coord(b, index, g, 0)
+    col = b.mul(coord(b, index, g, 1), i32(plan.row_elems))
+    ptr = element_pointer(b, s.base, et, layout_offset(b, plan.shared, [row, col]))
+    out: list[ir.Value] = []
+    for word in lw.target.load_matrix(b, ptr, plan.num, plan.trans):
+        if plan.per_register == 1:
+            out.append(word if word.type == reg else b.bitcast(word, reg))
+            continue
+        vec = b.bitcast(word, ir.VectorType(reg, plan.per_register))
+        out.extend(b.extract_element(vec, i32(i)) for i in range(plan.per_register))
+    return out
+
+
+def _store(lw: Lowering, op: Operation, plan: mma.LdmatrixPlan, at: int) -> StagedOperand:
+    src_t = op.x.type
+    base = lw.smem.scratch(lw.b, src_t.numel * container_bits(src_t.element) // 8, at)
+    store_vectors(lw, base, plan.shared, src_t, lw.get(op.x), tile_layout(src_t), plan.vector)
+    return StagedOperand(plan, base, op.results[0].type)
+
+
+def _deferred_dot(op: Operation) -> tuple[Operation, int] | None:
+    """The mma dot that alone uses `op`'s result as operand 0 or 1, when only ops that do
+    not touch shared memory (elementwise ops, global loads, the other operand's
+    conversion) lie between them in one block."""
+    r = op.results[0]
+    if len(r.uses) != 1:
+        return None
+    dot = r.uses[0]
+    if dot.name != "dot" or dot.parent is not op.parent:
+        return None
+    which = [i for i, v in enumerate(dot.operands) if v is r]
+    if which not in ([0], [1]):
+        return None
+    ops = op.parent.ops
+    for mid in ops[ops.index(op) + 1:ops.index(dot)]:
+        other = dot.operands[1 - which[0]]
+        if mid.has_trait(Trait.ELEMENTWISE) or mid.name in ("load", "load_view", "constant"):
+            continue
+        if isinstance(other, OpResult) and mid is other.owner and mid.name == "convert_layout":
+            continue
+        return None
+    return dot, which[0]
+
+
+def _operand_offset(dot: Operation, which: int) -> int:
+    """b is staged after a (rounded up to 128 bytes)."""
+    if which == 0:
+        return 0
+    a = dot.a.type
+    return -(-a.numel * container_bits(a.element) // 8 // _ALIGN) * _ALIGN
+
+
+def convert(lw: Lowering, op: Operation) -> list[ir.Value] | StagedOperand | None:
+    """Lower `convert_layout` through ldmatrix when the plan exists (see the module doc)."""
+    src_t, dst_t = op.x.type, op.results[0].type
+    plan = _plan(lw, src_t, dst_t)
+    if plan is None:
+        return None
+    found = _deferred_dot(op)
+    if found is not None:
+        dot, which = found
+        layouts = [tile_layout(v.type) for v in dot.operands]
+        if mma.match(lw.target.arch, *layouts, dtype_of(dot.a.type), dtype_of(dot.acc.type),
+                     dot.precision) is not None:
+            return _store(lw, op, plan, _operand_offset(dot, which))
+    staged = _store(lw, op, plan, 0)
+    lw.target.barrier(lw.b)
+    out = [staged.value(lw, l) for l in range(tile_layout(dst_t).local_size)]
+    lw.target.barrier(lw.b)  # the scratch area may be reused right after
+    return out
