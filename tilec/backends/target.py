@@ -53,6 +53,10 @@ class Target(ABC):
     def shuffle_xor(self, b: ir.IRBuilder, value: ir.Value, lane_mask: int) -> ir.Value:
         """The i32 `value` of lane (lane ^ lane_mask) within the warp (all lanes active)."""
 
+    @abstractmethod
+    def shuffle_idx(self, b: ir.IRBuilder, value: ir.Value, src_lane: ir.Value) -> ir.Value:
+        """The i32 `value` of lane `src_lane` (an i32, 0..warp_size-1) of this warp."""
+
     # -- fast float math (f32 in, f32 out); the math library builds accurate versions on these
     @abstractmethod
     def exp2_approx(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value: ...

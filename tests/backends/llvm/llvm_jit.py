@@ -73,7 +73,7 @@ class HostTarget(Target):
     def _unused(self, *args):
         raise NotImplementedError("the host test target has no threads")
 
-    thread_id = block_id = num_blocks = barrier = shuffle_xor = _unused
+    thread_id = block_id = num_blocks = barrier = shuffle_xor = shuffle_idx = _unused
     mark_kernel = emit_assembly = _unused
 
 

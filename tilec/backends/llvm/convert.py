@@ -5,8 +5,9 @@ Every move is described by two linear *keys*: the element a source local holds g
 `coord . K_src`, and a destination local reads key `coord . K_dst` (a row-major index of
 the destination, for a reshape the common row-major index, for a broadcast the source's
 index). When, for every thread, each destination key is one the same thread already holds
-at a fixed local index, the move is a renaming of registers (no code). Otherwise the
-source is written to the shared scratch area at its keys, a barrier, and read back.
+at a fixed local index, the move is a renaming of registers (no code). When every key stays
+inside its warp, it is a sequence of warp shuffles (`shuffle.py`). Otherwise the source is
+written to the shared scratch area at its keys, a barrier, and read back.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from tilec.backends.llvm.shared import (SharedTile, container_bits, from_contain
                                         row_major_strides, shared_coords_offsets,
                                         shared_layout_of, smem_type, store_register_tile,
                                         to_container, element_pointer)
-from tilec.backends.llvm import staging
+from tilec.backends.llvm import shuffle, staging
 from tilec.backends.llvm.values import I32, i32
 from tilec.ir.core import Operation
 from tilec.ir.layout import RegisterLayout
@@ -51,13 +52,27 @@ def register_map(src: RegisterLayout, k_src: Sequence[int], dst: RegisterLayout,
     return picks
 
 
+def move_in_registers(lw: Lowering, src: RegisterLayout, k_src: Sequence[int],
+                      dst: RegisterLayout, k_dst: Sequence[int],
+                      values: list[ir.Value]) -> list[ir.Value] | None:
+    """The move as a renaming of registers, or as warp shuffles; None if neither serves."""
+    picks = register_map(src, k_src, dst, k_dst)
+    if picks is not None:
+        return [values[i] for i in picks]
+    rounds = shuffle.plan(src, k_src, dst, k_dst, lw.target.warp_size)
+    if rounds is None:
+        return None
+    lane = lw.b.and_(lw.thread_id, i32(lw.target.warp_size - 1))
+    return shuffle.apply(lw.b, lw.target, lane, values, rounds)
+
+
 def move(lw: Lowering, src_t: TileType, values: list[ir.Value], k_src: Sequence[int],
          dst_t: TileType, k_dst: Sequence[int], num_keys: int) -> list[ir.Value]:
     """The destination's elements (see the module doc)."""
     src, dst = tile_layout(src_t), tile_layout(dst_t)
-    picks = register_map(src, k_src, dst, k_dst)
-    if picks is not None:
-        return [values[i] for i in picks]
+    in_registers = move_in_registers(lw, src, k_src, dst, k_dst, values)
+    if in_registers is not None:
+        return in_registers
     b = lw.b
     staging = TileType((num_keys,), src_t.element)
     base = lw.smem.scratch(b, num_keys * container_bits(src_t.element) // 8)
@@ -73,10 +88,15 @@ def move(lw: Lowering, src_t: TileType, values: list[ir.Value], k_src: Sequence[
 @lowers("convert_layout")
 def _convert_layout(lw: Lowering, op: Operation) -> list:
     t = op.x.type
+    k = row_major_strides(t.shape)
+    # Registers and shuffles first: they need no shared memory and no barrier.
+    in_registers = move_in_registers(lw, tile_layout(t), k, tile_layout(op.results[0].type), k,
+                                     lw.get(op.x))
+    if in_registers is not None:
+        return [in_registers]
     staged = staging.convert(lw, op)
     if staged is not None:
         return [staged]
-    k = row_major_strides(t.shape)
     return [move(lw, t, lw.get(op.x), k, op.results[0].type, k, t.numel)]
 
 
