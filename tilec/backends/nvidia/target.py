@@ -99,6 +99,11 @@ class NvidiaTarget(Target):
         args = [ir.Constant(_I32, -1), value, ir.Constant(_I32, lane_mask), ir.Constant(_I32, 31)]
         return _call(b, "llvm.nvvm.shfl.sync.bfly.i32", _I32, args)
 
+    def shuffle_idx(self, b: ir.IRBuilder, value: ir.Value, src_lane: ir.Value) -> ir.Value:
+        # shfl.sync.idx.b32 d, a, src_lane, 0x1f, membermask (PTX ISA "shfl.sync").
+        args = [ir.Constant(_I32, -1), value, src_lane, ir.Constant(_I32, 31)]
+        return _call(b, "llvm.nvvm.shfl.sync.idx.i32", _I32, args)
+
     # -- fast math: PTX ISA "Floating Point Instructions", the .approx.f32 forms ------
     def exp2_approx(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
         return _call(b, "llvm.nvvm.ex2.approx.f", _F32, [x])  # ex2.approx.f32
