@@ -12,6 +12,13 @@ stores and reads where the layouts allow). Two ways:
   puts one barrier after both stores and loads each group of matrices right before its
   first mma, so only the fragments of one k step are live (all of them at once spill a
   128x128 tile), then a barrier before the scratch area is reused.
+
+  The other operand's conversion may lie between the deferred stores and the dot. When it
+  is deferred too, a and b have their own parts of the scratch area. When it is not (no
+  ldmatrix plan: the 8-bit and tf32 b fragments hold runs along k, which ldmatrix cannot
+  give, so b goes through the generic `convert.move`; or it is converted eagerly), it
+  writes the scratch area from byte 0 while the deferred a waits there, so a is then
+  staged after b's bytes (`_operand_offset`), else b overwrites a before the ldmatrix.
 """
 from __future__ import annotations
 
@@ -110,12 +117,42 @@ def _deferred_dot(op: Operation) -> tuple[Operation, int] | None:
     return dot, which[0]
 
 
-def _operand_offset(dot: Operation, which: int) -> int:
-    """b is staged after a (rounded up to 128 bytes)."""
-    if which == 0:
-        return 0
-    a = dot.a.type
-    return -(-a.numel * container_bits(a.element) // 8 // _ALIGN) * _ALIGN
+def _bytes_aligned(t: TileType) -> int:
+    """The scratch bytes of tile `t`, rounded up to 128."""
+    return -(-t.numel * container_bits(t.element) // 8 // _ALIGN) * _ALIGN
+
+
+def _defers(lw: Lowering, op: Operation) -> tuple[Operation, int] | None:
+    """(dot, operand index) when `convert` lowers convert_layout `op` deferred: it has an
+    ldmatrix plan and `_deferred_dot` finds an mma dot."""
+    if _plan(lw, op.x.type, op.results[0].type) is None:
+        return None
+    found = _deferred_dot(op)
+    if found is None:
+        return None
+    dot = found[0]
+    layouts = [tile_layout(v.type) for v in dot.operands]
+    if mma.match(lw.target.arch, *layouts, dtype_of(dot.a.type), dtype_of(dot.acc.type),
+                 dot.precision) is None:
+        return None
+    return found
+
+
+def _operand_offset(lw: Lowering, op: Operation, dot: Operation, which: int) -> int:
+    """Where deferred operand `which` of `dot` is staged: a at byte 0 and b after a (each
+    rounded up to 128 bytes), except that a goes after b when b's conversion comes later
+    and is not deferred (it writes from byte 0; see the module doc). Any conversion of a
+    that is not deferred writes at most a's bytes from byte 0, below b."""
+    if which == 1:
+        return _bytes_aligned(dot.a.type)
+    other = dot.operands[1]
+    ops = op.parent.ops
+    if (isinstance(other, OpResult) and other.owner.name == "convert_layout"
+            and other.owner.parent is op.parent
+            and ops.index(op) < ops.index(other.owner) < ops.index(dot)
+            and _defers(lw, other.owner) != (dot, 1)):
+        return _bytes_aligned(other.owner.x.type)
+    return 0
 
 
 def convert(lw: Lowering, op: Operation) -> list[ir.Value] | StagedOperand | None:
@@ -124,13 +161,10 @@ def convert(lw: Lowering, op: Operation) -> list[ir.Value] | StagedOperand | Non
     plan = _plan(lw, src_t, dst_t)
     if plan is None:
         return None
-    found = _deferred_dot(op)
+    found = _defers(lw, op)
     if found is not None:
         dot, which = found
-        layouts = [tile_layout(v.type) for v in dot.operands]
-        if mma.match(lw.target.arch, *layouts, dtype_of(dot.a.type), dtype_of(dot.acc.type),
-                     dot.precision) is not None:
-            return _store(lw, op, plan, _operand_offset(dot, which))
+        return _store(lw, op, plan, _operand_offset(lw, op, dot, which))
     staged = _store(lw, op, plan, 0)
     lw.target.barrier(lw.b)
     out = [staged.value(lw, l) for l in range(tile_layout(dst_t).local_size)]
