@@ -70,14 +70,14 @@ def _inputs(dtype: str, m: int, n: int, k: int):
     return a.cuda(), b.cuda(), a.double(), b.double()
 
 
-def _run(a, b, out_dtype, m, n, *, bm, bn, bk, warps, tf32=False):
+def _run(a, b, out_dtype, m, n, *, bm, bn, bk, warps, tf32=False, stages=1):
     c = torch.empty((m, n), dtype=out_dtype, device="cuda")
     if out_dtype.is_floating_point:
         c.fill_(float("nan"))
     else:
         c.view(torch.uint8).fill_(0xA5)
     gemm[(tc.cdiv(m, bm), tc.cdiv(n, bn))](a, b, c, BM=bm, BN=bn, BK=bk, TF32=tf32,
-                                           num_warps=warps)
+                                           num_warps=warps, num_stages=stages)
     torch.cuda.synchronize()
     return c.cpu()
 
@@ -115,6 +115,31 @@ def test_gemm(dtype, acc, tile, warps, tol, sm):
     _check(c, a_ref @ b_ref, a_ref, b_ref, tol, f"{dtype} {m}x{k}x{n}")
 
 
+# Software pipelining (num_stages >= 2): cp.async into a ring of shared buffers. K a
+# multiple of 16 bytes per row takes the cp.async path (edges zero-filled through src-size);
+# K + 3 makes rows misaligned, so every copy takes the synchronous fallback.
+PIPELINED = [
+    ("float16", torch.float32, (128, 128, 32), 4, 1e-5, 80, 3, 8),
+    ("float16", torch.float32, (128, 128, 32), 4, 1e-5, 80, 4, 3),
+    ("float16", torch.float32, (64, 64, 32), 4, 1e-5, 80, 2, 40),
+    ("bfloat16", torch.float32, (128, 256, 32), 8, 1e-5, 80, 3, 8),
+    ("int8", torch.int32, (64, 64, 64), 4, 0, 80, 3, 16),
+    ("float8_e4m3", torch.float32, (64, 64, 64), 4, 1e-5, 89, 3, 16),
+]
+
+
+@pytest.mark.parametrize("dtype,acc,tile,warps,tol,sm,stages,k_extra", PIPELINED,
+                         ids=[f"{c[0]}-{c[6]}stages-k+{c[7]}" for c in PIPELINED])
+def test_gemm_pipelined(dtype, acc, tile, warps, tol, sm, stages, k_extra):
+    if not _arch_at_least(sm):
+        pytest.skip(f"{dtype} mma needs sm_{sm}")
+    bm, bn, bk = tile
+    m, n, k = 3 * bm - 17, 2 * bn + 8, 4 * bk + k_extra
+    a, b, a_ref, b_ref = _inputs(dtype, m, n, k)
+    c = _run(a, b, acc, m, n, bm=bm, bn=bn, bk=bk, warps=warps, stages=stages)
+    _check(c, a_ref @ b_ref, a_ref, b_ref, tol, f"{dtype} {m}x{k}x{n} {stages} stages")
+
+
 def test_gemm_tf32():
     m, n, k = 150, 97, 131
     a, b, a_ref, b_ref = _inputs("float32", m, n, k)
@@ -129,8 +154,9 @@ def test_gemm_column_major_b(dtype):
     a, b, a_ref, b_ref = _inputs(dtype, m, n, k)
     b_col = b.t().contiguous().t()          # the same values, column-major
     assert b_col.stride() == (1, k)
-    c = _run(a, b_col, torch.float32, m, n, bm=64, bn=64, bk=32, warps=4)
-    _check(c, a_ref @ b_ref, a_ref, b_ref, 1e-5, f"{dtype} column-major B")
+    for stages in (1, 3):
+        c = _run(a, b_col, torch.float32, m, n, bm=64, bn=64, bk=32, warps=4, stages=stages)
+        _check(c, a_ref @ b_ref, a_ref, b_ref, 1e-5, f"{dtype} column-major B, {stages} stages")
 
 
 def test_matmul_example_on_the_gpu():

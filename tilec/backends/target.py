@@ -31,6 +31,7 @@ class Target(ABC):
     shared_addrspace: int = 3
     max_shared_bytes: int = 48 * 1024
     matrix_loads: bool = False  # has `load_matrix` (ldmatrix)
+    async_copies: bool = False  # has `copy_async_16`, `commit_copies`, `wait_copies`
 
     # -- ids and synchronisation ---------------------------------------------------------------
     @abstractmethod

@@ -11,6 +11,7 @@ written to the shared scratch area at its keys, a barrier, and read back.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -24,12 +25,13 @@ from tilec.backends.llvm.shared import (SharedTile, container_bits, from_contain
                                         layout_offset, linear_offsets, load_register_tile,
                                         row_major_strides, shared_coords_offsets,
                                         shared_layout_of, smem_type, store_register_tile,
-                                        to_container, element_pointer)
+                                        tile_offset, to_container, element_pointer)
 from tilec.backends.llvm import shuffle, staging
-from tilec.backends.llvm.values import I32, i32
+from tilec.backends.llvm.values import I32, I64, i32
 from tilec.ir.core import Operation
 from tilec.ir.layout import RegisterLayout
-from tilec.ir.types import TileType, dtype_of
+from tilec.ir.shared_layout import SharedLayout
+from tilec.ir.types import PointerType, TileType, dtype_of
 
 
 def register_map(src: RegisterLayout, k_src: Sequence[int], dst: RegisterLayout,
@@ -212,6 +214,9 @@ def _shared_index(lw: Lowering, op: Operation) -> list:
 
 @lowers("shared_load")
 def _shared_load(lw: Lowering, op: Operation) -> list:
+    matrices = staging.shared_load(lw, op)
+    if matrices is not None:
+        return [matrices]
     tile: SharedTile = lw.get(op.src)
     t = op.results[0].type
     offsets = shared_coords_offsets(lw, tile, tile_layout(t))
@@ -229,44 +234,149 @@ def _shared_store(lw: Lowering, op: Operation) -> list:
 
 @lowers("copy_async")
 def _copy_async(lw: Lowering, op: Operation) -> list:
-    """A synchronous copy for now (cp.async / TMA come with the pipelining work): thread t
-    copies elements t, t + T, t + 2T, ... of the tile in row-major order."""
+    """With the target's asynchronous copies, 16-byte `cp.async`s straight into the shared
+    layout when the tile allows them (`_copy_chunks`), at run time when the tensor's last
+    dim is contiguous and every chunk is 16-byte aligned; otherwise (and on other targets) a
+    synchronous element-by-element copy. One commit group per copy_async either way, so
+    that `async_wait {pending}` counts copy_async ops."""
+    vector = _copy_chunks(lw, op)
+    if vector is None:
+        _copy_elements(lw, op)
+    else:
+        b = lw.b
+        chunks = _chunk_addresses(lw, op, vector)
+        ok = b.icmp_unsigned("==", lw.get(op.tensor).strides[-1], ir.Constant(I64, 1))
+        for src, _, _ in chunks:
+            aligned = b.icmp_unsigned("==", b.and_(b.ptrtoint(src, I64), ir.Constant(I64, 15)),
+                                      ir.Constant(I64, 0))
+            ok = b.and_(ok, aligned)
+        fast, slow, done = lw.block("copy.async"), lw.block("copy.sync"), lw.block("copy.done")
+        b.cbranch(ok, fast, slow)
+        b.position_at_end(fast)
+        for src, dst, nbytes in chunks:
+            lw.target.copy_async_16(b, dst, src, nbytes)
+        b.branch(done)
+        b.position_at_end(slow)
+        _copy_elements(lw, op, vector)
+        b.branch(done)
+        b.position_at_end(done)
+    if lw.target.async_copies:
+        lw.target.commit_copies(lw.b)
+    return []
+
+
+def _copy_chunks(lw: Lowering, op: Operation) -> int | None:
+    """Elements per 16-byte chunk when `cp.async` can copy the tile: a target that has it,
+    whole-byte elements, a last dim of whole chunks and a shared layout that keeps each
+    chunk's elements at consecutive, chunk-aligned offsets."""
+    t = op.dst.type
+    tensor = op.tensor.type
+    if not lw.target.async_copies or isinstance(t.element, PointerType) or t.element.is_bool:
+        return None
+    bits = t.element.itemsize_bits
+    if is_packed(dtype_of(tensor)) or bits not in (8, 16, 32, 64) or container_bits(t.element) != bits:
+        return None
+    vector = 128 // bits
+    if t.shape[-1] % vector or t.numel // vector % 1:
+        return None
+    tile: SharedTile = lw.get(op.dst)
+    layout = tile.layout
+    n = len(tile.prefix)
+    inner = SharedLayout(layout.modes[n:], layout.strides[n:], layout.swizzles)
+    offsets = inner.offsets().reshape(-1, vector)
+    if not ((offsets[:, 0] % vector == 0).all() and (np.diff(offsets, axis=1) == 1).all()):
+        return None
+    return vector
+
+
+def _chunk_addresses(lw: Lowering, op: Operation, vector: int) -> list:
+    """(global source, shared destination, bytes to read) of each chunk this thread copies:
+    chunk c (row-major over the tile) goes to thread c % T. Out-of-bounds chunks read 0
+    bytes (cp.async fills the rest with zeros); a chunk that crosses the end of the last
+    dim reads the elements inside."""
     b = lw.b
     tensor = lw.get(op.tensor)
     tile: SharedTile = lw.get(op.dst)
     t = op.dst.type
     offsets = offsets_i32(lw, op.offsets)
-    strides = row_major_strides(t.shape)
+    et_mem = memory_type(t.element)
+    et_smem = smem_type(t.element, lw.llvm_type)
+    elem_bytes = t.element.itemsize_bits // 8
+    shape = list(t.shape[:-1]) + [t.shape[-1] // vector]
+    strides = row_major_strides(shape)
+    threads = lw.num_threads
+    out = []
+    for k in range(-(-math.prod(shape) // threads)):
+        flat = b.add(lw.thread_id, i32(k * threads))
+        coords = [b.urem(b.udiv(flat, i32(s_)), i32(n)) if s_ > 1 else b.urem(flat, i32(n))
+                  for s_, n in zip(strides, shape)]
+        coords[-1] = b.mul(coords[-1], i32(vector))
+        gcoords = [b.add(o, c) for o, c in zip(offsets, coords)]
+        inside: ir.Value = ir.Constant(ir.IntType(1), 1)
+        for c, size in zip(gcoords[:-1], tensor.sizes[:-1]):
+            inside = b.and_(inside, b.icmp_unsigned("<", c, size))
+        # Elements left in the last dim from this chunk's start, clamped to 0..vector.
+        left = b.sub(tensor.sizes[-1], gcoords[-1])
+        left = b.select(b.icmp_signed("<", left, i32(0)), i32(0), left)
+        left = b.select(b.icmp_signed(">", left, i32(vector)), i32(vector), left)
+        left = b.select(inside, left, i32(0))
+        src = b.gep(tensor.ptr, [linear_index(b, gcoords, tensor.strides)], source_etype=et_mem)
+        dst = element_pointer(b, tile.base, et_smem, tile_offset(b, tile, coords))
+        out.append((src, dst, b.mul(left, i32(elem_bytes))))
+    return out
+
+
+def _copy_elements(lw: Lowering, op: Operation, vector: int = 1) -> None:
+    """The synchronous copy: the tile cut into runs of `vector` elements along the last dim
+    (row-major), thread t copies runs t, t + T, t + 2T, ... element by element, in a loop
+    (not unrolled: it is the slow path of the asynchronous copy, and unrolled it would hold
+    many addresses live next to a dot's accumulators). As the fallback of `cp.async` it
+    takes the same runs as the 16-byte chunks: threads of one copy may go different ways,
+    and each must write what the other way would have."""
+    b = lw.b
+    tensor = lw.get(op.tensor)
+    tile: SharedTile = lw.get(op.dst)
+    t = op.dst.type
+    offsets = offsets_i32(lw, op.offsets)
+    shape = list(t.shape[:-1]) + [t.shape[-1] // vector]
+    strides = row_major_strides(shape)
     et_smem = smem_type(t.element, lw.llvm_type)
     et_mem = memory_type(t.element)
     bits = 8 if t.element.is_bool else t.element.bits
     if is_packed(tensor.dtype):
         raise op.error(f"copy_async of packed {tensor.dtype} is not supported yet")
     threads = lw.num_threads
-    for k in range(-(-t.numel // threads)):
-        flat = b.add(lw.thread_id, i32(k * threads))
-        active = b.icmp_unsigned("<", flat, i32(t.numel))
-        coords = [b.urem(b.udiv(flat, i32(s)), i32(n)) for s, n in zip(strides, t.shape)]
+    pre, header, body, end = b.block, lw.block("copy.loop"), lw.block("copy.body"), \
+        lw.block("copy.exit")
+    b.branch(header)
+    b.position_at_end(header)
+    flat = b.phi(I32)
+    flat.add_incoming(lw.thread_id, pre)
+    b.cbranch(b.icmp_unsigned("<", flat, i32(math.prod(shape))), body, end)
+    b.position_at_end(body)
+    runs = [b.urem(b.udiv(flat, i32(s)), i32(n)) for s, n in zip(strides, shape)]
+    for e in range(vector):
+        coords = runs[:-1] + [b.add(b.mul(runs[-1], i32(vector)), i32(e)) if vector > 1
+                              else runs[-1]]
         gcoords = [b.add(o, c) for o, c in zip(offsets, coords)]
-        inside = active
+        inside: ir.Value = ir.Constant(ir.IntType(1), 1)
         for c, size in zip(gcoords, tensor.sizes):
             inside = b.and_(inside, b.icmp_unsigned("<", c, size))
         ptr = b.gep(tensor.ptr, [linear_index(b, gcoords, tensor.strides)], source_etype=et_mem)
         raw = masked_load(lw, ptr, ir.IntType(bits), inside, ir.Constant(ir.IntType(bits), 0))
         value = from_bits(b, raw, t.element)
-        then_bb, done = lw.block("copy.store"), lw.block("copy.end")
-        b.cbranch(active, then_bb, done)
-        b.position_at_end(then_bb)
         off = layout_offset(b, tile.layout, list(tile.prefix) + coords)
         b.store(to_container(b, value, et_smem), element_pointer(b, tile.base, et_smem, off))
-        b.branch(done)
-        b.position_at_end(done)
-    return []
+    flat.add_incoming(b.add(flat, i32(threads)), b.block)
+    b.branch(header)
+    b.position_at_end(end)
 
 
 @lowers("async_wait")
 def _async_wait(lw: Lowering, op: Operation) -> list:
-    return []  # copy_async completes before it returns (see above)
+    if lw.target.async_copies:
+        lw.target.wait_copies(lw.b, op.pending)
+    return []  # else copy_async completed before it returned
 
 
 @lowers("barrier")

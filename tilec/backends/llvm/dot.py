@@ -82,7 +82,7 @@ def _mma_dot(lw: Lowering, op: Operation) -> list | None:
         return None
     instr, steps = found
     a_in, b_in, acc = lw.get(op.a), lw.get(op.b), list(lw.get(op.acc))
-    staged = [x for x in (a_in, b_in) if isinstance(x, StagedOperand)]
+    staged = [x for x in (a_in, b_in) if isinstance(x, StagedOperand) and x.in_scratch]
     if staged:
         lw.target.barrier(lw.b)  # after the stores of staging.convert
 

@@ -163,17 +163,24 @@ def _all(b: ir.IRBuilder, conds: Sequence[ir.Value]) -> ir.Value:
 
 
 class Access:
-    """One thread's accesses to a tile: element pointers, per-element predicates, and the
-    vector width; plus the run-time condition under which vectors are valid."""
+    """One thread's accesses to a tile: element pointers and per-element predicates (given
+    as lists, or as functions of the local index, computed only where each access is
+    emitted, so that a large tile never holds all of them live at once), the vector width,
+    and the run-time condition under which vectors are valid (`fast`; computed from the
+    pointers when not given)."""
 
-    def __init__(self, lw: Lowering, element, ptrs: list[ir.Value], preds: list[ir.Value],
-                 v: int, vector_ok: ir.Value | None = None):
+    def __init__(self, lw: Lowering, element, ptrs, preds, v: int,
+                 vector_ok: ir.Value | None = None, count: int | None = None,
+                 fast: ir.Value | None = None):
         self.lw, self.element = lw, element
-        self.ptrs, self.preds, self.v = ptrs, preds, v
+        self.ptr_of = ptrs if callable(ptrs) else ptrs.__getitem__
+        self.pred_of = preds if callable(preds) else preds.__getitem__
+        self.count = len(ptrs) if count is None else count
+        self.v = v
         self.bits = _bits_of(element)
         self.int_t = ir.IntType(self.bits)
-        self.fast: ir.Value | None = None
-        if v > 1:
+        self.fast: ir.Value | None = fast
+        if v > 1 and fast is None:
             b = lw.b
             _, nbytes = _vector_type(v, self.bits)
             conds = [] if vector_ok is None else [vector_ok]
@@ -185,7 +192,7 @@ class Access:
     def _versioned(self, fast_fn, slow_fn) -> list[ir.Value] | None:
         """Emit `fast_fn()` under the fast condition and `slow_fn()` otherwise; merge."""
         lw, b = self.lw, self.lw.b
-        if self.fast is None:
+        if self.fast is None or self.v == 1:
             return slow_fn()
         fast_bb, slow_bb, done = lw.block("vec.fast"), lw.block("vec.slow"), lw.block("vec.end")
         b.cbranch(self.fast, fast_bb, slow_bb)
@@ -211,20 +218,20 @@ class Access:
     def load(self, others: list[ir.Value] | None) -> list[ir.Value]:
         b, v = self.lw.b, self.v
         zero = ir.Constant(self.int_t, 0)
-        other_bits = [zero] * len(self.ptrs) if others is None else \
+        other_bits = [zero] * self.count if others is None else \
             [to_bits(b, o, self.element) for o in others]
 
         def fast():
             out = []
             vt, nbytes = _vector_type(v, self.bits)
-            for g in range(0, len(self.ptrs), v):
-                word = b.load(self.ptrs[g], typ=vt, align=nbytes)
+            for g in range(0, self.count, v):
+                word = b.load(self.ptr_of(g), typ=vt, align=nbytes)
                 out.extend(_unpack(b, word, v, self.int_t))
             return out
 
         def slow():
-            return [masked_load(self.lw, p, self.int_t, m, o)
-                    for p, m, o in zip(self.ptrs, self.preds, other_bits)]
+            return [masked_load(self.lw, self.ptr_of(i), self.int_t, self.pred_of(i), o)
+                    for i, o in enumerate(other_bits)]
         raw = self._versioned(fast, slow)
         return [from_bits(b, x, self.element) for x in raw]
 
@@ -234,13 +241,13 @@ class Access:
 
         def fast():
             vt, nbytes = _vector_type(v, self.bits)
-            for g in range(0, len(self.ptrs), v):
-                b.store(_pack(b, bits[g:g + v], vt), self.ptrs[g], align=nbytes)
+            for g in range(0, self.count, v):
+                b.store(_pack(b, bits[g:g + v], vt), self.ptr_of(g), align=nbytes)
             return None
 
         def slow():
-            for p, m, x in zip(self.ptrs, self.preds, bits):
-                masked_store(self.lw, p, x, m)
+            for i, x in enumerate(bits):
+                masked_store(self.lw, self.ptr_of(i), x, self.pred_of(i))
             return []
         self._versioned(fast, slow)
 
@@ -283,24 +290,79 @@ def linear_index(b: ir.IRBuilder, coords: list[ir.Value], strides: Sequence[ir.V
     return total
 
 
+# Up to this many elements per thread, a view access computes every pointer and predicate
+# up front; beyond (a 128x128 tile over 128 threads has 128), each path computes its own
+# where it uses them, else they all stay live at once and spill next to a dot's accumulators.
+_EAGER_LOCALS = 32
+
+
 def _view_access(lw: Lowering, op: Operation, t: TensorValue, tile: TileType,
                  extra_pred: ir.Value | None) -> tuple[Access, list, list]:
     layout = tile_layout(tile)
     b = lw.b
     offsets = offsets_i32(lw, op.offsets)
-    coords, inside = _view_elements(lw, t, offsets, layout)
-    preds = inside if extra_pred is None else [b.and_(p, extra_pred) for p in inside]
     if is_packed(t.dtype):
+        coords, inside = _view_elements(lw, t, offsets, layout)
+        preds = inside if extra_pred is None else [b.and_(p, extra_pred) for p in inside]
         return None, coords, preds
     et = memory_type(t.dtype)
-    ptrs = [b.gep(t.ptr, [linear_index(b, cs, t.strides)], source_etype=et) for cs in coords]
-    v = vector_groups(layout, _bits_of(t.dtype))
-    stride1 = None
-    if v > 1:
-        stride1 = b.icmp_unsigned("==", t.strides[-1], i64(1))
+    index = lw.index(layout)
+
+    def coords_of(local: int) -> list[ir.Value]:
+        return [b.add(offsets[d], coord(b, index, local, d)) for d in range(layout.rank)]
+
+    def ptr_of(local: int) -> ir.Value:
+        return b.gep(t.ptr, [linear_index(b, coords_of(local), t.strides)], source_etype=et)
+
+    def pred_of(local: int) -> ir.Value:
+        ok = [b.icmp_unsigned("<", c, size)  # negative: huge unsigned
+              for c, size in zip(coords_of(local), t.sizes)]
         if extra_pred is not None:
-            stride1 = b.and_(stride1, extra_pred)
-    return Access(lw, t.dtype, ptrs, preds, v, stride1), coords, preds
+            ok.append(extra_pred)
+        return _all(b, ok)
+    v = vector_groups(layout, _bits_of(t.dtype))
+    if layout.local_size <= _EAGER_LOCALS:
+        # Few elements: pointers and predicates up front, shared by both paths.
+        ptrs = [ptr_of(i) for i in range(layout.local_size)]
+        preds = [pred_of(i) for i in range(layout.local_size)]
+        stride1 = None
+        if v > 1:
+            stride1 = b.icmp_unsigned("==", t.strides[-1], i64(1))
+            if extra_pred is not None:
+                stride1 = b.and_(stride1, extra_pred)
+        return Access(lw, t.dtype, ptrs, preds, v, stride1), None, None
+    fast = None
+    if v > 1:
+        fast = _view_fast(lw, t, offsets, index, v, extra_pred, ptr_of(0))
+    access = Access(lw, t.dtype, ptr_of, pred_of, v, count=layout.local_size, fast=fast)
+    return access, None, None
+
+
+def _view_fast(lw: Lowering, t: TensorValue, offsets: list[ir.Value], index, v: int,
+               extra_pred: ir.Value | None, first: ir.Value) -> ir.Value:
+    """When every vector group of the thread is valid, from O(rank) facts rather than per
+    element: the last dim is contiguous, the thread's whole coordinate box (thread part plus
+    the smallest and largest local part, per dim) lies inside the tensor, its first group is
+    aligned and every other stride keeps groups aligned (groups start at multiples of v along
+    the last dim: `vector_groups`)."""
+    b = lw.b
+    _, nbytes = _vector_type(v, _bits_of(t.dtype))
+    elem_bytes = nbytes // v
+    conds = [b.icmp_unsigned("==", t.strides[-1], i64(1))]
+    if extra_pred is not None:
+        conds.append(extra_pred)
+    local = index.local_part
+    for d, (o, size) in enumerate(zip(offsets, t.sizes)):
+        start = b.add(o, index.thread_part[d])
+        lo = b.add(start, i32(int(local[:, d].min())))
+        hi = b.add(start, i32(int(local[:, d].max())))
+        conds.append(b.icmp_signed(">=", lo, i32(0)))
+        conds.append(b.icmp_unsigned("<", hi, size))
+        if d < len(offsets) - 1:
+            step = b.mul(t.strides[d], i64(elem_bytes))
+            conds.append(b.icmp_unsigned("==", b.and_(step, i64(nbytes - 1)), i64(0)))
+    conds.append(_aligned(b, first, nbytes))
+    return _all(b, conds)
 
 
 @lowers("load_view")

@@ -169,6 +169,24 @@ def layout_offset(b: ir.IRBuilder, layout: SharedLayout, coords: Sequence[ir.Val
     return total
 
 
+def tile_offset(b: ir.IRBuilder, tile: SharedTile, coords: Sequence[ir.Value]) -> ir.Value:
+    """The element offset of `coords` in shared tile `tile` (its `shared_index` prefix
+    first). When each prefix dim is one mode whose stride is a whole number of every
+    swizzle's period (the pipeline's stage buffers), the swizzles cannot see the prefix, so
+    the offset is prefix * stride plus the swizzled offset within the stage: the latter
+    does not change from one stage to the next and LLVM hoists it out of the loop."""
+    layout, n = tile.layout, len(tile.prefix)
+    periods = [1 << (z.bits + z.base + z.shift) for z in layout.swizzles]
+    if n == 0 or any(len(m) != 1 for m in layout.modes[:n]) or any(
+            st[0] % p for st in layout.strides[:n] for p in periods):
+        return layout_offset(b, layout, list(tile.prefix) + list(coords))
+    inner = SharedLayout(layout.modes[n:], layout.strides[n:], layout.swizzles)
+    total = layout_offset(b, inner, coords)
+    for c, st in zip(tile.prefix, layout.strides[:n]):
+        total = b.add(b.mul(c, i32(st[0])), total)
+    return total
+
+
 def element_pointer(b: ir.IRBuilder, base: ir.Value, elem_type: ir.Type,
                     offset: ir.Value) -> ir.Value:
     return b.gep(base, [offset], inbounds=True, source_etype=elem_type)

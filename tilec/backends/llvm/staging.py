@@ -24,14 +24,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 from llvmlite import ir
 
 from tilec.backends.llvm.lower import Lowering, tile_layout
-from tilec.backends.llvm.shared import (container_bits, element_pointer, layout_offset,
-                                        smem_type, store_vectors)
+from tilec.backends.llvm.shared import (SharedTile, container_bits, element_pointer,
+                                        layout_offset, smem_type, store_vectors, tile_offset)
 from tilec.backends.llvm.values import coord, i32
 from tilec.ir import mma
 from tilec.ir.core import Operation, OpResult, Trait
+from tilec.ir.shared_layout import SharedLayout
 from tilec.ir.types import PointerType, TileType, dtype_of
 
 _ALIGN = 128
@@ -39,12 +41,19 @@ _ALIGN = 128
 
 @dataclass
 class StagedOperand:
-    """A tile stored in shared memory for ldmatrix, loaded group by group on demand."""
+    """A tile stored in shared memory for ldmatrix, loaded group by group on demand. In the
+    scratch area (`tile` None: the dot brackets its reads with barriers), or in a shared
+    tile that a `shared_load` reads (its program orders the accesses)."""
 
     plan: mma.LdmatrixPlan
     base: ir.Value
     t: TileType
     groups: dict[int, list[ir.Value]] = field(default_factory=dict)
+    tile: SharedTile | None = None
+
+    @property
+    def in_scratch(self) -> bool:
+        return self.tile is None
 
     @property
     def locals_per_group(self) -> int:
@@ -75,7 +84,9 @@ def _load_group(lw: Lowering, s: StagedOperand, g: int) -> list[ir.Value]:
     index = lw.index(plan.address)
     row = coord(b, index, g, 0)
     col = b.mul(coord(b, index, g, 1), i32(plan.row_elems))
-    ptr = element_pointer(b, s.base, et, layout_offset(b, plan.shared, [row, col]))
+    offset = (layout_offset(b, plan.shared, [row, col]) if s.tile is None
+              else tile_offset(b, s.tile, [row, col]))
+    ptr = element_pointer(b, s.base, et, offset)
     out: list[ir.Value] = []
     for word in lw.target.load_matrix(b, ptr, plan.num, plan.trans):
         if plan.per_register == 1:
@@ -170,3 +181,49 @@ def convert(lw: Lowering, op: Operation) -> list[ir.Value] | StagedOperand | Non
     out = [staged.value(lw, l) for l in range(tile_layout(dst_t).local_size)]
     lw.target.barrier(lw.b)  # the scratch area may be reused right after
     return out
+
+
+def _reads_rows(tile: SharedTile, plan: mma.LdmatrixPlan, bits: int) -> bool:
+    """Whether every ldmatrix row of the plan (`row_elems` elements from a column that is a
+    multiple of it) is 16 contiguous, 16-byte aligned bytes of `tile`."""
+    inner = SharedLayout(tile.layout.modes[len(tile.prefix):],
+                         tile.layout.strides[len(tile.prefix):], tile.layout.swizzles)
+    offsets = inner.offsets().reshape(-1, plan.row_elems)
+    return bool((offsets[:, 0] % plan.row_elems == 0).all()
+                and (np.diff(offsets, axis=1) == 1).all())
+
+
+def shared_load(lw: Lowering, op: Operation) -> list[ir.Value] | StagedOperand | None:
+    """Lower `shared_load` into a layout that ldmatrix divides: ldmatrix straight from the
+    shared tile. When the result's only uses are mma dots later in the block with nothing
+    that writes memory in between, the groups load on demand at the dot (as for the deferred
+    staging above, only one k step's fragments are live)."""
+    tile: SharedTile = lw.get(op.src)
+    t = op.results[0].type
+    element = t.element
+    if (not lw.target.matrix_loads or isinstance(element, PointerType) or element.is_bool
+            or container_bits(element) != element.itemsize_bits):
+        return None
+    bits = element.itemsize_bits
+    plan = mma.ldmatrix_plan(tile_layout(t), tile_layout(t), bits)
+    if plan is None or not _reads_rows(tile, plan, bits):
+        return None
+    staged = StagedOperand(plan, tile.base, t, tile=tile)
+    if _read_at_dot(lw, op):
+        return staged
+    return [staged.value(lw, l) for l in range(tile_layout(t).local_size)]
+
+
+def _read_at_dot(lw: Lowering, op: Operation) -> bool:
+    uses = op.results[0].uses
+    if not uses or any(u.name != "dot" or u.parent is not op.parent for u in uses):
+        return False
+    for dot in uses:
+        layouts = [tile_layout(v.type) for v in dot.operands]
+        if mma.match(lw.target.arch, *layouts, dtype_of(dot.a.type), dtype_of(dot.acc.type),
+                     dot.precision) is None:
+            return False
+    ops = op.parent.ops
+    last = max(ops.index(u) for u in uses)
+    return all(not mid.has_trait(Trait.WRITES_MEMORY) or mid.name == "dot"
+               for mid in ops[ops.index(op) + 1:last])

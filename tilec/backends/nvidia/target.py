@@ -60,6 +60,7 @@ class NvidiaTarget(Target):
     shared_addrspace: int = 3
     max_shared_bytes: int = 227 * 1024
     matrix_loads: bool = True
+    async_copies: bool = True
     # f64 exp/log/sin/... need libdevice (`__nv_exp`, ...), which is not linked yet.
     has_f64_libm: bool = False
 
@@ -187,6 +188,25 @@ class NvidiaTarget(Target):
         ret = _I32 if num == 1 else ir.LiteralStructType([_I32] * num)
         out = _call(b, name, ret, [ptr])
         return [out] if num == 1 else [b.extract_value(out, i) for i in range(num)]
+
+    # -- asynchronous copies (sm_80+): PTX ISA 9.7.9.25 "Data Movement and Conversion
+    # Instructions: cp.async", through LLVM's intrinsics (IntrinsicsNVVM.td, CP_ASYNC_*), so
+    # that LLVM knows they write shared and read global memory.
+    def copy_async_16(self, b: ir.IRBuilder, dst: ir.Value, src: ir.Value,
+                      src_bytes: ir.Value) -> None:
+        """`cp.async.cg.shared.global [dst], [src], 16, src_bytes`: 16 bytes to shared memory,
+        of which the first `src_bytes` (0..16) are read from `src` and the rest are zeros."""
+        _call(b, "llvm.nvvm.cp.async.cg.shared.global.16.s", ir.VoidType(),
+              [dst, src, src_bytes])
+
+    def commit_copies(self, b: ir.IRBuilder) -> None:
+        """`cp.async.commit_group`: the thread's copies issued so far form one group."""
+        _call(b, "llvm.nvvm.cp.async.commit.group", ir.VoidType(), [])
+
+    def wait_copies(self, b: ir.IRBuilder, pending: int) -> None:
+        """`cp.async.wait_group pending`: at most `pending` of the thread's most recent groups
+        are still in flight."""
+        _call(b, "llvm.nvvm.cp.async.wait.group", ir.VoidType(), [ir.Constant(_I32, pending)])
 
     # -- debugging: vprintf and __assertfail, system calls (PTX ISA "System Calls")
     def printf(self, lw: Lowering, fmt: str, args: list[ir.Value]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from tilec.ir.passes import canonicalize, cse, dce, inline, layout_assignment
+from tilec.ir.passes import canonicalize, cse, dce, inline, layout_assignment, pipeline
 
 PASSES: dict[str, ModuleType] = {
     "inline": inline,
@@ -13,4 +13,5 @@ PASSES: dict[str, ModuleType] = {
     "cse": cse,
     "dce": dce,
     "layout_assignment": layout_assignment,
+    "pipeline": pipeline,
 }

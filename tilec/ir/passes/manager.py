@@ -21,9 +21,14 @@ DEFAULT_PIPELINE = [
 ]
 
 # For a GPU target: the target-independent cleanups, then layouts, then the cleanups again
-# (folding and CSE now see laid-out types; dce drops what the conversions left behind).
+# (folding and CSE now see laid-out types; dce drops what the conversions left behind);
+# then software pipelining (it reads the operand layouts) and the cleanups of what it made.
 GPU_PIPELINE = DEFAULT_PIPELINE + [
     "layout_assignment",
+    "canonicalize",
+    "cse",
+    "dce",
+    "pipeline",
     "canonicalize",
     "cse",
     "dce",
