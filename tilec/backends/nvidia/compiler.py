@@ -21,30 +21,8 @@ from tilec.backends.nvidia.target import NvidiaTarget
 from tilec.errors import TilecError
 from tilec.ir.core import Module
 from tilec.ir.parser import parse_module
-from tilec.ir.passes import PASSES
-from tilec.ir.passes.manager import PassOptions, run_passes
+from tilec.ir.passes.manager import GPU_PIPELINE, PassOptions, run_passes
 from tilec.ir.printer import print_module
-
-# The passes every kernel goes through before lowering, in order.
-GPU_PIPELINE = [
-    "inline",
-    "canonicalize",
-    "cse",
-    "dce",
-    "layout_assignment",
-    "canonicalize",
-    "cse",
-    "dce",
-]
-
-
-def gpu_pipeline() -> list[str]:
-    """GPU_PIPELINE, or the manager's list when it declares one."""
-    from tilec.ir.passes import manager
-    names = list(getattr(manager, "GPU_PIPELINE", GPU_PIPELINE))
-    # Until layout assignment is registered, kernels must come laid out by hand.
-    return [n for n in names if n in PASSES]
-
 
 @dataclass(frozen=True)
 class Resources:
@@ -89,7 +67,7 @@ def compile_kernel(module: Module, name: str, arch: str = "sm_90a",
     work = parse_module(print_module(module, locations=True), module.source or "<module>")
     fn = work.get(name)
     warps = int(num_warps if num_warps is not None else fn.attrs.get("num_warps", 4))
-    work = run_passes(work, gpu_pipeline(), PassOptions(target=arch, num_warps=warps),
+    work = run_passes(work, GPU_PIPELINE, PassOptions(target=arch, num_warps=warps),
                       verify=verify, dump=dump)
     fn = work.get(name)
     lowered = lower_kernel(fn, target, warps)
