@@ -97,7 +97,8 @@ def child_stages(repeats: int) -> dict:
     sys.path.insert(0, str(ROOT / "examples"))
     import softmax as example
     from tilec.backends.llvm.lower import lower_kernel
-    from tilec.backends.nvidia.compiler import gpu_pipeline, run_ptxas
+    from tilec.backends.nvidia.compiler import run_ptxas
+    from tilec.ir.passes.manager import GPU_PIPELINE
     from tilec.backends.nvidia.target import NvidiaTarget
     from tilec.ir.parser import parse_module
     from tilec.ir.passes.manager import PassOptions, run_passes
@@ -114,7 +115,7 @@ def child_stages(repeats: int) -> dict:
         module = example.softmax.ir(x, y, COLS, BLOCK=BLOCK)
         t.append(time.perf_counter())
         work = parse_module(print_module(module, locations=True), module.source or "<m>")
-        work = run_passes(work, gpu_pipeline(), PassOptions(target=arch, num_warps=4),
+        work = run_passes(work, GPU_PIPELINE, PassOptions(target=arch, num_warps=4),
                           verify=False)
         t.append(time.perf_counter())
         target = NvidiaTarget(arch)
