@@ -98,10 +98,9 @@ def child_stages(repeats: int) -> dict:
     import softmax as example
     from tilec.backends.llvm.lower import lower_kernel
     from tilec.backends.nvidia.compiler import run_ptxas
-    from tilec.ir.passes.manager import GPU_PIPELINE
     from tilec.backends.nvidia.target import NvidiaTarget
     from tilec.ir.parser import parse_module
-    from tilec.ir.passes.manager import PassOptions, run_passes
+    from tilec.ir.passes.manager import GPU_PIPELINE, PassOptions, run_passes
     from tilec.ir.printer import print_module
     from tilec.runtime import cuda as rt_cuda
     arch = rt_cuda.device_properties(0).arch
