@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Sequence
 
 from llvmlite import ir
 
+from tilec.errors import TilecError
+
 if TYPE_CHECKING:
     from tilec.ir.mma import MatrixInstr
 
@@ -79,7 +81,8 @@ class Target(ABC):
             b_: Sequence[ir.Value], c: Sequence[ir.Value]) -> list[ir.Value]:
         """One warp-level matrix multiply-accumulate (`tilec.ir.mma` lists the target's): the
         thread's fragment elements of a, b and c in fragment-local order in, d's out."""
-        raise NotImplementedError(f"{self.arch} has no matrix instruction {instr.name}")
+        # Unreachable: tilec.ir.mma.select offers a target only the instructions it lists.
+        raise TilecError(f"internal error: {self.arch} has no matrix instruction {instr.name}")
 
     def load_matrix(self, b: ir.IRBuilder, ptr: ir.Value, num: int,
                     trans: bool) -> list[ir.Value] | None:

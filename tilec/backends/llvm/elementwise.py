@@ -67,18 +67,18 @@ def _intrinsic(lw: Lowering, name: str, t: ir.Type, nargs: int) -> ir.Function:
     return ir.Function(lw.module, ir.FunctionType(t, [t] * nargs), full)
 
 
+# Ops that are one LLVM instruction, by IR op name.
+_FLOAT_INSTR = {"add": ir.IRBuilder.fadd, "sub": ir.IRBuilder.fsub, "mul": ir.IRBuilder.fmul,
+                "div": ir.IRBuilder.fdiv, "rem": ir.IRBuilder.frem}
+_INT_INSTR = {"add": ir.IRBuilder.add, "sub": ir.IRBuilder.sub, "mul": ir.IRBuilder.mul,
+              "and": ir.IRBuilder.and_, "or": ir.IRBuilder.or_, "xor": ir.IRBuilder.xor}
+
+
 def _float_binary(lw: Lowering, name: str, a: ir.Value, b_: ir.Value) -> ir.Value:
     b = lw.b
-    if name == "add":
-        return b.fadd(a, b_)
-    if name == "sub":
-        return b.fsub(a, b_)
-    if name == "mul":
-        return b.fmul(a, b_)
-    if name == "div":
-        return b.fdiv(a, b_)
-    if name == "rem":
-        return b.frem(a, b_)
+    instr = _FLOAT_INSTR.get(name)
+    if instr is not None:
+        return instr(b, a, b_)
     # llvm.maximum / llvm.minimum propagate NaN (LangRef); NVPTX selects max.NaN (sm_80+).
     fn = _intrinsic(lw, "llvm.maximum" if name == "max" else "llvm.minimum", a.type, 2)
     return b.call(fn, [a, b_])
@@ -107,23 +107,14 @@ def _int_div_rem(b: ir.IRBuilder, a: ir.Value, d_: ir.Value, signed: bool,
 def _int_binary(lw: Lowering, name: str, d: DType, a: ir.Value, c: ir.Value) -> ir.Value:
     b = lw.b
     signed = d.kind == "int"
-    if name == "add":
-        return b.add(a, c)
-    if name == "sub":
-        return b.sub(a, c)
-    if name == "mul":
-        return b.mul(a, c)
+    instr = _INT_INSTR.get(name)
+    if instr is not None:
+        return instr(b, a, c)
     if name in ("div", "rem"):
         return _int_div_rem(b, a, c, signed, name == "rem")
     if name in ("max", "min"):
         cmp = b.icmp_signed if signed else b.icmp_unsigned
         return b.select(cmp(">" if name == "max" else "<", a, c), a, c)
-    if name == "and":
-        return b.and_(a, c)
-    if name == "or":
-        return b.or_(a, c)
-    if name == "xor":
-        return b.xor(a, c)
     width = ir.Constant(a.type, d.bits)
     big = b.icmp_unsigned(">=", c, width)  # the shift amount read as unsigned
     if name == "shl":
