@@ -11,7 +11,10 @@ host's cost of a launch. Rows:
   argument on every call.
 - `cuda-python`: cuda.bindings.driver.cuLaunchKernel with the same prepared array.
 - `tilec Launcher`: `launcher.launch(grid, [tensors..., scalars...])` with torch tensors, which
-  reads the tensors and torch's current stream and packs the parameters on every call.
+  reads the tensors and torch's current stream and packs the parameters on every call: in C
+  (`tilec/runtime/_native.c`) where the install built it.
+- `tilec Launcher (Python path)`: the same through the generated Python function that the C
+  path hands unusual arguments to (and that runs where no C compiler was found).
 - `tilec kernel[grid]` (vadd only): the user-facing path, a `@tc.kernel` written in the DSL
   launched as `vadd_dsl[(1,)](x, y, out, n, BLOCK=128)`: the fast-path key over the
   arguments, the cached specialisation, then the Launcher (warm: the second call onward).
@@ -145,10 +148,11 @@ def compiled(name: str, ptx: str) -> Kernel:
     return Kernel(name, "sm_80", 4, ptx, None, 0, abi.kernel_params(fn))
 
 
-def time_per_launch(launch, n: int, repeats: int) -> list[float]:
+def time_per_launch(launch, n: int, repeats: int, warm: bool = True) -> list[float]:
     """Microseconds per launch, one value per repeat (N launches, then a synchronize)."""
-    for _ in range(min(n, 2000)):  # warm up: module load, JIT, allocator, caches
-        launch()
+    if warm:
+        for _ in range(min(n, 2000)):  # warm up: module load, JIT, allocator, caches
+            launch()
     torch.cuda.synchronize()
     out = []
     for _ in range(repeats):
@@ -162,7 +166,9 @@ def time_per_launch(launch, n: int, repeats: int) -> list[float]:
 
 def bare_launchers(launcher: Launcher, args: list) -> dict[str, object]:
     """The driver call with the launcher's own kernel and a parameter array packed once."""
-    launcher.launch(1, args)  # loads the module and fills the parameter buffer
+    launcher.load()
+    # The Python path's parameter buffer, filled once (the C path keeps its own slots).
+    launcher.python_launch(1, args)
     drv = rt_cuda.driver()
     function = ctypes.c_void_p(launcher.loaded.handle)
     params = ctypes.c_void_p(ctypes.addressof(launcher._slots))
@@ -253,7 +259,7 @@ def versions() -> dict[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=5000, help="launches per repeat")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     opts = parser.parse_args()
 
     props = rt_cuda.device_properties(torch.cuda.current_device())
@@ -270,6 +276,8 @@ def main() -> int:
         methods = bare_launchers(launcher, args)
         # After bare_launchers' first launch, `launcher.launch` is the warm function.
         methods["tilec Launcher"] = lambda launch=launcher.launch, a=args: launch((1,), a)
+        methods["tilec Launcher (Python path)"] = \
+            lambda launch=launcher.python_launch, a=args: launch((1,), a)
         if name == "vadd":
             vadd_dsl[(1,)](x, y, out, n_elements, BLOCK=128)  # compile: not timed
             torch.cuda.synchronize()
@@ -279,10 +287,16 @@ def main() -> int:
                                                                    BLOCK=128)
         if name in triton_fns:
             methods["triton"] = triton_fns[name]
-        for method, fn in methods.items():
-            samples = time_per_launch(fn, opts.n, opts.repeats)
+        # Methods take turns within each repeat, so the VM's drift spreads over all of them.
+        samples = {method: [] for method in methods}
+        for fn in methods.values():
+            time_per_launch(fn, min(opts.n, 2000), 1)  # warm up
+        for _ in range(opts.repeats):
+            for method, fn in methods.items():
+                samples[method] += time_per_launch(fn, opts.n, 1, warm=False)
+        for method, s in samples.items():
             rows.append({"kernel": name, "method": method,
-                         "us_per_launch": statistics.median(samples), "samples_us": samples})
+                         "us_per_launch": statistics.median(s), "samples_us": s})
         if name == "vadd":  # the launches above must have computed something real
             torch.cuda.synchronize()
             torch.testing.assert_close(out, x + y)
@@ -312,9 +326,9 @@ def main() -> int:
 
     print(f"\nwarm launch overhead on {props.name} ({opts.n} launches x {opts.repeats}, "
           "median us per launch)")
-    print(f"{'kernel':<9} {'method':<24} {'us/launch':>10} {'vs bare':>8}")
+    print(f"{'kernel':<9} {'method':<30} {'us/launch':>10} {'vs bare':>8}")
     for r in rows:
-        print(f"{r['kernel']:<9} {r['method']:<24} {r['us_per_launch']:>10.2f} "
+        print(f"{r['kernel']:<9} {r['method']:<30} {r['us_per_launch']:>10.2f} "
               f"{r['vs_ctypes_bare']:>7.2f}x")
     for kernel in ("vadd",):
         by = {r["method"]: r["us_per_launch"] for r in rows if r["kernel"] == kernel}

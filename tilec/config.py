@@ -29,6 +29,8 @@ KNOBS = (
     Knob("TILEC_VERIFY", "0", "Run the IR verifier after every pass (always on in tests)."),
     Knob("TILEC_DUMP", "0", "Print the IR after every pass to stderr."),
     Knob("TILEC_PTXAS", "", "The ptxas to use (default: PATH, then the nvidia-cuda-nvcc wheel)."),
+    Knob("TILEC_NATIVE_LAUNCH", "1", "Warm launches through the C extension when it was built "
+         "(0: the Python path)."),
 )
 
 
@@ -42,6 +44,10 @@ def verify_each_pass() -> bool:
 
 def dump_passes() -> bool:
     return _flag("TILEC_DUMP")
+
+
+def native_launch() -> bool:
+    return _flag("TILEC_NATIVE_LAUNCH", True)
 
 
 def cache_dir() -> Path:

@@ -226,6 +226,23 @@ def test_errors_at_launch_name_the_parameter():
         k[(1,)](Malformed(), 3, BLOCK=16)
 
 
+def test_bad_launch_options_are_named():
+    @tc.kernel
+    def k(X: tc.Tensor, BLOCK: tc.constexpr):
+        tc.store(X, (0,), tc.zeros((BLOCK,), tc.float32))
+
+    x = np.zeros(16, np.float32)
+    with pytest.raises(LaunchError, match="num_warps must be a positive int, got 0") as info:
+        k[(1,)](x, BLOCK=16, num_warps=0)
+    assert info.value.loc is not None and info.value.loc.file == __file__
+    with pytest.raises(LaunchError, match="fast_math must be True or False, got 1"):
+        k[(1,)](x, BLOCK=16, fast_math=1)
+    with pytest.raises(CompileError, match="fast_math must be True or False, got 'yes'"):
+        tc.kernel(fast_math="yes")(k.fn)
+    with pytest.raises(CompileError, match="fast_math must be True or False"):
+        k.compile("X: tensor<?xf32>, BLOCK=16, fast_math=3")
+
+
 def test_non_constexpr_shape_at_launch_names_line():
     x = np.zeros(16, np.float32)
     with pytest.raises(CompileError) as info:

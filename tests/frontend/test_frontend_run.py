@@ -379,3 +379,19 @@ def test_layering_frontend_is_not_imported_below():
     for sub in ("ir", "runtime"):
         for path in (root / sub).rglob("*.py"):
             assert "tilec.frontend" not in path.read_text(), path
+
+
+def test_fast_math_is_a_kernel_default_a_launch_option_and_an_attribute():
+    def body(X: tc.Tensor, Y: tc.Tensor, BLOCK: tc.constexpr):
+        x = tc.load(X, (0,), (BLOCK,))
+        tc.store(Y, (0,), tc.exp(x) / (x + 3.0))
+
+    x = RNG.standard_normal(16).astype(np.float32)
+    fast, accurate = tc.kernel(fast_math=True)(body), tc.kernel(body)
+    assert "fast_math = true" in str(fast.ir(x, x, BLOCK=16))
+    assert "fast_math" not in str(accurate.ir(x, x, BLOCK=16))
+    assert "fast_math = false" in str(fast.ir(x, x, BLOCK=16, fast_math=False))
+    assert "fast_math = true" in str(fast.compile("X: tensor<?xf32>, Y: tensor<?xf32>, BLOCK=16"))
+    out = poisoned(16)  # the interpreter is exact either way
+    fast[(1,)](x, out, BLOCK=16)
+    np.testing.assert_allclose(out, np.exp(x) / (x + 3.0), rtol=1e-6)

@@ -76,6 +76,11 @@ class Target(ABC):
     @abstractmethod
     def cos_approx(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value: ...
 
+    def div_approx(self, b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+        """x / y within a few ulp over the whole f32 range (fast-math division); LLVM's
+        approximate fdiv unless the target has a better instruction."""
+        return b.fdiv(x, y, flags=("afn", "arcp"))
+
     # -- matrix instructions (a target without them lowers every dot to FMAs) ----------------
     def mma(self, b: ir.IRBuilder, instr: MatrixInstr, a: Sequence[ir.Value],
             b_: Sequence[ir.Value], c: Sequence[ir.Value]) -> list[ir.Value]:

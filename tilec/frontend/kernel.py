@@ -30,7 +30,7 @@ from tilec.frontend.codegen import CodeGen, JITFunction, get_source
 from tilec.frontend.launch import (NoFastKey, device_of, fast_key, is_gpu_tensor,
                                    runs_on_gpu as runtime_on_gpu, to_host_copy)
 from tilec.frontend.source import caller_location
-from tilec.runtime.launcher import GuardMiss, IntGuard, TensorGuard
+from tilec.runtime.launcher import GuardMiss, IntGuard, TensorGuard, native_module
 from tilec.frontend.values import Emitter, TensorArg, TVal, annotation_kind, constexpr
 from tilec.ir import dtypes as dt
 from tilec.ir.builder import Builder
@@ -39,7 +39,7 @@ from tilec.ir.dtypes import DType
 from tilec.ir.types import ScalarType, TensorType, Type
 from tilec.ir.verifier import verify
 
-OPTIONS = ("num_warps", "num_stages")
+OPTIONS = ("num_warps", "num_stages", "fast_math")
 
 
 class Func(JITFunction):
@@ -140,9 +140,11 @@ def as_host_tensor(v: Any, name: str) -> Any:
 class Kernel(JITFunction):
     """A `@tc.kernel`: launch with `kernel[grid](*args, **constexprs)`."""
 
-    def __init__(self, fn: Callable, signature: str | None = None):
+    def __init__(self, fn: Callable, signature: str | None = None,
+                 options: dict[str, Any] | None = None):
         super().__init__(fn)
         self.signature = signature
+        self.default_options = check_options(dict(options or {}), CompileError)
         sig = inspect.signature(fn)
         self.params: list[Param] = []
         for p in sig.parameters.values():
@@ -157,6 +159,8 @@ class Kernel(JITFunction):
         self._cache: dict[tuple, Compiled] = {}
         self._entries: dict[tuple, Callable[..., None]] = {}
         self._hot: _HotLaunch | None = None
+        native = native_module()
+        self._native_hot = native.Hot(self._slow_launch, GuardMiss) if native else None
         # Fast-path keys: constexprs by value, everything else by what specialisation uses.
         key_of = {p.name: (_const_key if p.kind == "constexpr" else fast_key)
                   for p in self.params}
@@ -171,6 +175,9 @@ class Kernel(JITFunction):
         raise TilecError(f"kernel '{self.__name__}' needs a grid: {self.__name__}[grid](...)")
 
     def __getitem__(self, grid: Any) -> Callable[..., None]:
+        if self._native_hot is not None:  # the closure below, in C (runtime/_native.c)
+            return self._native_hot[grid]
+
         def launch(*args: Any, **kwargs: Any) -> None:
             # The hot path: the same specialisation as the last GPU launch. The launcher's
             # generated code checks the specialisation's facts while it reads the arguments
@@ -182,22 +189,27 @@ class Kernel(JITFunction):
                     return hot.launch(grid, args)
                 except GuardMiss:
                     pass
-            try:
-                self._launch(grid, args, kwargs)
-            except TilecError as e:
-                if e.loc is None:  # a launch error: point at the user's launch line
-                    e.loc = caller_location(1)
-                raise e.with_traceback(None) from None
+            self._slow_launch(grid, args, kwargs, depth=2)
         return launch
+
+    def _slow_launch(self, grid: Any, args: tuple, kwargs: dict[str, Any],
+                     depth: int = 1) -> None:
+        """A launch off the hot path; errors point at the user's launch line, `depth`
+        frames up (the C hot path calls this straight from the user's frame)."""
+        try:
+            self._launch(grid, args, kwargs)
+        except TilecError as e:
+            if e.loc is None:  # a launch error: point at the user's launch line
+                e.loc = caller_location(depth)
+            raise e.with_traceback(None) from None
 
     # -- binding -----------------------------------------------------------------------
     def bind(self, args: tuple, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict]:
         """Parameter name -> value for a call, plus the launch options."""
         kwargs = dict(kwargs)
         options = {k: kwargs.pop(k) for k in OPTIONS if k in kwargs}
-        for k, v in options.items():
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise LaunchError(f"{k} must be a positive int, got {v!r}")
+        check_options(options, LaunchError)
+        options = {**self.default_options, **options}
         names = [p.name for p in self.params]
         if len(args) > len(names):
             raise LaunchError(f"kernel '{self.__name__}' takes {len(names)} arguments "
@@ -381,6 +393,7 @@ class Kernel(JITFunction):
             raise CompileError(f"kernel '{self.__name__}' has no signature",
                                hint="pass one, or give @tc.kernel(signature=...)")
         specs, consts, options = _clean(lambda: parse_signature(self, text))
+        options = {**self.default_options, **options}
         return _clean(lambda: self.build(specs, consts, options))
 
     # -- launch ------------------------------------------------------------------------
@@ -402,6 +415,9 @@ class Kernel(JITFunction):
         if isinstance(entry, _GpuEntry) and entry.prefix == len(args):
             self._hot = _HotLaunch(entry.launcher.launch, len(args), dict(kwargs),
                                    tuple(map(type, kwargs.values())))
+            if self._native_hot is not None:
+                self._native_hot.set(entry.launcher.launch, len(args), tuple(kwargs),
+                                     tuple(kwargs.values()))
 
     def _prepare(self, args: tuple, kwargs: dict[str, Any]) -> Callable[..., None]:
         """Bind, check and specialise a call in full; compile; the entry that runs it."""
@@ -551,11 +567,30 @@ def _grid(grid: Any, values: dict[str, Any]) -> tuple[int, ...]:
     return tuple(int(g) for g in grid)
 
 
-def kernel(fn: Callable | None = None, *, signature: str | None = None) -> Any:
-    """Decorator: `@tc.kernel` or `@tc.kernel(signature="X: tensor<?xf32>, BLOCK=256")`."""
+def kernel(fn: Callable | None = None, *, signature: str | None = None,
+           fast_math: bool | None = None) -> Any:
+    """Decorator: `@tc.kernel` or `@tc.kernel(signature="X: tensor<?xf32>, BLOCK=256")`.
+
+    `fast_math=True` compiles exp, exp2, log, log2, rsqrt, sin, cos and f32 division to the
+    target's approximate instructions (PTX `ex2.approx`, `div.full.f32`, ...: a few ulp, the
+    accuracy of Triton's defaults); a launch may override it with `fast_math=`. The default
+    is accurate (within 1.5 ulp, division correctly rounded). The interpreter is always exact.
+    """
+    options = {} if fast_math is None else {"fast_math": fast_math}
     if fn is None:
-        return lambda f: Kernel(f, signature)
-    return Kernel(fn, signature)
+        return lambda f: Kernel(f, signature, options)
+    return Kernel(fn, signature, options)
+
+
+def check_options(options: dict[str, Any], error: type) -> dict[str, Any]:
+    """`options` if each launch option has a valid value, else `error` naming it."""
+    for k, v in options.items():
+        if k == "fast_math":
+            if not isinstance(v, bool):
+                raise error(f"fast_math must be True or False, got {v!r}")
+        elif isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise error(f"{k} must be a positive int, got {v!r}")
+    return options
 
 
 # ---------------------------------------------------------------------------------------
@@ -647,7 +682,7 @@ def parse_signature(k: Kernel, text: str) -> tuple[list[ArgSpec], dict[str, Any]
                                f"gives {d}")
         specs.append(ArgSpec(p.name, kind, ScalarType(d), attrs,
                              const=1 if attrs.get("equal_to_1") else None))
-    return specs, consts, options
+    return specs, consts, check_options(options, CompileError)
 
 
 def _parse_attrs(text: str | None) -> dict[str, Any]:

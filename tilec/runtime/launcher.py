@@ -37,6 +37,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from tilec.backends import abi
+from tilec.config import native_launch
 from tilec.errors import LaunchError
 from tilec.ir.dtypes import DType, dtype as to_dtype, dtype_from_numpy
 from tilec.ir.types import PointerType, ScalarType, TensorType
@@ -229,8 +230,42 @@ class Launcher:
             "release": self._lock.release,
         }
         exec(compile(self.source, f"<tilec launcher {self.name}>", "exec"), namespace)
-        self.launch = namespace["launch"]
+        self.python_launch = namespace["launch"]
+        self.launch = self._native(launch_fn, function, namespace["Tensor"],
+                                   namespace["raw_stream"]) or self.python_launch
         self._ready = True
+
+    def _native(self, launch_fn: Any, function: ctypes.c_void_p, tensor_type: type,
+                raw_stream: Callable[[int], int]) -> Callable[..., None] | None:
+        """The C extension's launch for this plan (`_native.c`), which hands every case it
+        does not take to the Python launch; None where the extension was not built, is
+        switched off (TILEC_NATIVE_LAUNCH=0) or `launch_fn` is no C function."""
+        native = native_module()
+        if native is None or not isinstance(launch_fn, ctypes._CFuncPtr):
+            return None
+        plans = []
+        for k, plan in enumerate(self.plans):
+            g = self.guards[k] if self.guards is not None else None
+            if plan.kind == "tensor":
+                if not isinstance(g, TensorGuard):
+                    plans.append((_NATIVE_TENSOR, plan.rank, None, -1, -1, -1, -1))
+                    continue
+                dtype = _torch_dtype(sys.modules.get("torch"), g.dtype)
+                if dtype is None:
+                    return None  # no torch dtype to compare with: the Python path decides
+                plans.append((_NATIVE_TENSOR, plan.rank, dtype, int(g.contiguous),
+                              int(g.aligned), -1, -1))
+            elif plan.kind == "pointer":
+                plans.append((_NATIVE_POINTER, 0, None, -1, -1, -1, -1))
+            elif isinstance(g, IntGuard):
+                plans.append((_NATIVE_SCALAR[plan.machine], 0, None, -1, -1,
+                              int(g.equal_to_1), int(g.divisible_16)))
+            else:
+                plans.append((_NATIVE_SCALAR[plan.machine], 0, None, -1, -1, -1, -1))
+        address = ctypes.cast(launch_fn, ctypes.c_void_p).value
+        return native.FastLaunch(address, function.value or 0, self.block, self.shared_bytes,
+                                 self.device, tuple(plans), tensor_type, raw_stream,
+                                 self.python_launch)
 
     def _first_launch(self, grid: Any, args: Sequence[Any], stream: Any = None) -> None:
         self.load()
@@ -386,6 +421,22 @@ def _generate_source(plans: Sequence[ArgPlan],
         "        release()",
     ]
     return "\n".join(body) + "\n"
+
+
+# Argument kinds of `_native.c`'s plans.
+_NATIVE_TENSOR, _NATIVE_POINTER = 0, 5
+_NATIVE_SCALAR = {abi.I32: 1, abi.I64: 2, abi.F32: 3, abi.F64: 4}
+
+
+def native_module() -> Any:
+    """tilec.runtime._native (the C launch path) where it was built and is switched on."""
+    if not native_launch():
+        return None
+    try:
+        from tilec.runtime import _native
+    except ImportError:
+        return None
+    return _native
 
 
 class _Plain(tuple):

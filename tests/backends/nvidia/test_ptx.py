@@ -51,3 +51,22 @@ def test_ptxas_is_found_without_a_cuda_toolkit(monkeypatch):
     exe = ptxas_path()
     assert exe is not None and "cuda_nvcc" in exe
     assert "ptxas" in subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("dtype", ["f32", "f16", "bf16"])
+def test_fast_math_divides_with_div_full(arch, dtype):
+    """fast_math: approximate exp and division (Triton's defaults); else correctly rounded."""
+    src = f"""func @k(%x: tensor<?x{dtype}>, %y: tensor<?x{dtype}>) attrs {{fast_math = FAST}} {{
+  %c0 = constant {{value = 0}} : i32
+  %a = load_view %x, [%c0] : tile<128x{dtype}>
+  %e = exp %a : tile<128x{dtype}>
+  %q = div %e, %a : tile<128x{dtype}>
+  store_view %y, [%c0], %q
+  return
+}}"""
+    fast = compile_checked(parse_module(src.replace("FAST", "true")), "k", arch)
+    accurate = compile_checked(parse_module(src.replace("FAST", "false")), "k", arch)
+    assert "div.full.f32" in fast.ptx and "div.rn.f32" not in fast.ptx
+    assert "div.rn.f32" in accurate.ptx and "div.full.f32" not in accurate.ptx
+    assert "ex2.approx" in fast.ptx

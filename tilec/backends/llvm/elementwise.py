@@ -76,12 +76,24 @@ _INT_INSTR = {"add": ir.IRBuilder.add, "sub": ir.IRBuilder.sub, "mul": ir.IRBuil
 
 def _float_binary(lw: Lowering, name: str, a: ir.Value, b_: ir.Value) -> ir.Value:
     b = lw.b
+    if name == "div" and lw.fn.attrs.get("fast_math") and not isinstance(a.type, ir.DoubleType):
+        return _fast_div(lw, a, b_)
     instr = _FLOAT_INSTR.get(name)
     if instr is not None:
         return instr(b, a, b_)
     # llvm.maximum / llvm.minimum propagate NaN (LangRef); NVPTX selects max.NaN (sm_80+).
     fn = _intrinsic(lw, "llvm.maximum" if name == "max" else "llvm.minimum", a.type, 2)
     return b.call(fn, [a, b_])
+
+
+def _fast_div(lw: Lowering, a: ir.Value, d: ir.Value) -> ir.Value:
+    """Fast-math division of f32 and narrower floats: the target's approximate f32 divide
+    (PTX `div.full.f32`, 2 ulp), rounded once into a narrower type."""
+    b, f32 = lw.b, ir.FloatType()
+    if isinstance(a.type, ir.FloatType):
+        return lw.target.div_approx(b, a, d)
+    q = lw.target.div_approx(b, b.fpext(a, f32), b.fpext(d, f32))
+    return b.fptrunc(q, a.type)
 
 
 def _int_div_rem(b: ir.IRBuilder, a: ir.Value, d_: ir.Value, signed: bool,

@@ -106,6 +106,19 @@ def _to_i32(b, x):
     return call_intrinsic(b, "llvm.fptosi.sat.i32.f32", I32, [x])
 
 
+# Adding 1.5 * 2**23 to an f32 of magnitude below 2**22 rounds it to an integer (the ulp there
+# is 1), and that integer is then the low bits of the sum: one add instead of a rint and a
+# (saturating) conversion.
+_ROUNDER = 12582912.0
+_ROUNDER_BITS = 0x4B400000
+
+
+def _split_int(b: ir.IRBuilder, s: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """For s = t + _ROUNDER (t's rounding done by that add or an fma): (rint(t) as f32,
+    as i32). NaN s gives NaN and an unspecified int."""
+    return b.fsub(s, _f(_ROUNDER)), b.sub(b.bitcast(s, I32), _i(_ROUNDER_BITS))
+
+
 # ---- exp, exp2 ------------------------------------------------------------------------------
 
 # 2**f = 1 + f*P(f) on [-1/2, 1/2]; fitted relative error 2^-28.9.
@@ -121,21 +134,21 @@ def _exp2_f32(b: ir.IRBuilder, x: ir.Value, target) -> ir.Value:
     # Past 129 / below -151 the result is inf / 0 whatever the fraction: clamping keeps the
     # integer part in _scale's range.
     x = _select_lt(b, _select_gt(b, x, 129.0), -151.0)
-    n = _intr(b, "rint", x)
+    n, k = _split_int(b, b.fadd(x, _f(_ROUNDER)))
     f = b.fsub(x, n)  # exact, in [-1/2, 1/2]
     p = _fma(b, f, _horner(b, f, _EXP2), _f(1.0))
-    return _scale(b, p, _to_i32(b, n))
+    return _scale(b, p, k)
 
 
 def _exp_f32(b: ir.IRBuilder, x: ir.Value, target) -> ir.Value:
     x = _select_lt(b, _select_gt(b, x, 89.0), -104.5)
-    n = _intr(b, "rint", b.fmul(x, _f(_LOG2E)))
+    n, k = _split_int(b, _fma(b, x, _f(_LOG2E), _f(_ROUNDER)))  # n = rint(x log2 e)
     # Cody-Waite: r = x - n ln2 in two steps (n*_LN2_HI is exact, the first fma exact).
     r = _fma(b, n, _f(-_LN2_HI), x)
     r = _fma(b, n, _f(-_LN2_LO), r)
     inner = _fma(b, r, _horner(b, r, _EXP), _f(1.0))
     p = _fma(b, r, inner, _f(1.0))
-    return _scale(b, p, _to_i32(b, n))
+    return _scale(b, p, k)
 
 
 # ---- log, log2 ------------------------------------------------------------------------------

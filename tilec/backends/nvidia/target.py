@@ -112,6 +112,12 @@ class NvidiaTarget(Target):
     def log2_approx(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
         return _call(b, "llvm.nvvm.lg2.approx.f", _F32, [x])  # lg2.approx.f32
 
+    def div_approx(self, b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+        # div.full.f32: 2 ulp over the full range, where LLVM's approximate fdiv selects
+        # div.approx.f32, which returns 0 for |y| above 2**126.
+        return b.asm(ir.FunctionType(_F32, [_F32, _F32]), "div.full.f32 $0, $1, $2;",
+                     "=f,f,f", [x, y], False)
+
     def rsqrt_approx(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
         return _call(b, "llvm.nvvm.rsqrt.approx.f", _F32, [x])  # rsqrt.approx.f32
 
