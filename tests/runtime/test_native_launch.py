@@ -186,6 +186,27 @@ def test_driver_error_is_reported_by_the_python_path(fake_torch):
     assert len(driver.calls) == 2  # the C attempt, then the Python path's
 
 
+def test_a_launch_inside_a_launch_does_not_touch_the_outer_slots(fake_torch):
+    """While the C path's slots are in use (here: the driver call re-enters, as a finalizer
+    that launches might), a second launch takes the Python path and its own buffer."""
+    params = abi.kernel_params(ECHO)
+    calls = []
+
+    def driver(function, gx, gy, gz, bx, by, bz, smem, stream, kernel_params, extra):
+        if gx == 1:  # the outer launch: launch again before reading its parameters
+            launcher.launch((2,), echo_args(fake_torch, n=222))
+        slots = ctypes.cast(kernel_params, ctypes.POINTER(ctypes.c_void_p))
+        n = struct.unpack("<i", ctypes.string_at(slots[5], 4))[0]
+        calls.append((gx, n))
+        return 0
+
+    fn = _PROTO(driver)
+    launcher = Launcher(FakeCompiled("echo", params), launch_fn=fn)
+    launcher.load()
+    launcher.launch((1,), echo_args(fake_torch, n=111))
+    assert calls == [(2, 222), (1, 111)]
+
+
 def test_empty_grid_is_no_error(fake_torch):
     launcher, driver = make(result=1)  # the driver calls an empty grid invalid
     launcher.launch((0,), echo_args(fake_torch))

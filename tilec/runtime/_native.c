@@ -10,8 +10,10 @@
  * Anything else (another kind of tensor, a fact that differs, a value out of range, a stream
  * object, a grid that is not 1 to 3 positive ints, a launch the driver refuses) calls the
  * Python launch function it was given, which handles every case and reports every error:
- * this file decides nothing about errors. The GIL is held during cuLaunchKernel, so the
- * slots need no lock.
+ * this file decides nothing about errors. The GIL is held from the first slot written to
+ * the end of cuLaunchKernel, so the slots need no lock; should a reader run Python code that
+ * lets another launch in (a finalizer, say), that launch finds the slots busy and takes the
+ * Python path.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -46,6 +48,8 @@ typedef struct {
     PyObject *raw_stream;   /* torch._C._cuda_getCurrentRawStream */
     PyObject *fallback;     /* the Python launch(grid, args, stream=None) */
     Py_ssize_t nargs, nslots;
+    int busy;  /* slots being written: another launch (a thread that got the GIL while a
+                  reader ran Python code, say a finalizer) takes the Python path */
     ArgPlan *plans;
     uint64_t *slots;
     void **params;
@@ -132,6 +136,9 @@ done:
     return ok;
 }
 
+static PyObject *launch_slots(FastLaunch *self, const unsigned *dims, int saw_tensor,
+                              PyObject *stream_obj);
+
 static PyObject *fall_back(FastLaunch *self, PyObject *const *args, size_t nargsf,
                            PyObject *kwnames) {
     return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
@@ -158,6 +165,7 @@ static PyObject *FastLaunch_call(FastLaunch *self, PyObject *const *args, size_t
         if (read_int(grid, 1, 0x7fffffffULL, &v) < 0) return fall_back(self, args, nargsf, kwnames);
         dims[0] = (unsigned)v;
     }
+    if (self->busy) return fall_back(self, args, nargsf, kwnames);
     PyObject *seq = PySequence_Fast(argv, "args");
     if (!seq) { PyErr_Clear(); return fall_back(self, args, nargsf, kwnames); }
     if (PySequence_Fast_GET_SIZE(seq) != self->nargs) {
@@ -166,6 +174,7 @@ static PyObject *FastLaunch_call(FastLaunch *self, PyObject *const *args, size_t
     }
     PyObject **items = PySequence_Fast_ITEMS(seq);
     uint64_t *slot = self->slots;
+    self->busy = 1;
     int saw_tensor = 0;
     for (Py_ssize_t i = 0; i < self->nargs; i++) {
         const ArgPlan *p = &self->plans[i];
@@ -208,6 +217,21 @@ static PyObject *FastLaunch_call(FastLaunch *self, PyObject *const *args, size_t
         slot += 1;
     }
     Py_DECREF(seq);
+    PyObject *r = launch_slots(self, dims, saw_tensor, stream_obj);
+    self->busy = 0;
+    if (r == Py_None) return r;
+    if (r) { Py_DECREF(r); return fall_back(self, args, nargsf, kwnames); }
+    return NULL;
+miss:
+    self->busy = 0;
+    Py_DECREF(seq);
+    return fall_back(self, args, nargsf, kwnames);
+}
+
+/* Launch from the written slots: None when launched, NotImplemented (a new reference) when
+ * the Python path must take the call, NULL on error. */
+static PyObject *launch_slots(FastLaunch *self, const unsigned *dims, int saw_tensor,
+                              PyObject *stream_obj) {
     void *stream = NULL;
     if (stream_obj == Py_None) {
         if (saw_tensor) {
@@ -219,18 +243,15 @@ static PyObject *FastLaunch_call(FastLaunch *self, PyObject *const *args, size_t
         }
     } else if (PyLong_CheckExact(stream_obj)) {
         stream = PyLong_AsVoidPtr(stream_obj);
-        if (PyErr_Occurred()) { PyErr_Clear(); return fall_back(self, args, nargsf, kwnames); }
+        if (PyErr_Occurred()) { PyErr_Clear(); Py_RETURN_NOTIMPLEMENTED; }
     } else {
-        return fall_back(self, args, nargsf, kwnames);
+        Py_RETURN_NOTIMPLEMENTED;
     }
     int err = self->launch(self->function, dims[0], dims[1], dims[2], self->block, 1, 1,
                            self->smem, stream, self->params, NULL);
     if (err)  /* nothing was launched: the Python path launches again and reports */
-        return fall_back(self, args, nargsf, kwnames);
+        Py_RETURN_NOTIMPLEMENTED;
     Py_RETURN_NONE;
-miss:
-    Py_DECREF(seq);
-    return fall_back(self, args, nargsf, kwnames);
 }
 
 /* FastLaunch(launch_ptr, function, block, smem, device, plans, tensor_type, raw_stream,
