@@ -116,12 +116,13 @@ class KernargSlot:
 
 
 def kernarg_layout(params: list[Param]) -> tuple[list[KernargSlot], int]:
-    """Where the runtime writes each parameter in the kernarg segment, and the explicit
-    segment's size (8-byte aligned)."""
+    """Where the runtime writes each parameter in the kernarg segment, and where the explicit
+    arguments end (the metadata's `.kernarg_segment_size` is at least that; hidden arguments,
+    when the kernel has any, follow)."""
     slots, offset = [], 0
     for p in params:
         size = _SIZE[p.machine]
         offset = -(-offset // size) * size
         slots.append(KernargSlot(offset, size, p.machine))
         offset += size
-    return slots, -(-offset // 8) * 8
+    return slots, offset
