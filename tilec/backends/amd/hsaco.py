@@ -66,8 +66,11 @@ def link(obj: bytes, name: str) -> bytes:
     with tempfile.TemporaryDirectory(prefix="tilec-") as tmp:
         src, out = Path(tmp) / "kernel.o", Path(tmp) / "kernel.hsaco"
         src.write_bytes(obj)
-        proc = subprocess.run([exe, "-shared", str(src), "-o", str(out)], capture_output=True,
-                              text=True)
+        try:
+            proc = subprocess.run([exe, "-shared", str(src), "-o", str(out)],
+                                  capture_output=True, text=True)
+        except OSError as e:
+            raise TilecError(f"cannot run ld.lld {exe}: {e}", hint=LLD_HINT) from None
         if proc.returncode != 0:
             raise LinkError(f"ld.lld failed on @{name}:\n{proc.stderr.strip()}",
                             hint="this is a bug in tilec's code generation; please report it")
