@@ -50,7 +50,8 @@ W = `PassOptions.warp_size`: 32 on NVIDIA, 64 on AMD gfx9):
    (`mma.sync` on sm_80+); any other `dot` lowers to FMAs. With `PassOptions.target` set,
    the pass gives every dot that has an instruction (`mma.select`: f16/bf16 -> f32,
    i8/u8 -> i32, f32 with precision "tf32" -> f32 on sm_80+; f8e4m3/f8e5m2 -> f32 on
-   sm_89+) the layouts of `mma.dot_layouts`, e.g. for 128x32 @ 32x128 f16 over 4 warps
+   sm_89+; on AMD gfx targets MFMA 32x32, see `mma._amd`) the layouts of
+   `mma.dot_layouts`, e.g. for 128x32 @ 32x128 f16 over 4 warps
    (a 2x2 warp grid of 64x64 warp tiles)
        a    spatial(2,1)*replicate(2)*local(4,1)*column_local(2,4)*spatial(8,4)*local(1,2)
        acc  spatial(2,2)*local(4,1)*column_local(2,8)*spatial(8,4)*local(1,2)

@@ -4,7 +4,7 @@ kernel argument segment the runtime packs is the one the code object's metadata 
 from __future__ import annotations
 
 import pytest
-from amd_util import ARCHS, CORPUS, compiled_file, disassembly, instructions
+from amd_util import ARCHS, CORPUS, compiled_file, instructions
 
 from tilec.backends.amd.compiler import kernarg_layout
 from tilec.errors import IRError
@@ -36,7 +36,7 @@ def test_corpus_function_links(path, name, arch):
     # No scratch: no VGPR spills and no stack (SGPR spills go to VGPR lanes, not memory).
     assert r.scratch_bytes == 0 and r.vgpr_spills == 0, r
     assert not any(i.startswith("scratch_") or i.startswith("buffer_store")
-                   for i in instructions(disassembly(k)))
+                   for i in instructions(k.amdgcn))
 
 
 @pytest.mark.parametrize("arch", ARCHS)
