@@ -103,8 +103,9 @@ def compile_kernel(module: Module, name: str, arch: str = "gfx942",
 # -- the kernel argument segment ---------------------------------------------------------------
 
 # Size (= alignment) of each machine parameter type in the kernarg segment: LLVM lays the
-# explicit arguments out in order, each at its ABI alignment (AMDGPUUsage "Kernel Argument
-# Preloading" / AMDGPUTargetLowering::getImplicitParameterOffset's explicit part).
+# explicit arguments out in order, each at the next multiple of its ABI alignment, and
+# records each `.offset` in the metadata (AMDGPUUsage "Code Object V4 Metadata", kernel
+# argument map); tests/backends/amd check this against the metadata of every test kernel.
 _SIZE = {POINTER: 8, "i32": 4, "i64": 8, "float": 4, "double": 8}
 
 
