@@ -65,7 +65,7 @@ class LoadedKernel:
     handle: int               # the function as an address, for the ctypes launch
     params: tuple[Param, ...]
     offsets: tuple[int, ...]  # where each parameter goes in the kernarg buffer
-    kernarg_bytes: int        # the buffer's size (explicit arguments; HIP adds hidden ones)
+    kernarg_bytes: int        # where the explicit arguments end (HIP adds hidden ones)
     num_threads: int
     shared_bytes: int
 
@@ -216,7 +216,7 @@ def checked_layout(compiled: Any) -> tuple[list[Param], list[int], int]:
         raise LaunchError(f"kernel '{compiled.name}': the code object's kernarg metadata "
                           f"{explicit} differs from tilec's packing "
                           f"{[(s.offset, s.size) for s in slots]} (an internal error)")
-    return params, [s.offset for s in slots], max(end, 8)
+    return params, [s.offset for s in slots], end
 
 
 def pack_arguments(loaded: LoadedKernel, values: Sequence[Any]) -> bytearray:
@@ -241,11 +241,13 @@ def launch(loaded: LoadedKernel, grid: Sequence[int], values: Sequence[Any],
     `loaded.num_threads` threads, with dynamic LDS of the kernel's size."""
     rt = runtime()
     buf = pack_arguments(loaded, values)
-    data = (ctypes.c_char * len(buf)).from_buffer(buf)
-    size = ctypes.c_size_t(len(buf))
-    extra = (ctypes.c_void_p * 5)(HIP_LAUNCH_PARAM_BUFFER_POINTER, ctypes.addressof(data),
-                                  HIP_LAUNCH_PARAM_BUFFER_SIZE, ctypes.addressof(size),
-                                  HIP_LAUNCH_PARAM_END)
+    extra = None
+    if buf:   # the explicit arguments, exactly as many bytes as they span
+        data = (ctypes.c_char * len(buf)).from_buffer(buf)
+        size = ctypes.c_size_t(len(buf))
+        extra = (ctypes.c_void_p * 5)(HIP_LAUNCH_PARAM_BUFFER_POINTER, ctypes.addressof(data),
+                                      HIP_LAUNCH_PARAM_BUFFER_SIZE, ctypes.addressof(size),
+                                      HIP_LAUNCH_PARAM_END)
     gx, gy, gz = (list(grid) + [1, 1, 1])[:3]
     code = rt.hipModuleLaunchKernel(ctypes.c_void_p(loaded.handle), gx, gy, gz,
                                     loaded.num_threads, 1, 1, loaded.shared_bytes,
