@@ -145,7 +145,8 @@ def test_emit_amdgcn_and_llvm_for_amd():
     r = tilec("compile", "examples/vector_add.py::vector_add", "--target", "gfx90a", "--emit",
               "amdgcn")
     assert r.returncode == 0, r.stderr
-    assert '.amdgcn_target "amdgcn-amd-amdhsa--gfx90a' in r.stdout and "global_load_dwordx4" in r.stdout
+    assert '.amdgcn_target "amdgcn-amd-amdhsa--gfx90a' in r.stdout
+    assert "global_load_dwordx4" in r.stdout
     r = tilec("compile", "examples/vector_add.py::vector_add", "--target", "gfx942", "--emit",
               "llvm")
     assert r.returncode == 0 and 'define amdgpu_kernel void @"vector_add"(' in r.stdout

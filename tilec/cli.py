@@ -158,7 +158,8 @@ def _info(args: argparse.Namespace) -> str:
                                  f"v{code_object_version()})" if lld else
                                  f"not found: no AMD code objects ({hsaco.LLD_HINT})"))
     objdump = hsaco.objdump_path("gfx942")
-    lines.append(f"objdump   {objdump or 'no llvm-objdump that knows gfx942 (apt-get install llvm-19)'}")
+    lines.append("objdump   " + (objdump or "no llvm-objdump that knows gfx942 "
+                                           "(apt-get install llvm-19)"))
     lines.append("devices   " + ", ".join(_devices()))
     lines.append("AMD GPUs  " + _hip_status())
     return "\n".join(lines) + "\n"

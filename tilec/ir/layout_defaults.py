@@ -41,10 +41,10 @@ def default_layout(shape: Sequence[int], element_bits: int, num_threads: int,
     Each thread holds a vector of `vector_width` contiguous elements of the last dim; the
     lanes of a warp spread over the last dim first, then the earlier dims; the warps spread
     over the dims that remain, first dim first; what is left repeats inside each thread
-    (`local`, strided by the whole block's tile). `warp` is the target's lanes per warp. Threads and sizes only split by factors
+    (`local`, strided by the whole block's tile). Threads and sizes only split by factors
     that divide the dims, so odd sizes end up as local repeats, and threads left over (a tile
     smaller than the block) hold copies: `replicate(k)`, the most significant thread bits of
-    the lanes or of the warps.
+    the lanes or of the warps. A warp has `warp` lanes (32 on NVIDIA, 64 on AMD gfx9).
 
     The result is `local(R) * replicate(rw) * spatial(W) * replicate(rl) * spatial(L) *
     local(1,..,v)` with every factor of size 1 dropped by the canonical form.
