@@ -35,6 +35,10 @@ def test_select_mfma():
     assert mma.select("gfx950", dt.float8_e5m2, dt.float32).name.endswith("bf8.bf8")
     assert mma.select("gfx942", dt.uint8, dt.int32) is None
     assert mma.select("gfx1100", dt.float16, dt.float32) is None
+    # 32x32 first, 16x16 for tiles it does not divide
+    assert [i.m for i in mma.candidates("gfx942", dt.int8, dt.int32)] == [32, 16]
+    assert [i.k for i in mma.candidates("gfx90a", dt.int8, dt.int32)] == [8, 16]
+    assert len(mma.candidates("sm_90a", dt.float16, dt.float32)) == 1
 
 
 def test_mfma_dot_layouts_schedule():

@@ -159,3 +159,14 @@ def mfma_16x16x16f16_b() -> RegisterLayout:
 def mfma_16x16x16f16_c() -> RegisterLayout:
     """C/D, 16x16 f32: register v of lane l is C[4*(l//16) + v][l%16]."""
     return spatial(4, 16) * local(4, 1)
+
+
+def mfma_16x16x32_8bit_a() -> RegisterLayout:
+    """`v_mfma_i32_16x16x32_i8`, `v_mfma_f32_16x16x32_fp8_fp8` / `_bf8_bf8` (gfx942+) A, 16x32:
+    lane l holds A[l%16][8*(l//16) + v], v in 0..7 (a register pair). C/D: as 16x16x16."""
+    return column_spatial(16, 4) * local(1, 8)
+
+
+def mfma_16x16x32_8bit_b() -> RegisterLayout:
+    """B, 32x16: lane l holds B[8*(l//16) + v][l%16], v in 0..7."""
+    return spatial(4, 16) * local(8, 1)

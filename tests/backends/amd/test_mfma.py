@@ -66,3 +66,21 @@ def test_128x128x32_f16_fits_without_scratch(warps):
     found = instructions(disassembly(kernel))
     assert found.count("v_mfma_f32_32x32x8_f16") == 128 * 128 * 32 // (32 * 32 * 8) // warps
     assert r.scratch_bytes == 0 and r.vgpr_spills == 0
+
+
+SMALL = [  # a 16-row tile: the 32x32 shapes do not divide it, the 16x16 ones do
+    ("f16", "f32", "gfx90a", "v_mfma_f32_16x16x16f16", 16),
+    ("bf16", "f32", "gfx942", "v_mfma_f32_16x16x16_bf16", 16),
+    ("i8", "i32", "gfx90a", "v_mfma_i32_16x16x16i8", 16),
+    ("i8", "i32", "gfx942", "v_mfma_i32_16x16x32_i8", 32),
+    (FNUZ_E4M3, "f32", "gfx942", "v_mfma_f32_16x16x32_fp8_fp8", 32),
+]
+
+
+@pytest.mark.parametrize("t,acc,arch,instr,k", SMALL, ids=[f"{c[0]}-{c[2]}" for c in SMALL])
+def test_16_row_tiles_use_16x16_mfma(t, acc, arch, instr, k):
+    kernel = compile_checked(gemm(t, acc, 16, 64, 32), "gemm", arch)
+    found = instructions(disassembly(kernel))
+    # 16x64 over 4 wavefronts: a 1x4 grid of 16x16 tiles.
+    assert found.count(instr) == 32 // k and not any("32x32" in i for i in found)
+    assert kernel.resources.scratch_bytes == 0

@@ -383,9 +383,13 @@ class _Assigner:
             return self.mma_memo[op]
         found = None
         a, c = op.a.type, op.acc.type
-        instr = mma.select(self.options.target, a.element, c.element, op.precision)
-        if instr is not None and op.result not in self.preset:
-            found = mma.dot_layouts(a.shape, op.b.type.shape, instr, self.threads // self.warp)
+        if op.result not in self.preset:
+            for instr in mma.candidates(self.options.target, a.element, c.element,
+                                        op.precision):
+                found = mma.dot_layouts(a.shape, op.b.type.shape, instr,
+                                        self.threads // self.warp)
+                if found is not None:
+                    break
         self.mma_memo[op] = found
         return found
 
