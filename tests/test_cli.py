@@ -83,8 +83,11 @@ def test_layout_show_bad_text():
 def test_info_lists_tools_targets_and_devices():
     r = tilec("info")
     assert r.returncode == 0, r.stderr
-    for word in ("tilec", "llvmlite", "sm_90a", "ptxas", "ld.lld", "devices"):
+    for word in ("tilec", "llvmlite", "sm_90a", "gfx942", "ptxas", "ld.lld", "devices", "AMD GPUs"):
         assert word in r.stdout
+    lld = next(line for line in r.stdout.splitlines() if line.startswith("ld.lld"))
+    assert "LLD" in lld and "code object v4" in lld   # found, with its version
+    assert "no HIP runtime" in r.stdout
 
 
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])
@@ -126,7 +129,38 @@ def test_cubin_needs_an_output_file():
     assert r.returncode == 1 and "write it to a file with -o" in r.stderr
 
 
-def test_amd_target_is_not_there_yet():
-    r = tilec("compile", "examples/vector_add.py::vector_add", "--target", "gfx942",
-              "--emit", "ptx")
-    assert r.returncode == 1 and "AMD backend is not available yet" in r.stderr
+def test_matmul_for_gfx942_links_and_disassembles_to_mfma(tmp_path):
+    from tilec.backends.amd.hsaco import disassemble, kernel_metadata
+    out = tmp_path / "mm.hsaco"
+    r = tilec("compile", "examples/matmul.py::matmul", "--target", "gfx942", "--emit", "hsaco",
+              "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "matmul on gfx942: Resources(" in r.stderr
+    hsaco = out.read_bytes()
+    assert "v_mfma_f32_32x32x8_f16" in disassemble(hsaco, "gfx942")
+    assert kernel_metadata(hsaco, "matmul").wavefront_size == 64
+
+
+def test_emit_amdgcn_and_llvm_for_amd():
+    r = tilec("compile", "examples/vector_add.py::vector_add", "--target", "gfx90a", "--emit",
+              "amdgcn")
+    assert r.returncode == 0, r.stderr
+    assert '.amdgcn_target "amdgcn-amd-amdhsa--gfx90a' in r.stdout
+    assert "global_load_dwordx4" in r.stdout
+    r = tilec("compile", "examples/vector_add.py::vector_add", "--target", "gfx942", "--emit",
+              "llvm")
+    assert r.returncode == 0 and 'define amdgpu_kernel void @"vector_add"(' in r.stdout
+
+
+@pytest.mark.parametrize("target,emit,word", [("gfx942", "ptx", "AMD: --emit llvm|amdgcn|hsaco"),
+                                              ("sm_90a", "hsaco", "NVIDIA: --emit llvm|ptx|cubin")])
+def test_emit_must_suit_the_target(target, emit, word):
+    r = tilec("compile", "examples/vector_add.py::vector_add", "--target", target, "--emit", emit)
+    assert r.returncode == 1 and f"--emit {emit} is for" in r.stderr and word in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_unknown_target():
+    r = tilec("compile", "examples/vector_add.py::vector_add", "--target", "gfx1100", "--emit",
+              "llvm")
+    assert r.returncode == 1 and "unknown target 'gfx1100'" in r.stderr and "gfx942" in r.stderr

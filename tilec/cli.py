@@ -3,6 +3,7 @@
     tilec compile examples/softmax.py::softmax --emit ir
     tilec compile examples/softmax.py::softmax --target sm_90a --emit ptx -o softmax.ptx
     tilec compile kernel.tile::add --target sm_80 --emit cubin -o add.cubin --dump-passes
+    tilec compile examples/matmul.py::matmul --target gfx942 --emit hsaco -o mm.hsaco
     tilec layout show "spatial(4,8)*local(2,4)"
     tilec info
 """
@@ -11,14 +12,15 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import shutil
 import sys
 from pathlib import Path
 
 from tilec.errors import TilecError
 
-EMITS = ("ir", "llvm", "ptx", "cubin")
+EMITS = ("ir", "llvm", "ptx", "cubin", "amdgcn", "hsaco")
 NVIDIA_TARGETS = ("sm_80", "sm_89", "sm_90", "sm_90a")
+AMD_TARGETS = ("gfx90a", "gfx942", "gfx950")
+_NVIDIA_EMITS, _AMD_EMITS = ("ptx", "cubin"), ("amdgcn", "hsaco")
 
 
 def _load_kernel(spec: str):
@@ -81,13 +83,20 @@ def _compile(args: argparse.Namespace) -> str | bytes:
         module = run_passes(module, DEFAULT_PIPELINE, PassOptions(), verify=True,
                             dump=dump if args.dump_passes else None)
         return print_module(module, locations=args.locations)
-    target = args.target or "sm_90a"
-    if target.startswith("gfx"):
-        raise TilecError(f"target {target}: the AMD backend is not available yet",
-                         hint=f"NVIDIA targets: {', '.join(NVIDIA_TARGETS)}")
-    from tilec.backends.nvidia.compiler import compile_kernel
+    target = args.target or ("gfx942" if args.emit in _AMD_EMITS else "sm_90a")
+    if target not in NVIDIA_TARGETS + AMD_TARGETS:
+        raise TilecError(f"unknown target {target!r}", hint="NVIDIA: " + ", ".join(
+            NVIDIA_TARGETS) + "; AMD: " + ", ".join(AMD_TARGETS))
+    amd = target in AMD_TARGETS
+    if args.emit in (_NVIDIA_EMITS if amd else _AMD_EMITS):
+        raise TilecError(f"--emit {args.emit} is for {'NVIDIA' if amd else 'AMD'} targets, "
+                         f"not {target}", hint="for AMD: --emit llvm|amdgcn|hsaco; for "
+                                               "NVIDIA: --emit llvm|ptx|cubin")
+    from tilec.backends import compile_kernel
     compiled = compile_kernel(module, name, target, args.num_warps, verify=True,
                               dump=dump if args.dump_passes else None)
+    if amd:
+        return _amd_output(compiled, args.emit)
     if compiled.resources is not None:
         print(f"// {name} on {target}: {compiled.resources}", file=sys.stderr)
     if args.emit == "cubin":
@@ -98,10 +107,21 @@ def _compile(args: argparse.Namespace) -> str | bytes:
     return {"ir": compiled.tile_ir, "llvm": compiled.llvm_ir, "ptx": compiled.ptx}[args.emit]
 
 
+def _amd_output(compiled, emit: str) -> str | bytes:
+    from tilec.backends.amd.hsaco import LLD_HINT
+    if compiled.resources is not None:
+        print(f"// {compiled.name} on {compiled.arch}: {compiled.resources}", file=sys.stderr)
+    if emit == "hsaco":
+        if compiled.hsaco is None:
+            raise TilecError("no ld.lld found, so no code object", hint=LLD_HINT)
+        return compiled.hsaco
+    return {"ir": compiled.tile_ir, "llvm": compiled.llvm_ir, "amdgcn": compiled.amdgcn}[emit]
+
+
 def _write(output: str | bytes, out: str | None) -> None:
     if out is None:
         if isinstance(output, bytes):
-            raise TilecError("a cubin is binary: write it to a file with -o FILE")
+            raise TilecError("a cubin or hsaco is binary: write it to a file with -o FILE")
         sys.stdout.write(output)
         return
     # Write beside the target and rename, so a reader never sees half a file.
@@ -125,14 +145,23 @@ def _info(args: argparse.Namespace) -> str:
     import llvmlite.binding as llvm
 
     import tilec
+    from tilec.backends.amd import hsaco
+    from tilec.backends.amd.llvm_passes import code_object_version
     from tilec.backends.nvidia.compiler import ptxas_path
     lines = [f"tilec     {tilec.__version__} (Python {sys.version.split()[0]})",
              f"llvmlite  {llvmlite.__version__} (LLVM {'.'.join(map(str, llvm.llvm_version_info))})",
-             f"targets   NVIDIA {', '.join(NVIDIA_TARGETS)}; AMD not yet"]
+             f"targets   NVIDIA {', '.join(NVIDIA_TARGETS)}; AMD {', '.join(AMD_TARGETS)}"]
     ptxas = ptxas_path()
     lines.append(f"ptxas     {ptxas or 'not found (cubins come from the driver JIT)'}")
-    lines.append(f"ld.lld    {shutil.which('ld.lld') or 'not found (apt-get install lld)'}")
+    lld = hsaco.lld_path()
+    lines.append("ld.lld    " + (f"{lld} ({hsaco.tool_version(lld)}; code object "
+                                 f"v{code_object_version()})" if lld else
+                                 f"not found: no AMD code objects ({hsaco.LLD_HINT})"))
+    objdump = hsaco.objdump_path("gfx942")
+    lines.append("objdump   " + (objdump or "no llvm-objdump that knows gfx942 "
+                                           "(apt-get install llvm-19)"))
     lines.append("devices   " + ", ".join(_devices()))
+    lines.append("AMD GPUs  " + _hip_status())
     return "\n".join(lines) + "\n"
 
 
@@ -146,6 +175,15 @@ def _devices() -> list[str]:
     return [f"{i}: {p.name} ({p.arch})" for i, p in enumerate(props)] or ["none"]
 
 
+def _hip_status() -> str:
+    from tilec.runtime import hip
+    try:
+        count = hip.device_count()
+    except TilecError as e:
+        return f"none ({e.message.split(' (')[0]})"
+    return f"{count} HIP device(s)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tilec", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -155,9 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--signature", help='e.g. "X: tensor<?x?xf16>, n: i32, BLOCK=1024"')
     c.add_argument("--emit", choices=EMITS, default="ir")
     c.add_argument("--target", help=f"NVIDIA arch: {', '.join(NVIDIA_TARGETS)} (default sm_90a "
-                                    "for llvm/ptx/cubin; --emit ir with a target shows the "
-                                    "laid-out IR)")
-    c.add_argument("--num-warps", type=int, default=None, help="threads per block / 32 (4)")
+                                    f"for llvm/ptx/cubin); AMD arch: {', '.join(AMD_TARGETS)} "
+                                    "(default gfx942 for amdgcn/hsaco); --emit ir with a "
+                                    "target shows the laid-out IR")
+    c.add_argument("--num-warps", type=int, default=None,
+                   help="warps per block: 32 threads each on NVIDIA, 64 on AMD (4)")
     c.add_argument("--dump-passes", action="store_true", help="print the IR after each pass")
     c.add_argument("--locations", action="store_true", help="print source locations in the IR")
     c.add_argument("-o", "--output", help="write here instead of stdout")

@@ -31,6 +31,8 @@ KNOBS = (
     Knob("TILEC_PTXAS", "", "The ptxas to use (default: PATH, then the nvidia-cuda-nvcc wheel)."),
     Knob("TILEC_NATIVE_LAUNCH", "1", "Warm launches through the C extension when it was built "
          "(0: the Python path)."),
+    Knob("TILEC_LLD", "", "The ld.lld that links AMD code objects (default: ROCm's, then PATH)."),
+    Knob("TILEC_AMD_CODE_OBJECT", "4", "AMD code object version to emit: 4 (any ld.lld) or 5."),
 )
 
 
@@ -61,3 +63,17 @@ def cache_dir() -> Path:
 def ptxas() -> str | None:
     """An explicit ptxas path from TILEC_PTXAS, or None to search for one."""
     return os.environ.get("TILEC_PTXAS") or None
+
+
+def lld() -> str | None:
+    """An explicit ld.lld path from TILEC_LLD, or None to search for one."""
+    return os.environ.get("TILEC_LLD") or None
+
+
+def amd_code_object() -> int:
+    """The AMD code object version from TILEC_AMD_CODE_OBJECT (default 4)."""
+    raw = os.environ.get("TILEC_AMD_CODE_OBJECT", "").strip()
+    try:
+        return int(raw) if raw else 4
+    except ValueError:
+        return -1

@@ -131,6 +131,21 @@ def test_mfma_32x32x8f16():
     assert F.mfma_32x32x8f16_c().map(40, 5) == (13, 8)
 
 
+def test_mfma_32x32x16_8bit():
+    # v_mfma_i32_32x32x16_i8 / v_mfma_f32_32x32x16_fp8_fp8 (CDNA3): eight 8-bit values per
+    # lane in a register pair, A[i][k] in lane i + 32 * (k // 8), byte k % 8.
+    check(F.mfma_32x32x16_8bit_a(), (32, 16), 64, 8, lambda l, v: (l % 32, 8 * (l // 32) + v))
+    check(F.mfma_32x32x16_8bit_b(), (16, 32), 64, 8, lambda l, v: (8 * (l // 32) + v, l % 32))
+    assert [F.mfma_32x32x16_8bit_a().map(33, v) for v in range(8)] == [(1, c) for c in range(8, 16)]
+
+
+def test_mfma_16x16x32_8bit():
+    # v_mfma_i32_16x16x32_i8 / v_mfma_f32_16x16x32_fp8_fp8 (CDNA3): A[i][k] in lane
+    # i + 16 * (k // 8), byte k % 8 of the register pair.
+    check(F.mfma_16x16x32_8bit_a(), (16, 32), 64, 8, lambda l, v: (l % 16, 8 * (l // 16) + v))
+    check(F.mfma_16x16x32_8bit_b(), (32, 16), 64, 8, lambda l, v: (8 * (l // 16) + v, l % 16))
+
+
 def test_mfma_16x16x16f16():
     check(F.mfma_16x16x16f16_a(), (16, 16), 64, 4, lambda l, v: (l % 16, 4 * (l // 16) + v))
     check(F.mfma_16x16x16f16_b(), (16, 16), 64, 4, lambda l, v: (4 * (l // 16) + v, l % 16))

@@ -24,6 +24,32 @@ def test_select():
     assert mma.select("sm_80", dt.float64, dt.float64) is None
 
 
+def test_select_mfma():
+    """AMD's MFMA (tilec/ir/mma.py `_amd`): 32x32 shapes, the 8-bit ones per arch."""
+    assert mma.select("gfx90a", dt.float16, dt.float32).name == "mfma.f32.32x32x8f16"
+    assert mma.select("gfx942", dt.bfloat16, dt.float32).name == "mfma.f32.32x32x8bf16.1k"
+    assert mma.select("gfx90a", dt.int8, dt.int32).k == 8
+    assert mma.select("gfx942", dt.int8, dt.int32).k == 16
+    assert mma.select("gfx90a", mma.FLOAT8_E4M3_FNUZ, dt.float32) is None
+    assert mma.select("gfx942", mma.FLOAT8_E5M2_FNUZ, dt.float32).name.endswith("bf8.bf8")
+    assert mma.select("gfx950", dt.float8_e5m2, dt.float32).name.endswith("bf8.bf8")
+    assert mma.select("gfx942", dt.uint8, dt.int32) is None
+    assert mma.select("gfx1100", dt.float16, dt.float32) is None
+    # 32x32 first, 16x16 for tiles it does not divide
+    assert [i.m for i in mma.candidates("gfx942", dt.int8, dt.int32)] == [32, 16]
+    assert [i.k for i in mma.candidates("gfx90a", dt.int8, dt.int32)] == [8, 16]
+    assert len(mma.candidates("sm_90a", dt.float16, dt.float32)) == 1
+
+
+def test_mfma_dot_layouts_schedule():
+    i = mma.select("gfx942", dt.int8, dt.int32)
+    L = mma.dot_layouts((128, 64), (64, 128), i, 4)
+    assert L.warps == (2, 2) and L.a.num_threads == 256
+    assert L.a == spatial(2, 1) * replicate(2) * local(2, 4) * F.mfma_32x32x16_8bit_a()
+    steps = mma.schedule(L.a, L.b, L.c, i)
+    assert len(steps) == 2 * 2 * 4    # rm * rn * rk instructions per warp
+
+
 @pytest.mark.parametrize("m,n,warps,grid", [
     (128, 128, 4, (2, 2)), (128, 128, 8, (4, 2)), (64, 64, 4, (2, 2)), (32, 32, 4, (2, 2)),
     (16, 128, 4, (1, 4)), (128, 8, 4, (4, 1)), (16, 8, 1, (1, 1)), (16, 8, 4, None)])

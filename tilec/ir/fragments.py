@@ -134,6 +134,18 @@ def mfma_32x32x8f16_c() -> RegisterLayout:
     return local(4, 1) * spatial(2, 32) * local(4, 1)
 
 
+def mfma_32x32x16_8bit_a() -> RegisterLayout:
+    """`v_mfma_i32_32x32x16_i8`, `v_mfma_f32_32x32x16_fp8_fp8` / `_bf8_bf8` (gfx942+) A, 32x16:
+    eight 8-bit values in a register pair, lane l holds A[l%32][8*(l//32) + v], v in 0..7."""
+    return column_spatial(32, 2) * local(1, 8)
+
+
+def mfma_32x32x16_8bit_b() -> RegisterLayout:
+    """B, 16x32: lane l holds B[8*(l//32) + v][l%32], v in 0..7. C/D: `mfma_32x32x8f16_c`
+    (every 32x32 MFMA with 16 accumulator registers, f32 or i32)."""
+    return spatial(2, 32) * local(8, 1)
+
+
 def mfma_16x16x16f16_a() -> RegisterLayout:
     """`v_mfma_f32_16x16x16f16` A, 16x16: lane l holds A[l%16][4*(l//16) + v], v in 0..3."""
     return column_spatial(16, 4) * local(1, 4)
@@ -147,3 +159,14 @@ def mfma_16x16x16f16_b() -> RegisterLayout:
 def mfma_16x16x16f16_c() -> RegisterLayout:
     """C/D, 16x16 f32: register v of lane l is C[4*(l//16) + v][l%16]."""
     return spatial(4, 16) * local(4, 1)
+
+
+def mfma_16x16x32_8bit_a() -> RegisterLayout:
+    """`v_mfma_i32_16x16x32_i8`, `v_mfma_f32_16x16x32_fp8_fp8` / `_bf8_bf8` (gfx942+) A, 16x32:
+    lane l holds A[l%16][8*(l//16) + v], v in 0..7 (a register pair). C/D: as 16x16x16."""
+    return column_spatial(16, 4) * local(1, 8)
+
+
+def mfma_16x16x32_8bit_b() -> RegisterLayout:
+    """B, 32x16: lane l holds B[8*(l//16) + v][l%16], v in 0..7."""
+    return spatial(4, 16) * local(8, 1)

@@ -14,8 +14,14 @@ from typing import Sequence
 from tilec.errors import LayoutError
 from tilec.ir.layout import RegisterLayout, _build, local, replicate, spatial
 
-WARP_SIZE = 32
+WARP_SIZE = 32  # NVIDIA warps; AMD CDNA wavefronts are 64 lanes (`warp_size`)
 VECTOR_BITS = 128  # the widest global load/store per thread (ld.global.v4.b32, 16 bytes)
+
+
+def warp_size(target: str | None) -> int:
+    """Lanes per warp on a target named as in `PassOptions.target`: 64 for AMD's gfx9
+    (CDNA wave64), 32 for NVIDIA and when no target is chosen."""
+    return 64 if target is not None and target.startswith("gfx") else WARP_SIZE
 
 
 def vector_width(last_dim: int, element_bits: int) -> int:
@@ -28,7 +34,8 @@ def vector_width(last_dim: int, element_bits: int) -> int:
     return v
 
 
-def default_layout(shape: Sequence[int], element_bits: int, num_threads: int) -> RegisterLayout:
+def default_layout(shape: Sequence[int], element_bits: int, num_threads: int,
+                   warp: int = WARP_SIZE) -> RegisterLayout:
     """The default register layout of a tile (Triton's "blocked" layout, in the algebra).
 
     Each thread holds a vector of `vector_width` contiguous elements of the last dim; the
@@ -37,7 +44,7 @@ def default_layout(shape: Sequence[int], element_bits: int, num_threads: int) ->
     (`local`, strided by the whole block's tile). Threads and sizes only split by factors
     that divide the dims, so odd sizes end up as local repeats, and threads left over (a tile
     smaller than the block) hold copies: `replicate(k)`, the most significant thread bits of
-    the lanes or of the warps.
+    the lanes or of the warps. A warp has `warp` lanes (32 on NVIDIA, 64 on AMD gfx9).
 
     The result is `local(R) * replicate(rw) * spatial(W) * replicate(rl) * spatial(L) *
     local(1,..,v)` with every factor of size 1 dropped by the canonical form.
@@ -47,7 +54,7 @@ def default_layout(shape: Sequence[int], element_bits: int, num_threads: int) ->
         raise LayoutError("a register layout needs a tile of rank >= 1")
     if num_threads < 1:
         raise LayoutError(f"num_threads must be positive, got {num_threads}")
-    lanes_total = math.gcd(num_threads, WARP_SIZE)
+    lanes_total = math.gcd(num_threads, warp)
     warps_total = num_threads // lanes_total
     rank = len(shape)
     v = vector_width(shape[-1], element_bits)

@@ -3,7 +3,8 @@ block's warps tile the MxN accumulator, and the operand layouts that follow, all
 algebra of `tilec.ir.layout` with the fragments of `tilec.ir.fragments`.
 
 For an instruction with fragments (FA, FB, FC) of shape (m x k, k x n, m x n) and a warp
-grid wm x wn (thread = warp * 32 + lane, warp = i * wn + j), a dot of MxK by KxN gives
+grid wm x wn (thread = warp * W + lane, W the target's warp size: 32 on NVIDIA, 64 on AMD;
+warp = i * wn + j), a dot of MxK by KxN gives
 
     acc  spatial(wm, wn)              * local(rm, rn) * FC     rm = M / (m wm), rn = N / (n wn)
     a    spatial(wm, 1) * replicate(wn) * local(rm, rk) * FA     rk = K / k
@@ -16,7 +17,7 @@ fragment and every k step, the same local slot of every warp holds the matching 
 fragments. The lowering asks `schedule`, not the printed form, whether a dot is an mma.
 
 The table is keyed by the target name (`PassOptions.target`), so this layer needs nothing of
-the backends; an AMD target adds its MFMA entries here.
+the backends; AMD's MFMA instructions (wave64) are listed beside NVIDIA's mma.
 """
 from __future__ import annotations
 
@@ -33,9 +34,6 @@ from tilec.ir import fragments as F
 from tilec.ir.dtypes import DType
 from tilec.ir.layout import RegisterLayout, column_local, local, replicate, spatial
 from tilec.ir.shared_layout import best_swizzle, contiguous_vector, row_major
-
-WARP_SIZE = 32
-
 
 @dataclass(frozen=True)
 class MatrixInstr:
@@ -85,21 +83,69 @@ def _nvidia(sm: int) -> list[MatrixInstr]:
     return out
 
 
+# gfx942's 8-bit floats are the FNUZ formats (bias 8 / 16, no inf; NaN is the bit pattern
+# 0x80, which tilec's dtypes read as -0.0: the one value where the two disagree). gfx950's are
+# OCP's E4M3 / E5M2, tilec's float8_e4m3 / float8_e5m2 (CDNA4 ISA; LLVM AMDGPUUsage).
+FLOAT8_E4M3_FNUZ = dt.float_(4, 3, bias=8, nan="none")
+FLOAT8_E5M2_FNUZ = dt.float_(5, 2, bias=16, nan="none")
+
+
+def _amd(arch: str) -> list[MatrixInstr]:
+    """CDNA MFMA through LLVM's `llvm.amdgcn.mfma.*` intrinsics (IntrinsicsAMDGPU.td), checked
+    against LLVM 22's instruction selection per arch: 32x32x8 and 16x16x16 for f16 and bf16
+    (`_1k`) on gfx90a, gfx942 and gfx950; 8-bit integers as 32x32x8 / 16x16x16 i8 on gfx90a,
+    32x32x16 / 16x16x32 from gfx942 (the narrower forms are gone there); 8-bit floats
+    32x32x16 / 16x16x32 fp8/bf8 from gfx942 (see FLOAT8_*_FNUZ). Per dtype the 32x32 shape
+    comes first (fewer operand reads per product); 16x16 serves tiles it does not divide."""
+    k8 = (F.mfma_32x32x8f16_a, F.mfma_32x32x8f16_b, F.mfma_32x32x8f16_c)
+    k16 = (F.mfma_32x32x16_8bit_a, F.mfma_32x32x16_8bit_b, F.mfma_32x32x8f16_c)
+    s16 = (F.mfma_16x16x16f16_a, F.mfma_16x16x16f16_b, F.mfma_16x16x16f16_c)
+    s32 = (F.mfma_16x16x32_8bit_a, F.mfma_16x16x32_8bit_b, F.mfma_16x16x16f16_c)
+    f32, i32 = dt.float32, dt.int32
+    out = [MatrixInstr("mfma.f32.32x32x8f16", 32, 32, 8, dt.float16, f32, "ieee", k8),
+           MatrixInstr("mfma.f32.16x16x16f16", 16, 16, 16, dt.float16, f32, "ieee", s16),
+           MatrixInstr("mfma.f32.32x32x8bf16.1k", 32, 32, 8, dt.bfloat16, f32, "ieee", k8),
+           MatrixInstr("mfma.f32.16x16x16bf16.1k", 16, 16, 16, dt.bfloat16, f32, "ieee", s16)]
+    if arch == "gfx90a":
+        return out + [MatrixInstr("mfma.i32.32x32x8i8", 32, 32, 8, dt.int8, i32, "ieee", k8),
+                      MatrixInstr("mfma.i32.16x16x16i8", 16, 16, 16, dt.int8, i32, "ieee", s16)]
+    e4m3, e5m2 = ((FLOAT8_E4M3_FNUZ, FLOAT8_E5M2_FNUZ) if arch == "gfx942"
+                  else (dt.float8_e4m3, dt.float8_e5m2))
+    return out + [
+        MatrixInstr("mfma.i32.32x32x16.i8", 32, 32, 16, dt.int8, i32, "ieee", k16),
+        MatrixInstr("mfma.i32.16x16x32.i8", 16, 16, 32, dt.int8, i32, "ieee", s32),
+        MatrixInstr("mfma.f32.32x32x16.fp8.fp8", 32, 32, 16, e4m3, f32, "ieee", k16),
+        MatrixInstr("mfma.f32.16x16x32.fp8.fp8", 16, 16, 32, e4m3, f32, "ieee", s32),
+        MatrixInstr("mfma.f32.32x32x16.bf8.bf8", 32, 32, 16, e5m2, f32, "ieee", k16),
+        MatrixInstr("mfma.f32.16x16x32.bf8.bf8", 16, 16, 32, e5m2, f32, "ieee", s32)]
+
+
+AMD_ARCHS = ("gfx90a", "gfx942", "gfx950")
+
+
 def instructions(target: str | None) -> list[MatrixInstr]:
-    """The matrix instructions of a target ("sm_80", "sm_90a", ...); [] when unknown."""
+    """The matrix instructions of a target ("sm_80", "sm_90a", "gfx942", ...); [] when
+    unknown."""
+    if target in AMD_ARCHS:
+        return _amd(target)
     m = re.fullmatch(r"sm_(\d+)a?", target or "")
     return _nvidia(int(m.group(1))) if m else []
 
 
+def candidates(target: str | None, operand: DType, acc: DType,
+               precision: str = "ieee") -> list[MatrixInstr]:
+    """The instructions for a dot of `operand` inputs into `acc` on `target`, preferred first.
+    Precision matters only for f32 inputs ("tf32" uses tensor cores, "ieee" does not)."""
+    return [instr for instr in instructions(target)
+            if instr.operand == operand and instr.acc == acc
+            and (operand != dt.float32 or instr.precision == precision)]
+
+
 def select(target: str | None, operand: DType, acc: DType,
            precision: str = "ieee") -> MatrixInstr | None:
-    """The instruction for a dot of `operand` inputs into `acc` on `target`, if any.
-    Precision matters only for f32 inputs ("tf32" uses tensor cores, "ieee" does not)."""
-    for instr in instructions(target):
-        if instr.operand == operand and instr.acc == acc and (
-                operand != dt.float32 or instr.precision == precision):
-            return instr
-    return None
+    """The preferred instruction for such a dot (`candidates`), if any."""
+    found = candidates(target, operand, acc, precision)
+    return found[0] if found else None
 
 
 def warp_grid(m: int, n: int, instr: MatrixInstr, num_warps: int) -> tuple[int, int] | None:
@@ -193,11 +239,11 @@ def match(target: str | None, a: RegisterLayout, b: RegisterLayout, c: RegisterL
           operand: DType, acc: DType, precision: str) -> tuple[MatrixInstr, list[Step]] | None:
     """The instruction and steps when the layouts of a dot are those of a matrix
     instruction of `target` (see `schedule`), else None (the FMA path)."""
-    instr = select(target, operand, acc, precision)
-    if instr is None:
-        return None
-    steps = schedule(a, b, c, instr)
-    return None if steps is None else (instr, steps)
+    for instr in candidates(target, operand, acc, precision):
+        steps = schedule(a, b, c, instr)
+        if steps is not None:
+            return instr, steps
+    return None
 
 
 # -- loading operand fragments from shared memory with ldmatrix --------------------------------

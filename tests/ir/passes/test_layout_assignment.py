@@ -134,11 +134,12 @@ def _check_op(op: Operation, f, threads: int) -> None:
         assert inner is None or inner.name != "convert_layout", "rule 5: convert of a convert"
 
 
-def check_contract(module: Module) -> Module:
-    """Assert the laid-out IR contract (rules 1-5 of layout_assignment's docstring)."""
+def check_contract(module: Module, warp: int = 32) -> Module:
+    """Assert the laid-out IR contract (rules 1-5 of layout_assignment's docstring) for
+    warps of `warp` lanes."""
     for f in module.functions:
         assert "num_warps" in f.attrs, f"rule 1: @{f.name} has no num_warps"
-        threads = 32 * f.attrs["num_warps"]
+        threads = warp * f.attrs["num_warps"]
         for a in f.args:
             _check_type(a.type, threads, "argument")
         for t in f.result_types:
@@ -289,6 +290,29 @@ def test_kernels_alone_and_for_other_warp_counts(name, warps):
     twice = run_passes(parse_module(text), ["layout_assignment"], PassOptions(num_warps=warps),
                        verify=True)
     assert print_module(twice) == text
+
+
+@pytest.mark.parametrize("name", ["softmax", "layernorm", "matmul", "argmax", "dequant_uint4",
+                                  "vector_add", "flash_attention"])
+def test_wave64_targets_lay_out_64_lanes_per_warp(name):
+    """On AMD (gfx*) a warp is a 64-lane wavefront: 4 warps are 256 threads, the default
+    layouts spread 64 lanes, and dots get MFMA fragments."""
+    opts = PassOptions(target="gfx942", num_warps=4)
+    assert opts.warp_size == 64 and PassOptions(target="sm_90a").warp_size == 32
+    module = run_passes(parse_file(Path(__file__).parents[1] / "corpus" / f"{name}.tile"),
+                        GPU_PIPELINE, opts, verify=True)
+    check_contract(module, warp=64)
+    text = print_module(module)
+    assert print_module(run_passes(parse_module(text), ["layout_assignment"], opts,
+                                   verify=True)) == text
+    if name == "matmul":
+        assert "column_spatial(32,2)*local(1,4)" in text    # the MFMA 32x32x8 A fragment
+
+
+def test_default_layout_for_wave64():
+    assert default_layout((64, 64), 16, 256, 64) == local(2, 1) * spatial(4, 1) * \
+        spatial(8, 8) * local(1, 8)
+    assert default_layout((1024,), 32, 256, 64) == spatial(4) * spatial(64) * local(4)
 
 
 def test_no_conversions_in_simple_kernels():

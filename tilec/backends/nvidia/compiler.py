@@ -52,6 +52,16 @@ class CompiledKernel:
     def num_threads(self) -> int:
         return 32 * self.num_warps
 
+    @property
+    def assembly(self) -> str:
+        """The target's assembly text (PTX), as `amdgcn` is for AMD."""
+        return self.ptx
+
+    @property
+    def binary(self) -> bytes | None:
+        """What the runtime loads: the cubin (None: the driver JITs `ptx`)."""
+        return self.cubin
+
 
 class PtxasError(TilecError):
     """ptxas rejected the PTX (an internal error of the compiler)."""

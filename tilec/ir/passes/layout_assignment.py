@@ -14,7 +14,8 @@ a `shared_load` into a chosen fragment layout, a shared buffer's swizzle). Where
 layout disagrees with the rules, a conversion goes next to it, so running the pass again
 changes nothing.
 
-Contract of the result (what the lowering may rely on; `T = 32 * func.attrs["num_warps"]`):
+Contract of the result (what the lowering may rely on; `T = W * func.attrs["num_warps"]`,
+W = `PassOptions.warp_size`: 32 on NVIDIA, 64 on AMD gfx9):
 
 1. Every tile has a layout. A register tile's is a `RegisterLayout` of exactly the tile's
    shape over exactly T threads (`replication` > 1 means several threads hold copies); a
@@ -49,7 +50,8 @@ Contract of the result (what the lowering may rely on; `T = 32 * func.attrs["num
    (`mma.sync` on sm_80+); any other `dot` lowers to FMAs. With `PassOptions.target` set,
    the pass gives every dot that has an instruction (`mma.select`: f16/bf16 -> f32,
    i8/u8 -> i32, f32 with precision "tf32" -> f32 on sm_80+; f8e4m3/f8e5m2 -> f32 on
-   sm_89+) the layouts of `mma.dot_layouts`, e.g. for 128x32 @ 32x128 f16 over 4 warps
+   sm_89+; on AMD gfx targets MFMA 32x32, see `mma._amd`) the layouts of
+   `mma.dot_layouts`, e.g. for 128x32 @ 32x128 f16 over 4 warps
    (a 2x2 warp grid of 64x64 warp tiles)
        a    spatial(2,1)*replicate(2)*local(4,1)*column_local(2,4)*spatial(8,4)*local(1,2)
        acc  spatial(2,2)*local(4,1)*column_local(2,8)*spatial(8,4)*local(1,2)
@@ -89,7 +91,7 @@ from tilec.ir import mma
 from tilec.ir.builder import Builder
 from tilec.ir.core import BlockArgument, Block, Function, Module, Operation, OpResult, Trait, Value
 from tilec.ir.layout import RegisterLayout
-from tilec.ir.layout_defaults import (WARP_SIZE, default_layout, replicated_layout,
+from tilec.ir.layout_defaults import (default_layout, replicated_layout,
                                       reshape_layout, view_layout)
 from tilec.ir.rewrite import replace_all_uses
 from tilec.ir.shared_layout import SharedLayout, row_major
@@ -115,9 +117,9 @@ def run(module: Module, options: PassOptions) -> Module:
                           f"compiled for {warps} warps", f.loc,
                           hint=f"compile with num_warps={f.attrs['num_warps']} (PassOptions)")
         f.attrs["num_warps"] = warps
-        _assign_signature(f, WARP_SIZE * warps)
+        _assign_signature(f, options.warp_size * warps, options.warp_size)
     for f in module.functions:
-        _Assigner(f, WARP_SIZE * warps, module, options).run()
+        _Assigner(f, options.warp_size * warps, module, options).run()
     return module
 
 
@@ -144,18 +146,18 @@ def set_layout(v: Value, layout: Any) -> None:
     v.type = v.type.with_layout(layout)
 
 
-def default_for(t: TileType, num_threads: int) -> Any:
-    """The layout a tile gets when nothing decides otherwise."""
+def default_for(t: TileType, num_threads: int, warp: int) -> Any:
+    """The layout a tile gets when nothing decides otherwise (`warp` lanes per warp)."""
     if t.space == SHARED:
         return row_major(*t.shape)
-    return default_layout(t.shape, element_bits(t), num_threads)
+    return default_layout(t.shape, element_bits(t), num_threads, warp)
 
 
-def _assign_signature(f: Function, num_threads: int) -> None:
+def _assign_signature(f: Function, num_threads: int, warp: int) -> None:
     for a in f.args:
         if isinstance(a.type, TileType) and a.type.layout is None:
-            set_layout(a, default_for(a.type, num_threads))
-    f.result_types = [t.with_layout(default_for(t, num_threads))
+            set_layout(a, default_for(a.type, num_threads, warp))
+    f.result_types = [t.with_layout(default_for(t, num_threads, warp))
                       if isinstance(t, TileType) and t.layout is None else t
                       for t in f.result_types]
 
@@ -189,6 +191,7 @@ class _Assigner:
     def __init__(self, f: Function, num_threads: int, module: Module, options: PassOptions):
         self.f = f
         self.threads = num_threads
+        self.warp = options.warp_size
         self.module = module
         self.options = options
         self.mma_memo: dict[Operation, mma.DotLayouts | None] = {}
@@ -217,8 +220,9 @@ class _Assigner:
         if isinstance(layout, RegisterLayout) and layout.num_threads != self.threads:
             raise IRError(
                 f"layout {layout} of %{v.name or '?'} spans {layout.num_threads} threads, "
-                f"but @{self.f.name} runs {self.threads} ({self.threads // WARP_SIZE} warps)",
-                self.f.loc, hint="write layouts for 32 * num_warps threads, or set num_warps")
+                f"but @{self.f.name} runs {self.threads} ({self.threads // self.warp} warps)",
+                self.f.loc, hint=f"write layouts for {self.warp} * num_warps threads, or set "
+                                 "num_warps")
 
     def run(self) -> None:
         self.block(self.f.body.block)
@@ -230,7 +234,7 @@ class _Assigner:
 
     # -- building blocks ---------------------------------------------------------------
     def default(self, t: TileType) -> Any:
-        return default_for(t, self.threads)
+        return default_for(t, self.threads, self.warp)
 
     def convert(self, v: Value, layout: Any) -> Value:
         """`v` in `layout`: itself, or one `convert_layout` placed right after its
@@ -379,9 +383,13 @@ class _Assigner:
             return self.mma_memo[op]
         found = None
         a, c = op.a.type, op.acc.type
-        instr = mma.select(self.options.target, a.element, c.element, op.precision)
-        if instr is not None and op.result not in self.preset:
-            found = mma.dot_layouts(a.shape, op.b.type.shape, instr, self.threads // WARP_SIZE)
+        if op.result not in self.preset:
+            for instr in mma.candidates(self.options.target, a.element, c.element,
+                                        op.precision):
+                found = mma.dot_layouts(a.shape, op.b.type.shape, instr,
+                                        self.threads // self.warp)
+                if found is not None:
+                    break
         self.mma_memo[op] = found
         return found
 

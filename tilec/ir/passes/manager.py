@@ -44,6 +44,12 @@ class PassOptions:
     target: str | None = None   # e.g. "sm_80", "gfx942"; None before a backend is chosen
     num_warps: int = 4
 
+    @property
+    def warp_size(self) -> int:
+        """Lanes per warp on the target (64 on AMD gfx9, else 32)."""
+        from tilec.ir.layout_defaults import warp_size
+        return warp_size(self.target)
+
 
 def dump_to_stderr(pass_name: str, text: str) -> None:
     """The default dump: the module after each pass, under a header naming the pass."""
