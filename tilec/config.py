@@ -29,6 +29,9 @@ KNOBS = (
     Knob("TILEC_VERIFY", "0", "Run the IR verifier after every pass (always on in tests)."),
     Knob("TILEC_DUMP", "0", "Print the IR after every pass to stderr."),
     Knob("TILEC_PTXAS", "", "The ptxas to use (default: PATH, then the nvidia-cuda-nvcc wheel)."),
+    Knob("TILEC_AUTOTUNE", "1", "0: @tc.autotune never times; it takes the tuning database's "
+         "winner, else the cost model's first choice."),
+    Knob("TILEC_TUNE_JOBS", "0", "Processes compiling autotuning candidates (0: one per CPU)."),
 )
 
 
@@ -55,3 +58,29 @@ def cache_dir() -> Path:
 def ptxas() -> str | None:
     """An explicit ptxas path from TILEC_PTXAS, or None to search for one."""
     return os.environ.get("TILEC_PTXAS") or None
+
+
+def autotune() -> bool:
+    """False with TILEC_AUTOTUNE=0: use stored winners or the cost model, never time."""
+    return _flag("TILEC_AUTOTUNE", default=True)
+
+
+def tune_jobs() -> int:
+    """How many processes compile autotuning candidates (TILEC_TUNE_JOBS; 0 or unset: one per
+    CPU the process may use)."""
+    raw = os.environ.get("TILEC_TUNE_JOBS", "").strip()
+    jobs = int(raw) if raw.isdigit() else 0
+    if jobs > 0:
+        return jobs
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def child_environment(import_root: str) -> dict[str, str]:
+    """This process's environment for a tilec worker process, with `import_root` first on
+    its PYTHONPATH (so the child imports the same tilec)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([import_root] + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
