@@ -18,7 +18,7 @@ from tilec.tune import workers
 from tilec.tune.autotuner import Autotuner, Report
 from tilec.tune.database import TuningDatabase, TuningKey
 
-from conftest import H100
+from tune_support import H100
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ from tilec.tune.cost import Candidate, RooflineModel
 from tilec.tune.resources import DeviceLimits, check
 from tilec.tune import workers
 
-from conftest import H100, _tuned_grid, gemm_profile, gemm_values
+from tune_support import H100, _tuned_grid, gemm_profile, gemm_values, serial  # noqa: F401
 
 
 def test_shared_memory_is_what_the_backend_allocates():
