@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 
 import tilec as tc
@@ -15,7 +14,12 @@ from tilec.tune.cost import Candidate, RooflineModel
 from tilec.tune.resources import DeviceLimits, check
 from tilec.tune import workers
 
-from tune_support import H100, _tuned_grid, gemm_profile, gemm_values, serial  # noqa: F401
+from tune_support import H100, _tuned_grid, gemm_profile, gemm_values
+
+
+@pytest.fixture
+def serial(monkeypatch):
+    monkeypatch.setenv("TILEC_TUNE_JOBS", "1")
 
 
 def test_shared_memory_is_what_the_backend_allocates():

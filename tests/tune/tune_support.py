@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import tilec as tc
 from tilec.ir.printer import print_module
@@ -35,11 +34,6 @@ def gemm_profile(cfg: tc.Config, m: int = 4096, n: int = 4096, k: int = 4096,
     out = workers.analyse(job)
     assert out.error is None, out.error
     return out.value
-
-
-@pytest.fixture
-def serial(monkeypatch):
-    monkeypatch.setenv("TILEC_TUNE_JOBS", "1")
 
 
 __all__ = ["FLAGS", "H100", "gemm_profile", "gemm_values", "_tuned_grid"]
