@@ -19,7 +19,7 @@ def _why(reason: str) -> str:
 def format_entry(entry: Entry) -> str:
     """One entry: its key, the winner, the best few times, what was pruned and why."""
     r: dict[str, Any] = entry.report
-    lines = [f"{entry.key.kernel}  key {', '.join(entry.key.key)}",
+    lines = [f"{entry.key.kernel}  key {', '.join(map(str, entry.key.key))}",
              f"  on {entry.key.device}, tilec {entry.key.version}, {r.get('method', '?')}"]
     timed = r.get("timed", [])
     seconds = r.get("seconds", {})
