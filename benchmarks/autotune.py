@@ -2,7 +2,7 @@
 in one run. For each GEMM shape (f16, 4096^3 and an LLM projection, M=128 N=11008 K=4096):
 
   tilec            `tilec.lib.gemm`'s search: its space (72 configurations), resource model,
-                   cost model, the first 12 compiled in worker processes and timed
+                   cost model, the first 16 compiled in worker processes and timed
   tilec-exhaustive the same space with no budget: every configuration that fits is timed
   tilec-tutorial   tilec over the Triton tutorial's 8 matmul configurations
   triton           `triton.autotune` over those 8, on the Triton tutorial's matmul kernel

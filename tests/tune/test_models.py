@@ -122,3 +122,15 @@ def test_roofline_occupancy():
     assert RooflineModel.occupancy(p, H100) == 2
     c = Candidate(p, programs=1024, unique_bytes=3 * 4096 * 4096 * 2, num_stages=4)
     assert RooflineModel().time(c, H100) > 0
+
+
+def test_budget_spreads_over_tile_shapes():
+    from tilec.tune.autotuner import _within_budget
+    a = [tc.Config(BM=128, num_warps=w, num_stages=s) for w in (4, 8) for s in (3, 4)]
+    b = [tc.Config(BM=64, num_warps=4, num_stages=s) for s in (3, 4)]
+    ranked = [(c,) for c in a + b]  # the cost model's order: every BM=128 first
+    kept, dropped = _within_budget(ranked, 4)
+    assert [c for c, in kept] == a[:2] + b
+    assert [c for c, in dropped] == a[2:]
+    kept, dropped = _within_budget(ranked, 5)  # the rest fills up in order
+    assert [c for c, in kept] == a[:3] + b and not _within_budget(ranked, 10)[1]

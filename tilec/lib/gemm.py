@@ -126,7 +126,7 @@ def pick_config(m: int, n: int, k: int, itemsize: int = 2) -> GemmConfig:
 # where a launch costs about as much as the work, and the interpreter use `pick_config`.
 TUNING_SPACE = {"BM": [64, 128, 256], "BN": [64, 128, 256], "BK": [32, 64],
                 "num_warps": [4, 8], "num_stages": [3, 4]}
-TUNING_BUDGET = 12
+TUNING_BUDGET = 16
 TUNE_MIN_FLOPS = 1 << 30
 
 

@@ -329,9 +329,9 @@ class Autotuner:
             ranked, _ = self._analyse(cands, values, grid, limits, pool, report)
             report.seconds["analyse"] = time.perf_counter() - start
             if self.budget is not None:
-                for cfg, *_ in ranked[self.budget:]:
+                ranked, dropped = _within_budget(ranked, self.budget)
+                for cfg, *_ in dropped:
                     report.pruned[cfg.short()] = f"cost model: outside the budget of {self.budget}"
-                ranked = ranked[:self.budget]
             # Compile what the compile cache lacks, in the workers; store it under the key a
             # launch looks up, so the launches below load it.
             from tilec.ir.printer import print_module
@@ -521,6 +521,31 @@ def autotune(configs: Sequence[Config] | None = None, *, key: Sequence[str] = ()
         except TilecError as e:
             raise e.with_traceback(None) from None
     return wrap
+
+
+# Of the candidates sharing constexpr values (differing in num_warps and num_stages only), at
+# most this many enter the budget before every other group has had its turn.
+PER_GROUP = 2
+
+
+def _within_budget(ranked: list, budget: int) -> tuple[list, list]:
+    """The first `budget` candidates of the cost model's order, spread over the constexpr
+    values: the model is surest about tile shapes (work, bytes, occupancy) and least about
+    warps and pipeline depth, so one tile shape does not take the whole budget. Both parts
+    keep the cost model's order."""
+    taken: set[int] = set()
+    per_group: dict[tuple, int] = {}
+    for i, item in enumerate(ranked):
+        group = tuple(sorted((k, repr(v)) for k, v in item[0].kwargs.items()))
+        if len(taken) < budget and per_group.get(group, 0) < PER_GROUP:
+            taken.add(i)
+            per_group[group] = per_group.get(group, 0) + 1
+    for i in range(len(ranked)):
+        if len(taken) >= budget:
+            break
+        taken.add(i)
+    return [x for i, x in enumerate(ranked) if i in taken], \
+        [x for i, x in enumerate(ranked) if i not in taken]
 
 
 # -- arguments ---------------------------------------------------------------------------------
