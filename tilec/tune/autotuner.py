@@ -235,6 +235,10 @@ class Autotuner:
         report = self.tune(grid, args, kwargs, device, limits)
         self.reports[k] = report
         self.database.put(tkey, report.winner, report.to_json())
+        workers.announce(f"tilec tune {self.kernel.__name__}: {report.winner.short()} "
+                         f"{report.timed[0][1]:.4f} ms (timed {len(report.timed)}, pruned "
+                         f"{len(report.pruned)}) in {report.seconds['total']:.1f} s; "
+                         f"`tilec tune --show` says why")
         return report.winner
 
     # -- the search --------------------------------------------------------------------------

@@ -197,3 +197,11 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
 
+
+
+def announce(text: str, stream: Any = None) -> None:
+    """One line on stderr when it is a terminal (what a tuning run chose, and in how long)."""
+    stream = stream or sys.stderr
+    if getattr(stream, "isatty", lambda: False)():
+        stream.write(text + "\n")
+        stream.flush()
