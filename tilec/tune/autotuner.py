@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import numpy as np
+
 import tilec.config as config
 from tilec.errors import LaunchError, Location, TilecError
 from tilec.frontend.kernel import Kernel
@@ -98,6 +100,12 @@ class Autotuner:
         self.reports: dict[tuple, Report] = {}
         self._check()
         self.kernel_id = self._kernel_id()
+        self._tuned_names = frozenset(self.configs[0].all())
+        self._key_parts = [(m["name"], m["attr"], None if m["index"] is None else int(m["index"]))
+                           for m in map(_KEY.match, self.key)]
+        self._param_names = [p.name for p in kernel.params]
+        self._defaults = [(p.name, p.default) for p in kernel.params
+                          if p.default is not inspect.Parameter.empty]
         self.tuning_count = 0     # searches that timed candidates (tests read it)
         self._warned_interpreter = False
 
@@ -158,13 +166,29 @@ class Autotuner:
     def __getitem__(self, grid: Any) -> Callable[..., None]:
         def launch(*args: Any, **kwargs: Any) -> None:
             try:
-                cfg = self._config_for(grid, args, kwargs)
+                cfg = None
+                if not self._tuned_names.intersection(kwargs):
+                    try:  # a key seen before: no binding (the kernel's launch checks all)
+                        cfg = self.chosen.get(self.key_values(self._loose_values(args, kwargs)))
+                    except (AttributeError, IndexError, KeyError, TypeError):
+                        cfg = None
+                if cfg is None:
+                    cfg = self._config_for(grid, args, kwargs)
                 self.kernel[grid](*args, **kwargs, **cfg.all())
             except TilecError as e:
                 if e.loc is None:
                     e.loc = caller_location(1)
                 raise e.with_traceback(None) from None
         return launch
+
+    def _loose_values(self, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Parameter name -> value without any check (KeyError when one is missing)."""
+        values = dict(zip(self._param_names, args))
+        values.update(kwargs)
+        for name, default in self._defaults:
+            values.setdefault(name, default)
+        return {name: values[name] for name in self._param_names
+                if name not in self._tuned_names}
 
     def _bind(self, args: tuple, kwargs: dict[str, Any], cfg: Config) -> dict[str, Any]:
         tuned = set(self.configs[0].all())
@@ -179,19 +203,20 @@ class Autotuner:
     def key_values(self, values: Mapping[str, Any]) -> tuple:
         """The key of a launch: the `key` expressions, then every tensor argument's dtype."""
         out: list[Any] = []
-        for expr in self.key:
-            m = _KEY.match(expr)
-            v = values[m["name"]]
-            if m["attr"] == "shape":
+        for name, attr, index in self._key_parts:
+            v = values[name]
+            if attr == "shape":
                 shape = tuple(int(s) for s in v.shape)
-                v = shape if m["index"] is None else shape[int(m["index"])]
-            elif m["attr"] == "dtype":
-                v = str(v.dtype)
+                v = shape if index is None else shape[index]
+            elif attr == "dtype":
+                v = str(v.dtype).removeprefix("torch.")
+            elif isinstance(v, np.integer):
+                v = int(v)
             elif not isinstance(v, (int, float, bool, str)):
                 v = repr(v)
             out.append(v)
-        for p in self.kernel.params:
-            v = values[p.name]
+        for name in self._param_names:
+            v = values.get(name)
             if hasattr(v, "shape") and hasattr(v, "dtype"):
                 out.append(str(v.dtype).removeprefix("torch."))
         return tuple(out)
