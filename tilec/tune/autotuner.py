@@ -270,8 +270,9 @@ class Autotuner:
     def candidates(self, values: Mapping[str, Any]) -> list[Config]:
         """The configurations the prune hooks keep for these arguments."""
         kept = list(self.configs)
+        given = {k: v for k, v in values.items() if k not in self._tuned_names}
         for hook in self.prune_hooks:
-            kept = list(hook(list(kept), dict(values)))
+            kept = list(hook(list(kept), dict(given)))
             if not kept:
                 raise LaunchError(f"tc.autotune: the prune hooks of kernel "
                                   f"'{self.kernel.__name__}' left no configuration",
