@@ -171,3 +171,49 @@ def test_cli_tune_errors(capsys):
     assert "is not a @tc.autotune kernel" in capsys.readouterr().err
     assert main(["tune", f"{ROOT}/tilec/lib/gemm.py::tuned_gemm", "--shapes", "M=1,N"]) == 1
     assert "cannot read shape item 'N'" in capsys.readouterr().err
+
+
+@pytest.fixture
+def as_if_on_a_gpu(monkeypatch, tmp_path):
+    """Launches take the device path of the autotuner (database, TILEC_AUTOTUNE) while the
+    kernel itself still runs on the interpreter: numpy arguments, an H100's limits."""
+    from tilec.tune import autotuner
+    from tilec.tune.resources import DeviceLimits
+    monkeypatch.setenv("TILEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(autotuner, "runs_on_gpu", lambda tensors: True)
+    monkeypatch.setattr(autotuner, "device_of", lambda tensors: 0)
+    monkeypatch.setattr(DeviceLimits, "of_device", staticmethod(lambda device=0: H100))
+    return tmp_path
+
+
+def _scale_tuner() -> Autotuner:
+    return tc.autotune(configs=[tc.Config(BLOCK=16), tc.Config(BLOCK=64),
+                                tc.Config(BLOCK=256)], key=["n"])(scale.kernel)
+
+
+def test_a_stored_winner_is_used_without_tuning(as_if_on_a_gpu):
+    tuner = _scale_tuner()
+    x = np.arange(100, dtype=np.float32)
+    y = np.zeros_like(x)
+    key = TuningKey(tuner.kernel_id, (100, "float32", "float32"), H100.name)
+    TuningDatabase().put(key, tc.Config(BLOCK=64), {"method": "timed"})
+    tuner[lambda meta: (tc.cdiv(100, meta["BLOCK"]),)](x, y, 100)
+    np.testing.assert_array_equal(y, 2 * x)
+    assert tuner.chosen == {(100, "float32", "float32"): tc.Config(BLOCK=64)}
+    assert tuner.tuning_count == 0 and not tuner.reports
+
+
+def test_autotune_off_takes_the_cost_models_first_choice(as_if_on_a_gpu, monkeypatch):
+    monkeypatch.setenv("TILEC_AUTOTUNE", "0")
+    monkeypatch.setenv("TILEC_TUNE_JOBS", "1")
+    tuner = _scale_tuner()
+    n = 1 << 16
+    x = np.arange(n, dtype=np.float32)
+    y = np.zeros_like(x)
+    tuner[lambda meta: (tc.cdiv(n, meta["BLOCK"]),)](x, y, n)
+    np.testing.assert_array_equal(y, 2 * x)
+    (report,) = tuner.reports.values()
+    assert report.method == "cost model" and not report.timed and tuner.tuning_count == 0
+    assert report.winner == report.predicted[0][0]
+    assert len(report.predicted) == 3
+    assert not list(as_if_on_a_gpu.glob("tuning/*/*.json"))  # a guess is not stored
