@@ -345,6 +345,13 @@ def bank_conflicts(
     phase = warp_size if access_bytes <= 4 else max(1, 128 // access_bytes)
     if num_threads % warp_size == 0 and warp_size % phase == 0:
         return _bank_conflicts_whole_warps(offs, elem_bits, vector, warp_size, phase, banks)
+    return _bank_conflicts_each_warp(offs, elem_bits, vector, warp_size, phase, banks)
+
+
+def _bank_conflicts_each_warp(offs: np.ndarray, elem_bits: int, vector: int, warp_size: int,
+                              phase: int, banks: int) -> int:
+    """`bank_conflicts` one warp, access and phase at a time (any number of threads)."""
+    num_threads, num_local = offs.shape
     extra = 0
     for warp_start in range(0, num_threads, warp_size):
         warp = offs[warp_start:warp_start + warp_size].astype(np.int64)
