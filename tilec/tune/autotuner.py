@@ -455,7 +455,8 @@ class Autotuner:
         stream = timing.current_stream(device)
         reference: dict[str, Any] | None = None
         for cfg in cands:
-            launch = self.kernel[grid]
+            # A tuple grid: the kernel's launch hot path, so the host keeps ahead of the GPU.
+            launch = self.kernel[_grid_of(grid, values, cfg)]
             extra = cfg.all()
             try:
                 prepare(args, kwargs)
@@ -648,9 +649,12 @@ def _facts(values: Mapping[str, Any]) -> dict[str, Any]:
     return facts
 
 
+def _grid_of(grid: Any, values: Mapping[str, Any], cfg: Config) -> tuple[int, ...]:
+    """The grid with `cfg`'s values, as a tuple (a callable grid is called)."""
+    g = grid(dict(values, **cfg.kwargs)) if callable(grid) else grid
+    return (int(g),) if isinstance(g, (int, np.integer)) else tuple(int(x) for x in g)
+
+
 def _programs(grid: Any, values: Mapping[str, Any], cfg: Config) -> int:
     """Programs launched by `grid` with `cfg`'s values."""
-    g = grid(dict(values, **cfg.kwargs)) if callable(grid) else grid
-    if isinstance(g, int):
-        g = (g,)
-    return max(1, math.prod(int(x) for x in g))
+    return max(1, math.prod(_grid_of(grid, values, cfg)))
