@@ -217,3 +217,35 @@ def test_autotune_off_takes_the_cost_models_first_choice(as_if_on_a_gpu, monkeyp
     assert report.winner == report.predicted[0][0]
     assert len(report.predicted) == 3
     assert not list(as_if_on_a_gpu.glob("tuning/*/*.json"))  # a guess is not stored
+
+
+class _Terminal:
+    def __init__(self, tty: bool):
+        self.text, self.tty = "", tty
+
+    def write(self, s: str) -> None:
+        self.text += s
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_bar_only_on_a_terminal():
+    term = _Terminal(True)
+    bar = workers.Progress("tilec tune k: compiling", 2, stream=term)
+    bar.step()
+    bar.step()
+    bar.done()
+    assert "\rtilec tune k: compiling [############            ] 1/2" in term.text
+    assert "[########################] 2/2" in term.text and term.text.endswith("\n")
+    pipe = _Terminal(False)
+    bar = workers.Progress("x", 2, stream=pipe)
+    bar.step()
+    bar.done()
+    workers.announce("chosen", stream=pipe)
+    assert pipe.text == ""
+    workers.announce("chosen", stream=term)
+    assert term.text.endswith("chosen\n")
