@@ -18,13 +18,28 @@ def matmul(A: tc.Tensor, B: tc.Tensor, C: tc.Tensor,
     tc.store(C, (pm, pn), acc.to(C.dtype))  # out-of-bounds writes are dropped
 
 
+# The same kernel with its tile shape, warps and pipeline depth chosen by the autotuner, per
+# problem shape (the key) and GPU; the choice is kept on disk (`tilec tune --show`). On the
+# CPU interpreter nothing is tuned: the first configuration runs.
+tuned_matmul = tc.autotune(
+    configs=[tc.Config(BM=64, BN=64, BK=32, num_warps=4, num_stages=3),
+             tc.Config(BM=128, BN=128, BK=32, num_warps=4, num_stages=4),
+             tc.Config(BM=128, BN=256, BK=32, num_warps=8, num_stages=3),
+             tc.Config(BM=256, BN=128, BK=32, num_warps=8, num_stages=4)],
+    key=["A.shape[0]", "B.shape[1]", "A.shape[1]"])(matmul)
+
+
+def tiles(m: int, n: int):
+    """The grid for an m x n C: one program per BM x BN tile of the chosen configuration."""
+    return lambda meta: (tc.cdiv(m, meta["BM"]), tc.cdiv(n, meta["BN"]))
+
+
 def main(m: int = 150, n: int = 97, k: int = 131) -> None:
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k)).astype(np.float16)
     b = rng.standard_normal((k, n)).astype(np.float16)
     c = tc.to_device(np.full((m, n), np.nan, dtype=np.float32))
-    matmul[(tc.cdiv(m, 64), tc.cdiv(n, 64))](tc.to_device(a), tc.to_device(b), c,
-                                             BM=64, BN=64, BK=32)
+    tuned_matmul[tiles(m, n)](tc.to_device(a), tc.to_device(b), c)
     c = tc.to_host(c)
     ref = a.astype(np.float64) @ b.astype(np.float64)
     err = float(np.abs(c - ref).max() / np.abs(ref).max())
@@ -40,9 +55,10 @@ def speed(size: int = 4096) -> None:
     a = torch.randn(size, size, dtype=torch.float16, device="cuda")
     b = torch.randn(size, size, dtype=torch.float16, device="cuda")
     c = torch.empty(size, size, dtype=torch.float32, device="cuda")
-    grid = (tc.cdiv(size, 128), tc.cdiv(size, 128))
-    ours = lambda: matmul[grid](a, b, c, BM=128, BN=128, BK=32, num_warps=4,  # noqa: E731
-                                num_stages=4)
+    ours = lambda: tuned_matmul[tiles(size, size)](a, b, c)  # noqa: E731
+    ours()  # tunes (or reads the stored choice) before timing
+    (chosen,) = [cfg for key, cfg in tuned_matmul.chosen.items() if key[0] == size]
+    print(f"matmul: {size}^3 autotuned configuration: {chosen.short()}")
     theirs = lambda: torch.matmul(a, b)  # noqa: E731
     for name, fn in (("tilec", ours), ("torch", theirs)):
         fn()

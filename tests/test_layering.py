@@ -1,5 +1,6 @@
 """Layers only look down: ir imports nothing of tilec above it, runtime never imports the
-frontend, and nothing but tilec/config.py reads the environment."""
+frontend, the autotuner (tune) sits on the frontend, and nothing but tilec/config.py reads
+the environment."""
 from __future__ import annotations
 
 import ast
@@ -15,6 +16,8 @@ ALLOWED = {
     "backends": {"tilec.errors", "tilec.config", "tilec.ir"},
     "runtime": {"tilec.errors", "tilec.config", "tilec.ir", "tilec.backends"},
     "frontend": {"tilec.errors", "tilec.config", "tilec.ir", "tilec.runtime", "tilec.backends"},
+    "tune": {"tilec.errors", "tilec.config", "tilec.ir", "tilec.runtime", "tilec.backends",
+             "tilec.frontend"},
 }
 
 

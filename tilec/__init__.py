@@ -21,3 +21,4 @@ from tilec.ir.dtypes import (  # noqa: E402,F401
     uint6, uint7, uint8, uint16, uint32, uint64)
 from tilec.runtime.tensor import PackedTensor, pack, unpack  # noqa: E402,F401
 from tilec.runtime.device import device_name, gpu_available, to_device, to_host  # noqa: E402,F401
+from tilec.tune import Config, autotune  # noqa: E402,F401

@@ -5,6 +5,8 @@
     tilec compile kernel.tile::add --target sm_80 --emit cubin -o add.cubin --dump-passes
     tilec compile examples/matmul.py::matmul --target gfx942 --emit hsaco -o mm.hsaco
     tilec layout show "spatial(4,8)*local(2,4)"
+    tilec tune benchmarks/autotune.py::tuned --shapes M=4096,N=4096,K=4096
+    tilec tune --show
     tilec info
 """
 from __future__ import annotations
@@ -25,6 +27,15 @@ _NVIDIA_EMITS, _AMD_EMITS = ("ptx", "cubin"), ("amdgcn", "hsaco")
 
 def _load_kernel(spec: str):
     """`path/to/file.py::name` -> the kernel object defined there."""
+    kernel = _load_object(spec)
+    if not hasattr(kernel, "compile"):
+        raise TilecError(f"{spec.partition('::')[0]} defines no kernel named "
+                         f"'{spec.partition('::')[2]}'")
+    return kernel
+
+
+def _load_object(spec: str):
+    """`path/to/file.py::name` -> the object of that name defined there."""
     path, _, name = spec.partition("::")
     if not name:
         raise TilecError(f"'{spec}' names no kernel", hint="write FILE.py::KERNEL")
@@ -38,10 +49,10 @@ def _load_kernel(spec: str):
         module_spec.loader.exec_module(module)
     finally:
         sys.path.pop(0)
-    kernel = getattr(module, name, None)
-    if kernel is None or not hasattr(kernel, "compile"):
+    found = getattr(module, name, None)
+    if found is None:
         raise TilecError(f"{path} defines no kernel named '{name}'")
-    return kernel
+    return found
 
 
 def _load_module(args: argparse.Namespace):
@@ -165,6 +176,49 @@ def _info(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _parse_shapes(texts: list[str]) -> list[dict[str, object]]:
+    """`["M=1,N=2;M=3,N=4"]` -> [{"M": 1, "N": 2}, {"M": 3, "N": 4}] (ints where they read)."""
+    shapes = []
+    for text in texts:
+        for group in filter(None, (g.strip() for g in text.split(";"))):
+            shape: dict[str, object] = {}
+            for item in filter(None, (i.strip() for i in group.split(","))):
+                name, eq, value = item.partition("=")
+                if not eq or not name.strip().isidentifier() or not value.strip():
+                    raise TilecError(f"cannot read shape item {item!r}",
+                                     hint='write --shapes "M=4096,N=4096,K=4096"')
+                value = value.strip()
+                shape[name.strip()] = int(value) if value.lstrip("-").isdigit() else value
+            shapes.append(shape)
+    return shapes
+
+
+def _tune(args: argparse.Namespace) -> str:
+    from tilec.tune import Autotuner, TuningDatabase
+    from tilec.tune.show import format_database, format_entry
+    db = TuningDatabase()
+    if args.show:
+        return format_database(db)
+    if not args.source:
+        raise TilecError("tilec tune needs FILE.py::KERNEL and --shapes, or --show")
+    if not args.shapes:
+        raise TilecError("tilec tune needs --shapes", hint='e.g. --shapes "M=4096,N=4096,K=4096"')
+    tuner = _load_object(args.source)
+    if not isinstance(tuner, Autotuner):
+        raise TilecError(f"{args.source} is not a @tc.autotune kernel",
+                         hint="put @tc.autotune(...) above its @tc.kernel")
+    out = []
+    for shape in _parse_shapes(args.shapes):
+        key, report = tuner.tune_example(force=args.force, **shape)
+        entry = db.get(key)
+        label = ", ".join(f"{k}={v}" for k, v in shape.items())
+        if report is None:
+            out.append(f"{label}: already tuned (--force tunes again)")
+        if entry is not None:
+            out.append(format_entry(entry))
+    return "\n\n".join(out) + "\n"
+
+
 def _devices() -> list[str]:
     from tilec.runtime import cuda
     try:
@@ -209,12 +263,22 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("info", help="versions and tools found")
 
+    t = sub.add_parser("tune", help="fill the tuning database ahead of time, or --show it")
+    t.add_argument("source", nargs="?", help="FILE.py::KERNEL, a @tc.autotune kernel with an "
+                                             "`example`")
+    t.add_argument("--shapes", action="append", default=[],
+                   help='"M=4096,N=4096,K=4096"; several separated by ";" or repeated')
+    t.add_argument("--force", action="store_true", help="tune keys already in the database")
+    t.add_argument("--show", action="store_true", help="print the stored winners and why")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "compile":
             _write(_compile(args), args.output)
         elif args.command == "layout":
             sys.stdout.write(_layout_show(args))
+        elif args.command == "tune":
+            sys.stdout.write(_tune(args))
         else:
             sys.stdout.write(_info(args))
     except TilecError as e:

@@ -33,6 +33,9 @@ KNOBS = (
          "(0: the Python path)."),
     Knob("TILEC_LLD", "", "The ld.lld that links AMD code objects (default: ROCm's, then PATH)."),
     Knob("TILEC_AMD_CODE_OBJECT", "4", "AMD code object version to emit: 4 (any ld.lld) or 5."),
+    Knob("TILEC_AUTOTUNE", "1", "0: @tc.autotune never times; it takes the tuning database's "
+         "winner, else the cost model's first choice."),
+    Knob("TILEC_TUNE_JOBS", "0", "Processes compiling autotuning candidates (0: one per CPU)."),
 )
 
 
@@ -77,3 +80,29 @@ def amd_code_object() -> int:
         return int(raw) if raw else 4
     except ValueError:
         return -1
+
+
+def autotune() -> bool:
+    """False with TILEC_AUTOTUNE=0: use stored winners or the cost model, never time."""
+    return _flag("TILEC_AUTOTUNE", default=True)
+
+
+def tune_jobs() -> int:
+    """How many processes compile autotuning candidates (TILEC_TUNE_JOBS; 0 or unset: one per
+    CPU the process may use)."""
+    raw = os.environ.get("TILEC_TUNE_JOBS", "").strip()
+    jobs = int(raw) if raw.isdigit() else 0
+    if jobs > 0:
+        return jobs
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def child_environment(import_root: str) -> dict[str, str]:
+    """This process's environment for a tilec worker process, with `import_root` first on
+    its PYTHONPATH (so the child imports the same tilec)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([import_root] + [p for p in [env.get("PYTHONPATH")] if p])
+    return env

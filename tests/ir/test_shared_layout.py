@@ -169,3 +169,22 @@ def test_draw():
     text = row_major(2, 4).swizzle(1, 0, 2).draw()
     assert "row_major(2,4).swizzle(1,0,2)" in text
     assert text.splitlines()[-1].split() == ["1", "5", "4", "7", "6"]
+
+
+@pytest.mark.parametrize("text", ["spatial(8,4)*local(1,8)", "local(1,32)*spatial(32,1)",
+                                  "spatial(2,2)*spatial(8,4)*local(2,2)",
+                                  "column_spatial(4,8)*local(8,4)"])
+@pytest.mark.parametrize("bits", [8, 16, 32])
+def test_bank_conflicts_of_whole_warps_at_once_match_the_loop(text, bits):
+    from tilec.ir.shared_layout import (_bank_conflicts_each_warp,
+                                        _bank_conflicts_whole_warps, contiguous_vector)
+    reg = parse_layout(text)
+    for shared in [row_major(*reg.shape)] + [row_major(*reg.shape).swizzle(b, 2, s)
+                                              for b in (1, 2, 3) for s in range(b, 5)]:
+        offs = shared.offsets(reg)
+        widest = min(contiguous_vector(reg, shared), max(1, 128 // bits))
+        for vector in {1, widest}:
+            nbytes = vector * bits // 8
+            phase = 32 if nbytes <= 4 else 128 // nbytes
+            assert _bank_conflicts_whole_warps(offs, bits, vector, 32, phase, 32) == \
+                _bank_conflicts_each_warp(offs, bits, vector, 32, phase, 32)

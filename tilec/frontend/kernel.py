@@ -468,20 +468,29 @@ class Kernel(JITFunction):
     def _gpu_launcher(self, specs: list[ArgSpec], consts: dict[str, Any],
                       options: dict[str, Any], device: int) -> Any:
         from tilec.backends.nvidia.compiler import compile_kernel
-        from tilec.ir.printer import print_module
         from tilec.runtime import cache, cuda
         from tilec.runtime.launcher import Launcher
         module = self.build(specs, consts, options)
         arch = cuda.device_properties(device).arch
         warps = int(options.get("num_warps", 4))
-        key = cache.key(print_module(module), specialization=[s.key() for s in specs],
-                        options=options, arch=arch)
+        key = self.gpu_cache_key(module, specs, options, arch)
         compiled = cache.get(key)
         if compiled is None:
             compiled = compile_kernel(module, self.__name__, arch, warps)
             cache.put(key, compiled)
         return Launcher(compiled, device, arg_types=[s.type for s in specs],
                         guards=[_guard(s) for s in specs])
+
+
+    @staticmethod
+    def gpu_cache_key(module: Module, specs: list[ArgSpec], options: dict[str, Any],
+                      arch: str) -> str:
+        """The compile cache's key of one GPU specialisation: what a launch looks up (the
+        autotuner stores the candidates it compiles in other processes under it)."""
+        from tilec.ir.printer import print_module
+        from tilec.runtime import cache
+        return cache.key(print_module(module), specialization=[s.key() for s in specs],
+                         options=options, arch=arch)
 
 
 def _guard(spec: ArgSpec) -> TensorGuard | IntGuard | None:

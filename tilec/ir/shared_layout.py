@@ -343,6 +343,15 @@ def bank_conflicts(
         raise LayoutError(f"vector {vector} does not divide {num_local} local elements")
     access_bytes = vector * elem_bits // 8
     phase = warp_size if access_bytes <= 4 else max(1, 128 // access_bytes)
+    if num_threads % warp_size == 0 and warp_size % phase == 0:
+        return _bank_conflicts_whole_warps(offs, elem_bits, vector, warp_size, phase, banks)
+    return _bank_conflicts_each_warp(offs, elem_bits, vector, warp_size, phase, banks)
+
+
+def _bank_conflicts_each_warp(offs: np.ndarray, elem_bits: int, vector: int, warp_size: int,
+                              phase: int, banks: int) -> int:
+    """`bank_conflicts` one warp, access and phase at a time (any number of threads)."""
+    num_threads, num_local = offs.shape
     extra = 0
     for warp_start in range(0, num_threads, warp_size):
         warp = offs[warp_start:warp_start + warp_size].astype(np.int64)
@@ -355,6 +364,34 @@ def bank_conflicts(
             all_words = np.unique((access * elem_bits) // 32)
             extra += wavefronts - -(-len(all_words) // banks)
     return extra
+
+
+def _distinct_last(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of `words` sorted along the last axis, and a mask of each value's first copy."""
+    ordered = np.sort(words, axis=-1)
+    first = np.ones(ordered.shape, dtype=bool)
+    first[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
+    return ordered, first
+
+
+def _bank_conflicts_whole_warps(offs: np.ndarray, elem_bits: int, vector: int, warp_size: int,
+                                phase: int, banks: int) -> int:
+    """`bank_conflicts` for whole warps, every (warp, access, phase) at once: the same count
+    as the loop over them (distinct words per bank per phase, less the minimum)."""
+    num_threads, num_local = offs.shape
+    warps, groups = num_threads // warp_size, num_local // vector
+    # (warp, access, thread in warp, element of the access) -> word address
+    words = ((offs.astype(np.int64).reshape(warps, warp_size, groups, vector)
+              .transpose(0, 2, 1, 3)) * elem_bits) // 32
+    per_phase = words.reshape(warps, groups, warp_size // phase, phase * vector)
+    ordered, first = _distinct_last(per_phase)
+    rows = ordered.size // ordered.shape[-1]
+    row = np.broadcast_to(np.arange(rows).reshape(ordered.shape[:-1] + (1,)), ordered.shape)
+    slots = (row * banks + ordered % banks)[first]  # (phase, bank) of each distinct word
+    wavefronts = np.bincount(slots, minlength=rows * banks).reshape(rows, banks).max(axis=-1)
+    _, first_all = _distinct_last(words.reshape(warps, groups, warp_size * vector))
+    minimum = -(-first_all.sum(axis=-1) // banks)
+    return int(wavefronts.sum() - minimum.sum())
 
 
 def best_swizzle(

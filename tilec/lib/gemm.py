@@ -26,8 +26,9 @@ bias or none, and no activation other than relu). A float result stored to an in
 output is rounded to the nearest integer (halves up); one outside the output's range is
 undefined.
 
-Tile configurations come from a small table by shape bucket (`pick_config`); the autotuner
-(a later issue) will own this choice, per device and shape, and replace the table.
+On the GPU the autotuner (`tuned_gemm`, tilec.tune) chooses the tile configuration per
+shape, dtypes and device, and remembers it; small problems and the interpreter take it from
+a table by shape bucket (`pick_config`).
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ from tilec.errors import LaunchError
 from tilec.ir import dtypes as dt
 from tilec.lib.schedule import swizzle2d
 
-__all__ = ["ACTIVATIONS", "GemmConfig", "gemm", "gemm_kernel", "pick_config"]
+__all__ = ["ACTIVATIONS", "GemmConfig", "gemm", "gemm_kernel", "pick_config", "tuned_gemm"]
 
 ACTIVATIONS = (None, "relu", "gelu", "gelu_tanh", "silu")
 
@@ -99,7 +100,7 @@ class GemmConfig(NamedTuple):
     group_m: int = 8
 
 
-# Shape buckets -> tile configuration. The autotuner (a later issue) will own this choice.
+# Shape buckets -> tile configuration, where the autotuner does not choose.
 _DECODE = GemmConfig(64, 64, 32, 4, 4)      # M <= 16: few rows, many programs along N
 _LARGE = GemmConfig(128, 128, 32, 4, 4)
 _HUGE_N = GemmConfig(128, 256, 64, 8, 3)    # very large N (and enough M to fill the tiles)
@@ -107,8 +108,8 @@ _HUGE_N = GemmConfig(128, 256, 64, 8, 3)    # very large N (and enough M to fill
 
 def pick_config(m: int, n: int, k: int, itemsize: int = 2) -> GemmConfig:
     """The tile configuration for an MxK @ KxN problem of `itemsize`-byte inputs, from a
-    fixed table by shape bucket. The autotuner (a later issue) will replace this table with
-    per-device, per-shape tuned choices."""
+    fixed table by shape bucket: for problems too small to tune and on the interpreter
+    (`tuned_gemm`, the autotuner, chooses for the others on the GPU)."""
     if m <= 16:
         cfg = _DECODE
     elif n >= 8192 and m >= 256:
@@ -118,6 +119,35 @@ def pick_config(m: int, n: int, k: int, itemsize: int = 2) -> GemmConfig:
     if itemsize >= 4:  # f32: keep the staged shared-memory footprint the same in bytes
         cfg = cfg._replace(BK=cfg.BK // 2)
     return cfg
+
+
+# The autotuner's search space (tilec.tune): on the GPU, `gemm` tunes problems of at least
+# TUNE_MIN_FLOPS per shape and dtypes (once per device: the winner is stored); smaller ones,
+# where a launch costs about as much as the work, and the interpreter use `pick_config`.
+TUNING_SPACE = {"BM": [64, 128, 256], "BN": [64, 128, 256], "BK": [32, 64],
+                "num_warps": [4, 8], "num_stages": [3, 4]}
+TUNING_BUDGET = 16
+TUNE_MIN_FLOPS = 1 << 30
+
+
+def _tuned_grid(m: int, n: int) -> Any:
+    return lambda meta: (tc.cdiv(m, meta["BM"]) * tc.cdiv(n, meta["BN"]),)
+
+
+def _tuning_example(M: int, N: int, K: int, dtype: str = "float16") -> tuple:
+    """Arguments of `tuned_gemm` for an MxK @ KxN problem (`tilec tune --shapes M=..,N=..`)."""
+    import torch
+    a = torch.randn(M, K, device="cuda").to(getattr(torch, dtype))
+    b = torch.randn(K, N, device="cuda").to(getattr(torch, dtype))
+    c = torch.empty(M, N, device="cuda", dtype=a.dtype)
+    acc = dt.int32 if a.dtype == torch.int8 else _F32
+    return _tuned_grid(M, N), (a, b, c, a, 1.0), dict(
+        GROUP_M=8, ACC=acc, EPI_F32=False, HAS_SCALE=False, HAS_BIAS=False, ACT="none",
+        ROUND=False)
+
+
+tuned_gemm = tc.autotune(space=TUNING_SPACE, key=["A.shape[0]", "B.shape[1]", "A.shape[1]"],
+                         budget=TUNING_BUDGET, example=_tuning_example)(gemm_kernel)
 
 
 # ---------------------------------------------------------------------------------------
@@ -222,7 +252,7 @@ def gemm(a: Any, b: Any, out_dtype: Any = None, *, bias: Any = None, activation:
     bias: a length-N vector (any float dtype, or an int dtype for int8 inputs), added to
     every row. activation: None, "relu", "gelu" (erf form), "gelu_tanh" or "silu".
     scale: a Python number multiplying a @ b. `config` overrides the tile configuration
-    (else `pick_config` chooses by shape)."""
+    (else the autotuner chooses on the GPU, `pick_config` for small problems)."""
     da, sa = _info(a, "a")
     db, sb = _info(b, "b")
     if len(sa) != 2:
@@ -300,12 +330,15 @@ def gemm(a: Any, b: Any, out_dtype: Any = None, *, bias: Any = None, activation:
         out = _empty(a, (m, n), od)
     if m == 0 or n == 0:
         return out
+    args = (a, b, out, bias if bias is not None else a,
+            float(scale) if scale is not None else 1.0)
+    flags = dict(ACC=acc, EPI_F32=epi_f32, HAS_SCALE=scale is not None,
+                 HAS_BIAS=bias is not None, ACT=activation or "none", ROUND=rnd)
+    if config is None and on_gpu and 2 * m * n * k >= TUNE_MIN_FLOPS:
+        tuned_gemm[_tuned_grid(m, n)](*args, GROUP_M=8, **flags)
+        return out
     cfg = config or pick_config(m, n, k, da.bits // 8)
     grid = (tc.cdiv(m, cfg.BM) * tc.cdiv(n, cfg.BN),)
-    gemm_kernel[grid](a, b, out, bias if bias is not None else a,
-                      float(scale) if scale is not None else 1.0,
-                      BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, GROUP_M=cfg.group_m, ACC=acc,
-                      EPI_F32=epi_f32, HAS_SCALE=scale is not None, HAS_BIAS=bias is not None,
-                      ACT=activation or "none", ROUND=rnd,
+    gemm_kernel[grid](*args, BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, GROUP_M=cfg.group_m, **flags,
                       num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return out

@@ -1,0 +1,251 @@
+"""tc.autotune on the CPU: the interpreter path (no tuning, the first configuration, said so),
+the errors a user can make, compilation in worker processes, pruning by ptxas's report, and
+`tilec tune`."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import tilec as tc
+from tilec.backends.nvidia.compiler import Resources, ptxas_path
+from tilec.cli import main
+from tilec.ir.printer import print_module
+from tilec.tune import workers
+from tilec.tune.autotuner import Autotuner, Report
+from tilec.tune.database import TuningDatabase, TuningKey
+
+from tune_support import H100
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@tc.autotune(configs=[tc.Config(BLOCK=32, num_warps=2), tc.Config(BLOCK=64, num_warps=4)],
+             key=["n"], prune=lambda configs, args: [c for c in configs
+                                                     if c.kwargs["BLOCK"] <= args["n"]])
+@tc.kernel
+def scale(X: tc.Tensor, Y: tc.Tensor, n: int, BLOCK: tc.constexpr):
+    i = tc.program_id(0) * BLOCK + tc.arange(0, BLOCK)
+    tc.store(Y.ptr + i, tc.load(X.ptr + i, mask=i < n) * 2.0, mask=i < n)
+
+
+def test_interpreter_runs_the_first_configuration_and_says_so(caplog):
+    tuner = tc.autotune(configs=[tc.Config(BLOCK=16), tc.Config(BLOCK=128)], key=["n"])(
+        scale.kernel)
+    x = np.arange(100, dtype=np.float32)
+    y = np.zeros_like(x)
+    grid = lambda meta: (tc.cdiv(100, meta["BLOCK"]),)  # noqa: E731
+    with caplog.at_level(logging.WARNING, logger="tilec.tune"):
+        tuner[grid](x, y, 100)
+        tuner[grid](x, y, 100)
+    np.testing.assert_array_equal(y, 2 * x)
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["tilec: kernel 'scale' runs on the CPU interpreter: autotuning skipped, "
+                    "running its first configuration BLOCK=16 w4 s3"]
+    (report,) = tuner.reports.values()
+    assert report.method == "interpreter" and report.winner == tc.Config(BLOCK=16)
+    assert tuner.tuning_count == 0
+
+
+def test_prune_hook_chooses_among_what_it_keeps():
+    x = np.arange(40, dtype=np.float32)
+    y = np.zeros_like(x)
+    # n = 40: the hook drops BLOCK=64, so the interpreter's one configuration is BLOCK=32.
+    scale[lambda meta: (tc.cdiv(40, meta["BLOCK"]),)](x, y, 40)
+    np.testing.assert_array_equal(y, 2 * x)
+    assert scale.chosen[(40, "float32", "float32")] == tc.Config(BLOCK=32, num_warps=2)
+
+
+def test_key_reads_shapes_and_dtypes():
+    tuner = tc.autotune(configs=[tc.Config(BLOCK=16)], key=["X.shape[0]", "X.shape", "n",
+                                                           "Y.dtype"])(scale.kernel)
+    x = np.zeros((7,), np.float32)
+    assert tuner.key_values({"X": x, "Y": x, "n": 3, "BLOCK": 16}) == (
+        7, (7,), 3, "float32", "float32", "float32")
+
+
+def _error(fn) -> tc.TilecError:
+    with pytest.raises(tc.TilecError) as info:
+        fn()
+    return info.value
+
+
+def test_errors_at_decoration():
+    e = _error(lambda: tc.autotune(configs=[tc.Config(BLOK=32)], key=["n"])(scale.kernel))
+    assert "configuration value 'BLOK' is not a tc.constexpr parameter of kernel 'scale'" \
+        in e.message
+    assert e.loc.file.endswith("test_autotune.py") and e.loc.line > 0
+    e = _error(lambda: tc.autotune(configs=[tc.Config(BLOCK=32)], key=["X.strides"])(
+        scale.kernel))
+    assert "cannot read key 'X.strides'" in e.message
+    e = _error(lambda: tc.autotune(configs=[tc.Config(BLOCK=32)], space={"BLOCK": [32]}))
+    assert "either configs=[tc.Config(...)] or space={...}" in e.message
+    assert e.loc.file.endswith("test_autotune.py")
+    e = _error(lambda: tc.autotune(configs=[tc.Config(BLOCK=32)])(lambda x: x))
+    assert "tc.autotune goes above @tc.kernel" in e.message
+    e = _error(lambda: tc.autotune(space={"BLOCK": [32]}, budget=0)(scale.kernel))
+    assert "budget must be a positive int" in e.message
+    e = _error(lambda: tc.autotune(space={"BLOCK": [32]}, restore=["Z"])(scale.kernel))
+    assert "'Z' (reset_to_zero / restore) is not a parameter" in e.message
+
+
+def test_passing_a_tuned_value_at_launch_is_an_error():
+    x = np.zeros(8, np.float32)
+    e = _error(lambda: scale[(1,)](x, x, 8, BLOCK=8))
+    assert "kernel 'scale' is autotuned: do not pass BLOCK" in e.message
+    assert e.loc.file.endswith("test_autotune.py")  # the launch line
+
+
+def test_prune_hook_that_keeps_nothing():
+    x = np.zeros(8, np.float32)
+    e = _error(lambda: scale[(1,)](x, x, 8))
+    assert "the prune hooks of kernel 'scale' left no configuration" in e.message
+
+
+@pytest.mark.skipif(ptxas_path() is None, reason="needs ptxas (the nvidia-cuda-nvcc wheel)")
+def test_worker_processes_compile_to_cubins(monkeypatch):
+    monkeypatch.setenv("TILEC_TUNE_JOBS", "2")
+    jobs = []
+    for i, block in enumerate((32, 64)):
+        module = scale.kernel.compile(f"X: tensor<?xf32>, Y: tensor<?xf32>, n: i32, "
+                                      f"BLOCK={block}")
+        jobs.append(workers.Job(i, print_module(module, locations=True), "<scale>", "scale",
+                                "sm_90a", 4, {}))
+    jobs.append(workers.Job(2, "func @broken(", "<bad>", "broken", "sm_90a", 4, {}))
+    pool = workers.Pool("test")
+    try:
+        out = pool.map(workers.compile_job, jobs, "compiling")
+    finally:
+        pool.close()
+    assert [o.index for o in out] == [0, 1, 2]
+    for o in out[:2]:
+        assert o.error is None and o.value.cubin[:4] == b"\x7fELF"
+        assert o.value.resources.registers > 0
+    assert out[2].value is None and out[2].error.startswith("IRError")
+
+
+def test_ptxas_report_prunes_spills_and_shared_memory():
+    fine = SimpleNamespace(shared_bytes=1024, resources=Resources(40, 0, 0, 0, 0))
+    spills = SimpleNamespace(shared_bytes=1024, resources=Resources(255, 0, 96, 96, 96))
+    huge = SimpleNamespace(shared_bytes=300 * 1024, resources=Resources(40, 0, 0, 0, 0))
+    a, b, c = (tc.Config(BLOCK=v) for v in (1, 2, 3))
+    report = Report("timed", a)
+    kept = Autotuner._after_ptxas([a, b, c], {a: fine, b: spills, c: huge}, H100, report)
+    assert kept == [a]
+    assert report.pruned == {"BLOCK=2 w4 s3": "ptxas: spills (96 bytes stored, 255 registers)",
+                             "BLOCK=3 w4 s3": "ptxas: shared memory 300 KiB > 227 KiB"}
+    # when everything spills, the spilling ones are what is left to time
+    assert Autotuner._after_ptxas([b], {b: spills}, H100, Report("timed", b)) == [b]
+
+
+def test_cli_show_prints_winners_and_why(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TILEC_CACHE_DIR", str(tmp_path))
+    assert main(["tune", "--show"]) == 0
+    assert "no tuning results" in capsys.readouterr().out
+    report = Report("timed", tc.Config(BM=128, num_warps=4), considered=72,
+                    timed=[(tc.Config(BM=128, num_warps=4), 0.41),
+                           (tc.Config(BM=64, num_warps=4), 0.5)],
+                    pruned={"a": "resource model: registers: ~416 > 255 per thread",
+                            "b": "resource model: registers: ~800 > 255 per thread",
+                            "c": "cost model: outside the budget of 12"},
+                    failed={"BM=32 w4 s3": "CompileError: no"}, seconds={"total": 6.5})
+    TuningDatabase().put(TuningKey("gemm_kernel-0123", (4096, 4096, 4096), "NVIDIA H100"),
+                         report.winner, report.to_json())
+    assert main(["tune", "--show"]) == 0
+    out = capsys.readouterr().out
+    assert "gemm_kernel-0123  key 4096, 4096, 4096" in out
+    assert "winner   BM=128 w4 s3   0.4100 ms   (timed 2 of 72 configurations in 6.5 s)" in out
+    assert "then     BM=64 w4 s3   0.5000 ms  (x1.22)" in out
+    assert "pruned   3: 2 resource model: registers, 1 cost model: outside the budget of 12" \
+        in out
+    assert "failed   1 (e.g. BM=32 w4 s3: CompileError: no)" in out
+
+
+def test_cli_tune_errors(capsys):
+    assert main(["tune"]) == 1
+    assert "tilec tune needs FILE.py::KERNEL and --shapes, or --show" in capsys.readouterr().err
+    assert main(["tune", f"{ROOT}/examples/softmax.py::softmax", "--shapes", "n=3"]) == 1
+    assert "is not a @tc.autotune kernel" in capsys.readouterr().err
+    assert main(["tune", f"{ROOT}/tilec/lib/gemm.py::tuned_gemm", "--shapes", "M=1,N"]) == 1
+    assert "cannot read shape item 'N'" in capsys.readouterr().err
+
+
+@pytest.fixture
+def as_if_on_a_gpu(monkeypatch, tmp_path):
+    """Launches take the device path of the autotuner (database, TILEC_AUTOTUNE) while the
+    kernel itself still runs on the interpreter: numpy arguments, an H100's limits."""
+    from tilec.tune import autotuner
+    from tilec.tune.resources import DeviceLimits
+    monkeypatch.setenv("TILEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(autotuner, "runs_on_gpu", lambda tensors: True)
+    monkeypatch.setattr(autotuner, "device_of", lambda tensors: 0)
+    monkeypatch.setattr(DeviceLimits, "of_device", staticmethod(lambda device=0: H100))
+    return tmp_path
+
+
+def _scale_tuner() -> Autotuner:
+    return tc.autotune(configs=[tc.Config(BLOCK=16), tc.Config(BLOCK=64),
+                                tc.Config(BLOCK=256)], key=["n"])(scale.kernel)
+
+
+def test_a_stored_winner_is_used_without_tuning(as_if_on_a_gpu):
+    tuner = _scale_tuner()
+    x = np.arange(100, dtype=np.float32)
+    y = np.zeros_like(x)
+    key = TuningKey(tuner.kernel_id, (100, "float32", "float32"), H100.name)
+    TuningDatabase().put(key, tc.Config(BLOCK=64), {"method": "timed"})
+    tuner[lambda meta: (tc.cdiv(100, meta["BLOCK"]),)](x, y, 100)
+    np.testing.assert_array_equal(y, 2 * x)
+    assert tuner.chosen == {(100, "float32", "float32"): tc.Config(BLOCK=64)}
+    assert tuner.tuning_count == 0 and not tuner.reports
+
+
+def test_autotune_off_takes_the_cost_models_first_choice(as_if_on_a_gpu, monkeypatch):
+    monkeypatch.setenv("TILEC_AUTOTUNE", "0")
+    monkeypatch.setenv("TILEC_TUNE_JOBS", "1")
+    tuner = _scale_tuner()
+    n = 1 << 16
+    x = np.arange(n, dtype=np.float32)
+    y = np.zeros_like(x)
+    tuner[lambda meta: (tc.cdiv(n, meta["BLOCK"]),)](x, y, n)
+    np.testing.assert_array_equal(y, 2 * x)
+    (report,) = tuner.reports.values()
+    assert report.method == "cost model" and not report.timed and tuner.tuning_count == 0
+    assert report.winner == report.predicted[0][0]
+    assert len(report.predicted) == 3
+    assert not list(as_if_on_a_gpu.glob("tuning/*/*.json"))  # a guess is not stored
+
+
+class _Terminal:
+    def __init__(self, tty: bool):
+        self.text, self.tty = "", tty
+
+    def write(self, s: str) -> None:
+        self.text += s
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_bar_only_on_a_terminal():
+    term = _Terminal(True)
+    bar = workers.Progress("tilec tune k: compiling", 2, stream=term)
+    bar.step()
+    bar.step()
+    bar.done()
+    assert "\rtilec tune k: compiling [############            ] 1/2" in term.text
+    assert "[########################] 2/2" in term.text and term.text.endswith("\n")
+    pipe = _Terminal(False)
+    bar = workers.Progress("x", 2, stream=pipe)
+    bar.step()
+    bar.done()
+    workers.announce("chosen", stream=pipe)
+    assert pipe.text == ""
+    workers.announce("chosen", stream=term)
+    assert term.text.endswith("chosen\n")

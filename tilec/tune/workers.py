@@ -1,0 +1,207 @@
+"""Work done for the autotuner in worker processes: each candidate's tile IR travels as text
+(the frontend runs in the parent, which holds the kernel's Python function) and comes back as
+a `KernelProfile` (after the GPU pass pipeline) or a `CompiledKernel` (with its cubin bytes);
+the parent loads cubins itself. Nothing here touches the GPU, so workers never create a CUDA
+context.
+"""
+from __future__ import annotations
+
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import tilec.config as config
+
+
+@dataclass(frozen=True)
+class Job:
+    """One candidate: its IR (text with locations), kernel name, target and options."""
+
+    index: int
+    ir: str
+    source: str
+    name: str
+    arch: str
+    num_warps: int
+    facts: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    index: int
+    value: Any = None          # KernelProfile for `analyse`, CompiledKernel for `compile`
+    error: str | None = None   # the first line of the error when the job failed
+
+
+def analyse(job: Job) -> Outcome:
+    """The candidate's resource and work profile, from its IR after the GPU pass pipeline."""
+    try:
+        from tilec.ir.parser import parse_module
+        from tilec.ir.passes.manager import GPU_PIPELINE, PassOptions, run_passes
+        from tilec.tune.resources import profile
+        module = parse_module(job.ir, job.source)
+        module = run_passes(module, GPU_PIPELINE,
+                            PassOptions(target=job.arch, num_warps=job.num_warps))
+        return Outcome(job.index, profile(module.get(job.name), job.num_warps, job.facts))
+    except Exception as e:  # a candidate the compiler rejects is reported, not fatal
+        return Outcome(job.index, error=_first_line(e))
+
+
+def compile_job(job: Job) -> Outcome:
+    """The candidate compiled to a cubin (and ptxas's resource report)."""
+    try:
+        from tilec.backends.nvidia.compiler import compile_kernel
+        from tilec.ir.parser import parse_module
+        module = parse_module(job.ir, job.source)
+        return Outcome(job.index, compile_kernel(module, job.name, job.arch, job.num_warps))
+    except Exception as e:
+        return Outcome(job.index, error=_first_line(e))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(getattr(e, "message", None) or e) or type(e).__name__
+    return f"{type(e).__name__}: {text.strip().splitlines()[0]}"
+
+
+class Pool:
+    """Worker processes for a tuning run: children running `serve()`, started on first use,
+    stopped by `close`, each fed one pickled job at a time over its stdin (not
+    multiprocessing: its spawn method re-runs the user's main script in every child). With
+    one job, or TILEC_TUNE_JOBS=1, the work runs in this process."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.jobs = config.tune_jobs()
+        self._children: list[subprocess.Popen] = []
+
+    def map(self, fn: Callable[[Job], Outcome], jobs: Sequence[Job], what: str) -> list[Outcome]:
+        """fn over jobs, in parallel when there are workers; a progress bar on a terminal."""
+        progress = Progress(f"{self.label}: {what}", len(jobs))
+        results: list[Outcome] = []
+        if self.jobs <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                results.append(fn(job))
+                progress.step()
+        else:
+            while len(self._children) < min(self.jobs, len(jobs), 32):
+                self._children.append(_start_child())
+            pending = list(enumerate(jobs))
+            lock = threading.Lock()
+
+            def serve(child: subprocess.Popen) -> None:
+                while True:
+                    with lock:
+                        if not pending:
+                            return
+                        _, job = pending.pop(0)
+                    out = _ask(child, fn.__name__, job)
+                    with lock:
+                        results.append(out)
+                        progress.step()
+
+            threads = [threading.Thread(target=serve, args=(c,), daemon=True)
+                       for c in self._children[:len(jobs)]]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        progress.done()
+        return sorted(results, key=lambda o: o.index)
+
+    def close(self) -> None:
+        for child in self._children:
+            try:
+                child.stdin.close()
+                child.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                child.kill()
+        self._children = []
+
+
+def _start_child() -> subprocess.Popen:
+    root = str(Path(__file__).resolve().parent.parent.parent)  # where `tilec` is imported from
+    env = config.child_environment(root)
+    command = [sys.executable, "-c", "from tilec.tune.workers import serve; serve()"]
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+
+
+def _ask(child: subprocess.Popen, fn_name: str, job: Job) -> Outcome:
+    """Send one job to a child and read its outcome (a failed child fails only this job)."""
+    try:
+        _send(child.stdin, (fn_name, job))
+        return _receive(child.stdout)
+    except Exception as e:  # a broken child fails its job, never the tuning run
+        return Outcome(job.index, error=f"worker process failed: {type(e).__name__}: {e}")
+
+
+def _send(stream: Any, obj: Any) -> None:
+    data = pickle.dumps(obj)
+    stream.write(struct.pack("<Q", len(data)) + data)
+    stream.flush()
+
+
+def _receive(stream: Any) -> Any:
+    head = stream.read(8)
+    if len(head) < 8:
+        raise EOFError("the worker exited")
+    (size,) = struct.unpack("<Q", head)
+    return pickle.loads(stream.read(size))
+
+
+def serve() -> None:
+    """A worker's loop: jobs from stdin until it closes, outcomes to stdout."""
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # anything printed by the compiler must not corrupt the stream
+    fns = {"analyse": analyse, "compile_job": compile_job}
+    while True:
+        try:
+            fn_name, job = _receive(inp)
+        except EOFError:
+            return
+        _send(out, fns[fn_name](job))
+
+
+class Progress:
+    """`label [#####     ] 5/10` on stderr, redrawn in place, only when stderr is a terminal."""
+
+    def __init__(self, label: str, total: int, stream: Any = None):
+        self.label = label
+        self.total = total
+        self.count = 0
+        self.stream = stream or sys.stderr
+        self.enabled = total > 0 and getattr(self.stream, "isatty", lambda: False)()
+        self.start = time.perf_counter()
+        self._draw()
+
+    def _draw(self) -> None:
+        if not self.enabled:
+            return
+        width = 24
+        filled = width * self.count // max(1, self.total)
+        self.stream.write(f"\r{self.label} [{'#' * filled}{' ' * (width - filled)}] "
+                          f"{self.count}/{self.total} {time.perf_counter() - self.start:.1f}s")
+        self.stream.flush()
+
+    def step(self) -> None:
+        self.count += 1
+        self._draw()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+
+def announce(text: str, stream: Any = None) -> None:
+    """One line on stderr when it is a terminal (what a tuning run chose, and in how long)."""
+    stream = stream or sys.stderr
+    if getattr(stream, "isatty", lambda: False)():
+        stream.write(text + "\n")
+        stream.flush()
