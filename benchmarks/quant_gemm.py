@@ -133,7 +133,7 @@ def main() -> None:
                              "speedup_vs_cublas": cublas_ms / ms,
                              "weight_gbs": gbs, "vs_copy": gbs / copy_gbs,
                              "tflops": 2 * m * n * k / ms / 1e9, "rel_err": err,
-                             "config": pick_config(m, n, k, GROUP)._asdict()})
+                             "config": pick_config(m, n, k, GROUP, d.bits)._asdict()})
                 r = rows[-1]
                 print(f"{n:>5}x{k:<5} M={m:<5} {str(d):>7} tilec {r['tilec_us']:9.1f} us  "
                       f"cuBLAS {r['cublas_f16_us']:9.1f}  triton-w4 {r['triton_w4a16_us']:9.1f}  "

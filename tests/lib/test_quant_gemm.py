@@ -15,6 +15,7 @@ from tilec.backends.llvm.memory import packed_vector_groups
 from tilec.backends.nvidia import compile_kernel
 from tilec.ir import dtypes as dt
 from tilec.ir.layout import parse_layout
+from tilec.ir.layout_defaults import view_layout
 from tilec.lib.quant_gemm import (QuantConfig, dequantize, pick_config, quant_gemm,
                                   quant_gemm_kernel, quantize, weight_layout)
 
@@ -22,8 +23,8 @@ INTS = [dt.int_(b) for b in range(1, 9)] + [dt.uint(b) for b in range(1, 9)]
 FLOATS = [dt.float6_e3m2, dt.float6_e2m3, dt.float4_e2m1, dt.float3_e1m1, dt.float8_e4m3]
 BF16 = ml_dtypes.bfloat16
 
-DECODE = QuantConfig(16, 16, 32, 4, 1, 2)    # split-K over two programs, atomics
-PREFILL = QuantConfig(32, 32, 32, 4, 2)
+DECODE = QuantConfig(16, 32, 32, 1, 1, 2)    # split-K over two programs, atomics
+PREFILL = QuantConfig(32, 32, 32, 2, 2)
 
 
 def _problem(d, m, n, k, g, act=np.float16, zero_point=None, seed=0):
@@ -81,7 +82,7 @@ def test_default_config_and_odd_shapes():
 
 def test_pick_config_table():
     c = pick_config(1, 8192, 8192, 128)
-    assert (c.BM, c.BK) == (16, 128) and c.split_k > 1
+    assert (c.BM, c.BN, c.BK) == (16, 64, 128) and c.split_k > 1
     assert -(-8192 // c.BN) * c.split_k >= 512       # many programs in flight at M = 1
     assert pick_config(16, 4096, 4096, 128).BM == 16
     assert pick_config(128, 4096, 4096, 128) == QuantConfig(64, 64, 64, 4, 3)
@@ -89,39 +90,54 @@ def test_pick_config_table():
     assert pick_config(4096, 4096, 4096, 32).BK == 32
 
 
-@pytest.mark.parametrize("bits", [1, 2, 3, 4, 5, 6, 7])
-def test_weight_layout_gives_word_groups(bits):
-    """The weight tile's layout lets every thread read its packed run as whole words."""
-    for bn, bk, warps in [(32, 128, 4), (64, 64, 4), (128, 64, 8)]:
-        lay = parse_layout(weight_layout(bn, bk, warps))
-        assert lay.shape == (bn, bk) and lay.num_threads == 32 * warps
-        v = packed_vector_groups(lay, bits)
-        assert v == 32 and v * bits % 32 == 0
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 5, 6, 7, 8])
+def test_weight_layout_views_words_in_registers(bits):
+    """Each thread's words are exactly the bits of its run of weights: the view keeps them
+    in registers, and 4-bit runs are 16 bytes."""
+    for bn, bk, warps in [(32, 128, 4), (64, 64, 4), (128, 64, 8), (16, 32, 4)]:
+        wl, el = weight_layout(bn, bk, warps, bits)
+        words, elems = parse_layout(wl), parse_layout(el)
+        assert words.shape == (bn, bk * bits // 32) and elems.shape == (bn, bk)
+        assert words.num_threads == elems.num_threads == 32 * warps
+        assert view_layout(words, 32, bits) == elems
+        assert packed_vector_groups(elems, bits) * bits % 32 == 0
+    assert weight_layout(32, 128, 4, 4)[0] == "spatial(32,4)*local(1,4)"
+    assert weight_layout(64, 128, 4, 4)[0] == "spatial(64,2)*local(1,8)"
+
+
+def test_weight_layout_refuses_tiles_without_whole_words():
+    with pytest.raises(tc.LaunchError, match="does not split into whole words"):
+        weight_layout(16, 16, 4, 3)
 
 
 def test_packed_vector_groups_refuses_scattered_runs():
     assert packed_vector_groups(parse_layout("local(1,16)*spatial(32,4)*local(1,2)"), 4) == 1
     assert packed_vector_groups(parse_layout("local(1,16)*spatial(32,4)*local(1,2)"), 16) == 2
     assert packed_vector_groups(parse_layout("spatial(32,4)*local(1,8)"), 3) == 1
+    assert packed_vector_groups(parse_layout("spatial(32,4)*local(1,32)"), 3) == 32
 
 
 def _signature(wd: str, cfg: QuantConfig, act: str = "f16") -> str:
     out = "f32" if cfg.split_k > 1 else act
-    return (f"A: tensor<?x?x{act}> {{divisible = 16}}, W: tensor<?x?x{wd}>, "
+    bits = dt.dtype(wd).bits
+    wl, el = weight_layout(cfg.BN, cfg.BK, cfg.num_warps, bits)
+    return (f"A: tensor<?x?x{act}> {{divisible = 16}}, W: tensor<?x?xu32>, "
             f"S: tensor<?x?x{act}>, Z: tensor<?x?x{act}>, C: tensor<?x?x{out}>, BM={cfg.BM}, "
             f"BN={cfg.BN}, BK={cfg.BK}, G=128, SPLIT_K={cfg.split_k}, HAS_ZERO=True, "
-            f"WL=\"{weight_layout(cfg.BN, cfg.BK, cfg.num_warps)}\", "
+            f"WDT={wd}, WB={cfg.BK * bits // 32}, WL=\"{wl}\", EL=\"{el}\", "
+            f"ONE_ROW={cfg.BM == 16}, "
             f"num_warps={cfg.num_warps}, num_stages={cfg.num_stages}")
 
 
 @pytest.mark.parametrize("wd, cfg, act", [
-    ("u4", pick_config(1, 8192, 8192, 128), "f16"),
-    ("i3", pick_config(16, 4096, 4096, 128), "bf16"),
-    ("u5", pick_config(16, 4096, 4096, 128), "f16"),
-    ("f6e3m2", pick_config(1, 4096, 4096, 128), "f16"),
-    ("u4", pick_config(4096, 4096, 4096, 128), "f16"),
-    ("f4e2m1", pick_config(128, 4096, 4096, 128), "bf16"),
-    ("u8", pick_config(128, 4096, 4096, 128), "f16"),
+    ("u4", pick_config(1, 8192, 8192, 128, 4), "f16"),
+    ("i3", pick_config(16, 4096, 4096, 128, 3), "bf16"),
+    ("u5", pick_config(16, 4096, 4096, 128, 5), "f16"),
+    ("u2", pick_config(1, 4096, 4096, 128, 2), "f16"),
+    ("f6e3m2", pick_config(1, 4096, 4096, 128, 6), "f16"),
+    ("u4", pick_config(4096, 4096, 4096, 128, 4), "f16"),
+    ("f4e2m1", pick_config(128, 4096, 4096, 128, 4), "bf16"),
+    ("u8", pick_config(128, 4096, 4096, 128, 8), "f16"),
 ], ids=str)
 def test_ptx_assembles(wd, cfg, act):
     module = quant_gemm_kernel.compile(_signature(wd, cfg, act))
@@ -129,12 +145,13 @@ def test_ptx_assembles(wd, cfg, act):
         k = compile_kernel(module, "quant_gemm_kernel", arch=arch)
         assert k.cubin and f".target {arch}" in k.ptx
         assert "mma.sync" in k.ptx
-        if wd in ("u4", "f4e2m1"):
-            # The packed weights' fast path: 32 elements a thread, one 16-byte vector.
+        assert k.resources.spill_stores == 0, k.resources
+        if wd in ("u4", "f4e2m1", "u2", "u8"):
+            # The packed words: whole 16-byte vectors (32 weights a thread at 4 bits).
             assert "ld.global.v4.b32" in k.ptx, wd
-        elif wd != "u8":  # 12, 20 or 24 bytes a thread: words (4-byte aligned) or pairs
-            assert re.search(r"ld\.global(\.v2)?\.b32", k.ptx), wd
-        assert k.resources.spill_stores == 0 or cfg.BM > 16
+        # The view of words as weights stays in registers: shared memory only for the
+        # mma operands (st.shared of 16 bytes, read back by ldmatrix).
+        assert "st.shared.b8" not in k.ptx and "st.shared.u8" not in k.ptx
 
 
 def test_pack_torch_round_trip():

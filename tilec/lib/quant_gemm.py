@@ -8,11 +8,13 @@ per group of `group_size` consecutive K elements (`scales`: N x K/group_size, A'
 and optionally one zero point per group (`zeros`, same shape and dtype, in units of the
 quantized integers):
 
-    dequant(W)[n, k] = round_to_A_dtype((q[n, k] - zeros[n, k // G]) * scales[n, k // G])
+    dequant(W)[n, k] = round(q[n, k] * s - round(z * s)),  s = scales[n, k // G],
+                                                            z = zeros[n, k // G] (or 0)
 
-The difference is exact in A's dtype and the product is rounded once, so the kernel's
-dequantized weights equal that formula bit for bit; the products accumulate in f32 and the
-result is rounded to A's dtype.
+in A's dtype: the zero point's product once per row and group, then one fused multiply-add
+per weight (the form GPTQ/AWQ-style kernels use). q converts to A's dtype exactly, so the
+kernel's dequantized weights equal that formula bit for bit; the products accumulate in
+f32 and the result is rounded to A's dtype.
 
 One `@tc.kernel` template serves both regimes; `pick_config` chooses the tiles per M bucket:
 
@@ -29,6 +31,7 @@ examples; `dequantize` is the reference formula above in numpy.
 """
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any, NamedTuple
 
@@ -45,7 +48,12 @@ __all__ = ["QuantConfig", "dequantize", "pick_config", "quant_gemm", "quant_gemm
 @tc.kernel
 def quant_gemm_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C: tc.Tensor,
                       BM: tc.constexpr, BN: tc.constexpr, BK: tc.constexpr, G: tc.constexpr,
-                      SPLIT_K: tc.constexpr, HAS_ZERO: tc.constexpr, WL: tc.constexpr):
+                      SPLIT_K: tc.constexpr, HAS_ZERO: tc.constexpr, WDT: tc.constexpr,
+                      WB: tc.constexpr, WL: tc.constexpr, EL: tc.constexpr,
+                      ONE_ROW: tc.constexpr):
+    # W: the packed weight rows as 32-bit words (N x K*bits/32); a BN x BK tile of WDT
+    # weights is a BN x WB tile of words, viewed as WDT in registers (each thread keeps its
+    # words: layout WL over words is EL over weights).
     grid_n = tc.cdiv(W.shape[0], BN)
     tiles = tc.cdiv(A.shape[0], BM) * grid_n
     pid = tc.program_id(0)
@@ -54,18 +62,35 @@ def quant_gemm_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
     pm = tile // grid_n
     pn = tile % grid_n
     steps = tc.cdiv(tc.cdiv(A.shape[1], BK), SPLIT_K)
+    first = part * steps
+    last = tc.minimum(first + steps, tc.cdiv(A.shape[1], BK)) - 1
     acc = tc.zeros((BM, BN), tc.float32)
+    # Two steps of packed words in flight ahead of the one computing (a step past this
+    # program's slice re-reads its last one, from cache): the memory-level parallelism the
+    # bandwidth-bound decode shapes need, at a few registers per thread.
+    words = tc.with_layout(tc.load(W, (pn, first), (BN, WB)), WL)
+    ahead = tc.with_layout(tc.load(W, (pn, tc.minimum(first + 1, last)), (BN, WB)), WL)
     for i in range(steps):
-        k = part * steps + i
-        a = tc.load(A, (pm, k), (BM, BK))                       # out of bounds reads 0
-        q = tc.load(W, (pn, k), (BN, BK))                       # packed, unpacked in registers
+        k = first + i
+        nxt = tc.with_layout(tc.load(W, (pn, tc.minimum(k + 2, last)), (BN, WB)), WL)
+        if ONE_ROW:
+            # M = 1: the one row, broadcast to the mma's 16 (the other rows' results are
+            # never stored): no out-of-bounds rows, so no per-element loads.
+            a = tc.broadcast_to(tc.load(A, (0, k), (1, BK)), (BM, BK))
+        else:
+            a = tc.load(A, (pm, k), (BM, BK))                   # out of bounds reads 0
         g = (k * BK) // G
-        w = q.to(A.dtype)
+        s = tc.load(S, offsets=(pn * BN, g), shape=(BN, 1))
+        q = tc.view(words, WDT).to(A.dtype)
         if HAS_ZERO:
-            w = w - tc.load(Z, offsets=(pn * BN, g), shape=(BN, 1))
-        w = w * tc.load(S, offsets=(pn * BN, g), shape=(BN, 1))
-        w = tc.with_layout(w, WL)    # keep the dequantization in the packed load's layout
+            # q*s - z*s with one rounding per weight: an fma, after a product per row.
+            w = tc.fma(q, s, -(tc.load(Z, offsets=(pn * BN, g), shape=(BN, 1)) * s))
+        else:
+            w = q * s
+        w = tc.with_layout(w, EL)    # dequantize in the load's layout, then to the mma's
         acc = tc.dot(a, tc.trans(w), acc)
+        words = ahead
+        ahead = nxt
     if SPLIT_K > 1:
         rows = pm * BM + tc.arange(0, BM)
         cols = pn * BN + tc.arange(0, BN)
@@ -87,30 +112,37 @@ class QuantConfig(NamedTuple):
 
 # M bucket -> tile configuration; `pick_config` is the one place the choice is made, so the
 # autotuner (`@tc.autotune(configs=[tc.Config(...)], key=["M", "N", "K"])`) can take it over.
-_DECODE = QuantConfig(16, 32, 128, 4, 1)       # M <= 16: split-K chosen from the shape
+_DECODE = QuantConfig(16, 64, 128, 4, 1)       # M <= 16: split-K chosen from the shape
 _MEDIUM = QuantConfig(64, 64, 64, 4, 3)        # M <= 256
 _LARGE = QuantConfig(128, 128, 64, 8, 3)
 _TARGET_PROGRAMS = 1024                         # ~8 per SM on an H100: memory-level parallelism
 
 
-def weight_layout(bn: int, bk: int, num_warps: int) -> str:
-    """The register layout of the packed BNxBK weight tile: each thread holds one run of
-    consecutive K elements (32 of them for the usual tiles: 16 bytes of 4-bit weights), so
-    that the packed load reads whole vectors (`memory.packed_vector_groups`)."""
+def weight_layout(bn: int, bk: int, num_warps: int, bits: int) -> tuple[str, str]:
+    """(layout of the BN x BK*bits/32 word tile, layout of the BN x BK weight tile it views
+    as): each thread holds one run of consecutive K elements, 32 of them for the usual tiles
+    (16 bytes of 4-bit weights: one ld.global.v4), and its words are exactly that run's bits,
+    so the view stays in registers (`layout_defaults.view_layout`)."""
     threads = 32 * num_warps
-    run = max(1, min(bk, bn * bk // threads))
+    whole = 32 // math.gcd(bits, 32)            # fewest elements that fill whole words
+    run = min(bk, max(whole, bn * bk // threads))
     lanes_k = bk // run
     rows = max(1, threads // lanes_k)
-    if rows > bn:
-        raise LaunchError(f"quant_gemm: a {bn}x{bk} weight tile is too small for "
-                          f"{num_warps} warps")
-    parts = [f"local({bn // rows},1)"] if bn > rows else []
-    return "*".join(parts + [f"spatial({rows},{lanes_k})", f"local(1,{run})"])
+    if run % whole or bk % run or threads % lanes_k:
+        raise LaunchError(f"quant_gemm: a {bn}x{bk} tile of {bits}-bit weights does not "
+                          f"split into whole words over {num_warps} warps")
+    outer = [f"local({bn // rows},1)"] if bn > rows else []
+    if rows > bn:  # a small tile: the extra threads hold copies
+        outer, rows = [f"replicate({rows // bn})"], bn
+    spread = f"spatial({rows},{lanes_k})"
+    return ("*".join(outer + [spread, f"local(1,{run * bits // 32})"]),
+            "*".join(outer + [spread, f"local(1,{run})"]))
 
 
-def pick_config(m: int, n: int, k: int, group_size: int) -> QuantConfig:
-    """The tile configuration for an MxK @ (NxK)^T problem, by M bucket. BK always divides
-    the group size, so that one program's K step sees one scale per row."""
+def pick_config(m: int, n: int, k: int, group_size: int, bits: int = 4) -> QuantConfig:
+    """The tile configuration for an MxK @ (NxK)^T problem of `bits`-bit weights, by M
+    bucket (`bits` is for the autotuner's key; the table does not need it yet). BK always
+    divides the group size, so that one program's K step sees one scale per row."""
     cfg = _DECODE if m <= 16 else _MEDIUM if m <= 256 else _LARGE
     cfg = cfg._replace(BK=min(cfg.BK, group_size))
     if m <= 16:
@@ -191,6 +223,9 @@ def quant_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any = None
             or group_size % 16 or k % group_size:
         raise LaunchError(f"quant_gemm: group_size must be a multiple of 16 dividing K = {k}, "
                           f"got {group_size!r}")
+    if k * dw.bits % 32:
+        raise LaunchError(f"quant_gemm: rows of {k} {dw.bits}-bit weights are not whole 32-bit "
+                          "words", hint="K * bits must be a multiple of 32")
     ds, ss = _info(scales, "scales")
     groups = (n, k // group_size)
     if ss != groups or ds != da:
@@ -215,21 +250,23 @@ def quant_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any = None
             out = np.empty((m, n), dtype=a.dtype)
     if m == 0 or n == 0:
         return out
-    cfg = config or pick_config(m, n, k, group_size)
-    if cfg.BK > group_size or group_size % cfg.BK:
+    cfg = config or pick_config(m, n, k, group_size, dw.bits)
+    if cfg.BK > group_size or group_size % cfg.BK or cfg.BK * dw.bits % 32:
         raise LaunchError(f"quant_gemm: config BK = {cfg.BK} must divide group_size = "
-                          f"{group_size}")
+                          f"{group_size} and hold whole 32-bit words of {dw.bits}-bit weights")
     target = out
     if cfg.split_k > 1:
         if on_torch:
             target = _torch().zeros((m, n), dtype=_torch().float32, device=a.device)
         else:
             target = np.zeros((m, n), dtype=np.float32)
+    wl, el = weight_layout(cfg.BN, cfg.BK, cfg.num_warps, dw.bits)
     grid = (tc.cdiv(m, cfg.BM) * tc.cdiv(n, cfg.BN) * cfg.split_k,)
-    quant_gemm_kernel[grid](a, w_packed, scales, zeros if zeros is not None else scales,
-                            target, BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, G=group_size,
-                            SPLIT_K=cfg.split_k, HAS_ZERO=zeros is not None,
-                            WL=weight_layout(cfg.BN, cfg.BK, cfg.num_warps),
+    quant_gemm_kernel[grid](a, _words(w_packed), scales,
+                            zeros if zeros is not None else scales, target,
+                            BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, G=group_size,
+                            SPLIT_K=cfg.split_k, HAS_ZERO=zeros is not None, WDT=dw,
+                            WB=cfg.BK * dw.bits // 32, WL=wl, EL=el, ONE_ROW=m == 1,
                             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     if cfg.split_k > 1:
         if on_torch:
@@ -237,6 +274,13 @@ def quant_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any = None
         else:
             out[...] = target.astype(out.dtype)
     return out
+
+
+def _words(p: tc.PackedTensor) -> Any:
+    """The packed rows as 32-bit words (a view of the same bytes: rows are whole words)."""
+    if isinstance(p.data, np.ndarray):
+        return p.data.view(np.uint32)
+    return p.data.view(_torch().int32)
 
 
 def quantize(w: np.ndarray, dtype: Any, group_size: int = 128, zero_point: bool | None = None,
@@ -280,6 +324,10 @@ def dequantize(w_packed: tc.PackedTensor, scales: Any, zeros: Any = None,
     s = np.asarray(scales)
     q = tc.unpack(w_packed).astype(np.float64)
     sc = np.repeat(s.astype(np.float64), group_size, axis=1)
-    if zeros is not None:
-        q = q - np.repeat(np.asarray(zeros).astype(np.float64), group_size, axis=1)
-    return (q * sc).astype(s.dtype).astype(np.float64)
+    zs = np.zeros_like(sc)
+    if zeros is not None:  # z * s rounded to the scales' dtype, as the kernel does
+        zs = (np.asarray(zeros).astype(np.float64) * s.astype(np.float64)).astype(s.dtype)
+        zs = np.repeat(zs.astype(np.float64), group_size, axis=1)
+    # q * s - zs is exact in float64 (q has <= 8 significant bits, s and zs 11 or 8), so
+    # one rounding to the scales' dtype is the fma's.
+    return (q * sc - zs).astype(s.dtype).astype(np.float64)

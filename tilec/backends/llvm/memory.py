@@ -494,9 +494,9 @@ def packed_view_load(lw: Lowering, t: TensorValue, offsets: list[ir.Value],
     that straddles two words); otherwise each element reads the bytes it touches."""
     b = lw.b
     w = t.dtype.itemsize_bits
-    coords, inside = _view_elements(lw, t, offsets, layout)
     v = packed_vector_groups(layout, w)
     if v == 1:
+        coords, inside = _view_elements(lw, t, offsets, layout)
         return [_packed_load(lw, t, cs, p) for cs, p in zip(coords, inside)]
     access = _packed_vector_bytes(v, w)
     group_bytes = v * w // 8
@@ -511,7 +511,11 @@ def packed_view_load(lw: Lowering, t: TensorValue, offsets: list[ir.Value],
         if d < layout.rank - 1:  # other rows keep the groups aligned
             conds.append(b.icmp_unsigned("==", b.and_(t.strides[d], i64(8 * access - 1)),
                                          i64(0)))
-    first = linear_index(b, coords[0], t.strides)
+
+    def coords_of(local: int) -> list[ir.Value]:
+        return [b.add(offsets[d], coord(b, index, local, d)) for d in range(layout.rank)]
+
+    first = linear_index(b, coords_of(0), t.strides)
     conds.append(b.icmp_unsigned("==", b.and_(first, i64(8 * access - 1)), i64(0)))
     base = b.ptrtoint(t.ptr, I64)
     conds.append(b.icmp_unsigned("==", b.and_(base, i64(access - 1)), i64(0)))
@@ -524,8 +528,8 @@ def packed_view_load(lw: Lowering, t: TensorValue, offsets: list[ir.Value],
     word_t = ir.VectorType(I32, access // 4)
     hook = getattr(lw.target, "load_words", None)  # one instruction per vector, unsplit
     fast_values = []
-    for g in range(0, len(coords), v):
-        addr = b.add(base, b.ashr(linear_index(b, coords[g], t.strides), i64(3)))
+    for g in range(0, layout.local_size, v):
+        addr = b.add(base, b.ashr(linear_index(b, coords_of(g), t.strides), i64(3)))
         words: list[ir.Value] = []
         for k in range(group_bytes // access):
             p = b.inttoptr(b.add(addr, i64(k * access)), ir.PointerType(addrspace=1))
@@ -537,7 +541,8 @@ def packed_view_load(lw: Lowering, t: TensorValue, offsets: list[ir.Value],
         fast_values += [_extract_bits(b, words, j * w, w, t.dtype) for j in range(v)]
     fast_end = b.block
     b.branch(done)
-    b.position_at_end(slow_bb)
+    b.position_at_end(slow_bb)  # per element: only here, so the fast path holds none of it
+    coords, inside = _view_elements(lw, t, offsets, layout)
     slow_values = [_packed_load(lw, t, cs, p) for cs, p in zip(coords, inside)]
     slow_end = b.block
     b.branch(done)
