@@ -17,7 +17,8 @@ from tilec.ir import dtypes as dt
 from tilec.ir.layout import parse_layout
 from tilec.ir.layout_defaults import view_layout
 from tilec.lib.quant_gemm import (QuantConfig, dequantize, pick_config, quant_gemm,
-                                  quant_gemm_kernel, quantize, weight_layout)
+                                  quant_gemm_kernel, quantize, row_layout,
+                                  weight_layout)
 
 INTS = [dt.int_(b) for b in range(1, 9)] + [dt.uint(b) for b in range(1, 9)]
 FLOATS = [dt.float6_e3m2, dt.float6_e2m3, dt.float4_e2m1, dt.float3_e1m1, dt.float8_e4m3]
@@ -48,6 +49,8 @@ def test_every_width_decode_and_prefill(d):
     a, p, s, z, ref = _problem(d, 5, 32, 64, 32)
     for cfg in (DECODE, PREFILL):
         _check(quant_gemm(a, p, s, z, 32, config=cfg), ref, np.float16)
+    # M = 1: the one-row A path
+    _check(quant_gemm(a[:1], p, s, z, 32, config=DECODE), ref[:1], np.float16)
 
 
 @pytest.mark.parametrize("d, zero_point", [(dt.int4, True), (dt.uint3, False),
@@ -125,7 +128,7 @@ def _signature(wd: str, cfg: QuantConfig, act: str = "f16") -> str:
             f"S: tensor<?x?x{act}>, Z: tensor<?x?x{act}>, C: tensor<?x?x{out}>, BM={cfg.BM}, "
             f"BN={cfg.BN}, BK={cfg.BK}, G=128, SPLIT_K={cfg.split_k}, HAS_ZERO=True, "
             f"WDT={wd}, WB={cfg.BK * bits // 32}, WL=\"{wl}\", EL=\"{el}\", "
-            f"ONE_ROW={cfg.BM == 16}, "
+            f"ONE_ROW={cfg.BM == 16}, AL=\"{row_layout(cfg.BK, cfg.num_warps)}\", "
             f"num_warps={cfg.num_warps}, num_stages={cfg.num_stages}")
 
 

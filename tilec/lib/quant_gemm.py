@@ -50,7 +50,7 @@ def quant_gemm_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
                       BM: tc.constexpr, BN: tc.constexpr, BK: tc.constexpr, G: tc.constexpr,
                       SPLIT_K: tc.constexpr, HAS_ZERO: tc.constexpr, WDT: tc.constexpr,
                       WB: tc.constexpr, WL: tc.constexpr, EL: tc.constexpr,
-                      ONE_ROW: tc.constexpr):
+                      ONE_ROW: tc.constexpr, AL: tc.constexpr):
     # W: the packed weight rows as 32-bit words (N x K*bits/32); a BN x BK tile of WDT
     # weights is a BN x WB tile of words, viewed as WDT in registers (each thread keeps its
     # words: layout WL over words is EL over weights).
@@ -74,9 +74,10 @@ def quant_gemm_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
         k = first + i
         nxt = tc.with_layout(tc.load(W, (pn, tc.minimum(k + 2, last)), (BN, WB)), WL)
         if ONE_ROW:
-            # M = 1: the one row, broadcast to the mma's 16 (the other rows' results are
-            # never stored): no out-of-bounds rows, so no per-element loads.
-            a = tc.broadcast_to(tc.load(A, (0, k), (1, BK)), (BM, BK))
+            # M = 1: the one row, read as 16-byte vectors (layout AL) and broadcast to the
+            # mma's 16 rows (the other rows' results are never stored): no out-of-bounds
+            # rows, so no per-element loads.
+            a = tc.broadcast_to(tc.with_layout(tc.load(A, (0, k), (1, BK)), AL), (BM, BK))
         else:
             a = tc.load(A, (pm, k), (BM, BK))                   # out of bounds reads 0
         g = (k * BK) // G
@@ -137,6 +138,14 @@ def weight_layout(bn: int, bk: int, num_warps: int, bits: int) -> tuple[str, str
     spread = f"spatial({rows},{lanes_k})"
     return ("*".join(outer + [spread, f"local(1,{run * bits // 32})"]),
             "*".join(outer + [spread, f"local(1,{run})"]))
+
+
+def row_layout(bk: int, num_warps: int) -> str:
+    """The layout of one BK-long row of A: 8 halves (16 bytes) a thread, copies elsewhere."""
+    lanes = max(1, bk // 8)
+    threads = 32 * num_warps
+    rep = f"replicate({threads // lanes})*" if threads > lanes else ""
+    return f"{rep}spatial(1,{lanes})*local(1,{bk // lanes})"
 
 
 def pick_config(m: int, n: int, k: int, group_size: int, bits: int = 4) -> QuantConfig:
@@ -267,6 +276,7 @@ def quant_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any = None
                             BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, G=group_size,
                             SPLIT_K=cfg.split_k, HAS_ZERO=zeros is not None, WDT=dw,
                             WB=cfg.BK * dw.bits // 32, WL=wl, EL=el, ONE_ROW=m == 1,
+                            AL=row_layout(cfg.BK, cfg.num_warps),
                             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     if cfg.split_k > 1:
         if on_torch:
