@@ -24,7 +24,7 @@ INTS = [dt.int_(b) for b in range(1, 9)] + [dt.uint(b) for b in range(1, 9)]
 FLOATS = [dt.float6_e3m2, dt.float6_e2m3, dt.float4_e2m1, dt.float3_e1m1, dt.float8_e4m3]
 BF16 = ml_dtypes.bfloat16
 
-DECODE = QuantConfig(16, 32, 32, 1, 1, 2)    # split-K over two programs, atomics
+DECODE = QuantConfig(16, 32, 32, 1, 1, 2)    # split-K over two programs, then a sum
 PREFILL = QuantConfig(32, 32, 32, 2, 2)
 
 
@@ -121,15 +121,24 @@ def test_packed_vector_groups_refuses_scattered_runs():
 
 
 def _signature(wd: str, cfg: QuantConfig, act: str = "f16") -> str:
-    out = "f32" if cfg.split_k > 1 else act
+    out = "?x?x?xf32" if cfg.split_k > 1 else f"?x?x{act}"
     bits = dt.dtype(wd).bits
     wl, el = weight_layout(cfg.BN, cfg.BK, cfg.num_warps, bits)
     return (f"A: tensor<?x?x{act}> {{divisible = 16}}, W: tensor<?x?xu32>, "
-            f"S: tensor<?x?x{act}>, Z: tensor<?x?x{act}>, C: tensor<?x?x{out}>, BM={cfg.BM}, "
-            f"BN={cfg.BN}, BK={cfg.BK}, G=128, SPLIT_K={cfg.split_k}, HAS_ZERO=True, "
+            f"S: tensor<?x?x{act}>, Z: tensor<?x?x{act}>, C: tensor<{out}>, split_k: i32, "
+            f"BM={cfg.BM}, BN={cfg.BN}, BK={cfg.BK}, G=128, PARTIAL={cfg.split_k > 1}, "
+            f"HAS_ZERO=True, "
             f"WDT={wd}, WB={cfg.BK * bits // 32}, WL=\"{wl}\", EL=\"{el}\", "
             f"ONE_ROW={cfg.BM == 16}, AL=\"{row_layout(cfg.BK, cfg.num_warps)}\", "
             f"num_warps={cfg.num_warps}, num_stages={cfg.num_stages}")
+
+
+def test_split_k_sum_assembles():
+    module = qg_mod.split_k_sum.compile("Ws: tensor<?x?x?xf32>, C: tensor<?x?xf16>, SPLIT=4, "
+                                        "RM=1, RN=512")
+    for arch in ("sm_80", "sm_90a"):
+        k = compile_kernel(module, "split_k_sum", arch=arch)
+        assert k.cubin and k.resources.spill_stores == 0
 
 
 @pytest.mark.parametrize("wd, cfg, act", [

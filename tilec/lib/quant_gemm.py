@@ -18,10 +18,11 @@ f32 and the result is rounded to A's dtype.
 
 One `@tc.kernel` template serves both regimes; `pick_config` chooses the tiles per M bucket:
 
-- decode (M <= 16): one 16-row tile of A, narrow tiles of N and split-K, so that many
+- decode (M <= 16): one 16-row tile of A, 64-wide tiles of N and split-K, so that many
   programs stream disjoint slices of the packed weight bytes at once (the weights are read
-  exactly once; A is tiny and stays in L2). Split-K programs add f32 partial sums with
-  atomics into a zeroed f32 buffer.
+  exactly once; A is tiny and stays in L2), each thread two 16-byte steps ahead. Split-K
+  programs store f32 partial sums to a workspace that a second small kernel
+  (`split_k_sum`) adds up and rounds.
 - prefill (M up to thousands): square output tiles on `tc.dot` (mma.sync), A streamed
   through the cp.async pipeline and the packed weight tile dequantized in registers before
   it meets the tensor cores.
@@ -47,8 +48,9 @@ __all__ = ["QuantConfig", "dequantize", "pick_config", "quant_gemm", "quant_gemm
 
 @tc.kernel
 def quant_gemm_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C: tc.Tensor,
-                      BM: tc.constexpr, BN: tc.constexpr, BK: tc.constexpr, G: tc.constexpr,
-                      SPLIT_K: tc.constexpr, HAS_ZERO: tc.constexpr, WDT: tc.constexpr,
+                      split_k: int, BM: tc.constexpr, BN: tc.constexpr, BK: tc.constexpr,
+                      G: tc.constexpr, PARTIAL: tc.constexpr, HAS_ZERO: tc.constexpr,
+                      WDT: tc.constexpr,
                       WB: tc.constexpr, WL: tc.constexpr, EL: tc.constexpr,
                       ONE_ROW: tc.constexpr, AL: tc.constexpr):
     # W: the packed weight rows as 32-bit words (N x K*bits/32); a BN x BK tile of WDT
@@ -61,7 +63,7 @@ def quant_gemm_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
     part = pid // tiles                      # this program's slice of K (split-K)
     pm = tile // grid_n
     pn = tile % grid_n
-    steps = tc.cdiv(tc.cdiv(A.shape[1], BK), SPLIT_K)
+    steps = tc.cdiv(tc.cdiv(A.shape[1], BK), split_k)
     first = part * steps
     last = tc.minimum(first + steps, tc.cdiv(A.shape[1], BK)) - 1
     acc = tc.zeros((BM, BN), tc.float32)
@@ -92,14 +94,21 @@ def quant_gemm_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
         acc = tc.dot(a, tc.trans(w), acc)
         words = ahead
         ahead = nxt
-    if SPLIT_K > 1:
-        rows = pm * BM + tc.arange(0, BM)
-        cols = pn * BN + tc.arange(0, BN)
-        ptrs = C.ptr + tc.expand_dims(rows, 1) * C.stride(0) + tc.expand_dims(cols, 0)
-        ok = (tc.expand_dims(rows, 1) < C.shape[0]) & (tc.expand_dims(cols, 0) < C.shape[1])
-        tc.atomic_add(ptrs, acc, mask=ok)
+    if PARTIAL:  # C is the f32 workspace split_k x M x N: this slice's partial sums
+        tc.store(C, (part, pm, pn), tc.expand_dims(acc, 0))
     else:
         tc.store(C, (pm, pn), acc.to(C.dtype))                  # out of bounds dropped
+
+
+@tc.kernel
+def split_k_sum(Ws: tc.Tensor, C: tc.Tensor, SPLIT: tc.constexpr, RM: tc.constexpr,
+                RN: tc.constexpr):
+    """C = the sum of the SPLIT partial products in Ws (f32, SPLIT x M x N), rounded once."""
+    grid_n = tc.cdiv(C.shape[1], RN)
+    pm = tc.program_id(0) // grid_n
+    pn = tc.program_id(0) % grid_n
+    parts = tc.load(Ws, (0, pm, pn), (SPLIT, RM, RN))
+    tc.store(C, (pm, pn), tc.sum(parts, axis=0).to(C.dtype))
 
 
 class QuantConfig(NamedTuple):
@@ -264,25 +273,24 @@ def quant_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any = None
         raise LaunchError(f"quant_gemm: config BK = {cfg.BK} must divide group_size = "
                           f"{group_size} and hold whole 32-bit words of {dw.bits}-bit weights")
     target = out
-    if cfg.split_k > 1:
-        if on_torch:
-            target = _torch().zeros((m, n), dtype=_torch().float32, device=a.device)
-        else:
-            target = np.zeros((m, n), dtype=np.float32)
+    if cfg.split_k > 1:  # every element of the workspace is written: no zeroing
+        shape = (cfg.split_k, m, n)
+        target = (_torch().empty(shape, dtype=_torch().float32, device=a.device) if on_torch
+                  else np.empty(shape, dtype=np.float32))
     wl, el = weight_layout(cfg.BN, cfg.BK, cfg.num_warps, dw.bits)
     grid = (tc.cdiv(m, cfg.BM) * tc.cdiv(n, cfg.BN) * cfg.split_k,)
     quant_gemm_kernel[grid](a, _words(w_packed), scales,
-                            zeros if zeros is not None else scales, target,
+                            zeros if zeros is not None else scales, target, cfg.split_k,
                             BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, G=group_size,
-                            SPLIT_K=cfg.split_k, HAS_ZERO=zeros is not None, WDT=dw,
+                            PARTIAL=cfg.split_k > 1, HAS_ZERO=zeros is not None, WDT=dw,
                             WB=cfg.BK * dw.bits // 32, WL=wl, EL=el, ONE_ROW=m == 1,
                             AL=row_layout(cfg.BK, cfg.num_warps),
                             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     if cfg.split_k > 1:
-        if on_torch:
-            out.copy_(target)
-        else:
-            out[...] = target.astype(out.dtype)
+        rm = 1 if m == 1 else 16 if m <= 16 else 64
+        rn = max(64, 2048 // (rm * cfg.split_k))
+        split_k_sum[(tc.cdiv(m, rm) * tc.cdiv(n, rn),)](target, out, SPLIT=cfg.split_k,
+                                                          RM=rm, RN=rn)
     return out
 
 
