@@ -14,7 +14,7 @@ from llvmlite import ir
 from test_casts import assert_same
 
 from tilec.backends.llvm.dtypes import llvm_type
-from tilec.backends.llvm.fastcasts import fast_cast
+from tilec.backends.llvm.fastcasts import fast_cast, nibble_pairs_to_f16
 from tilec.ir import dtypes as dt
 
 F16_INTS = [dt.int_(b) for b in range(1, 11)] + [dt.uint(b) for b in range(1, 11)]
@@ -70,3 +70,58 @@ def test_no_conversion_instructions_on_nvptx(arch):
         body = ptx.split(f".entry fast_{src}_{dst}")[1].split(".entry")[0]
         assert not re.search(r"cvt\.rn\.(f16|bf16)\.[su]", body), (src, dst)
         assert not re.search(r"cvt\.rn\.f32\.[su]", body), (src, dst)
+
+
+# ---- 4-bit weights straight from words --------------------------------------------------
+
+
+def _prmt(x: int, y: int, selector: int) -> int:
+    """PTX `prmt.b32` in its default mode: result byte i = byte (selector >> 4i) & 7 of the
+    eight bytes of (x, y), x's first (the sign-replicate bit 3 unused here)."""
+    data = x | y << 32
+    return sum(((data >> 8 * ((selector >> 4 * i) & 7)) & 0xFF) << 8 * i for i in range(4))
+
+
+class _PrmtModel:
+    """A target whose byte_perm is emitted as the model above computes it, so the host JIT
+    runs the same selectors the NVIDIA hook passes to prmt."""
+
+    def byte_perm(self, b, x, y, selector):
+        i32 = ir.IntType(32)
+        out = ir.Constant(i32, 0)
+        for i in range(4):
+            k = (selector >> 4 * i) & 7
+            src = x if k < 4 else y
+            byte = b.and_(b.lshr(src, ir.Constant(i32, 8 * (k % 4))), ir.Constant(i32, 0xFF))
+            out = b.or_(out, b.shl(byte, ir.Constant(i32, 8 * i)))
+        return out
+
+
+@pytest.mark.parametrize("target", [None, _PrmtModel()], ids=["shifts", "prmt"])
+@pytest.mark.parametrize("src", [dt.uint4, dt.int4], ids=str)
+def test_nibble_pairs_from_words(src, target):
+    """Every byte value in every byte position of a word: the 8 f16 values equal the cast
+    of each nibble."""
+    module = ir.Module()
+    for j in range(8):
+        def body(b, v, j=j):
+            pairs = nibble_pairs_to_f16(b, [v[0]], src.kind == "int", target)
+            return b.extract_element(pairs[j // 2], ir.Constant(ir.IntType(32), j % 2))
+        build_array_function(module, f"nib{j}", [dt.uint32], dt.float16, body)
+    jit = HostJit(opt=2)
+    jit.add(module)
+    bytes_ = np.arange(256, dtype=np.uint64)
+    words = np.concatenate([bytes_ << (8 * k) | ((255 - bytes_) << (8 * ((k + 1) % 4)))
+                            for k in range(4)])
+    for j in range(8):
+        got = jit.run(f"nib{j}", [words], [dt.uint32], dt.float16)
+        nibbles = (words >> np.uint64(4 * j)) & np.uint64(0xF)
+        assert_same(src, dt.float16, nibbles, got)
+
+
+def test_prmt_selector_spreads_the_byte():
+    word = 0x89ABCDEF
+    for byte in range(4):
+        sel = byte | 4 << 4 | byte << 8 | 4 << 12
+        want = ((word >> 8 * byte) & 0xFF) * 0x00010001
+        assert _prmt(word, 0, sel) == want

@@ -117,3 +117,38 @@ def _small_float(b: ir.IRBuilder, p: ir.Value, src: DType, dst: DType) -> ir.Val
     if dst == dt.bfloat16:
         return b.fptrunc(b.fpext(h, _like(t, ir.FloatType())), _like(t, llvm_type(dst)))
     return h
+
+
+# ---- 4-bit weights straight from their 32-bit words ---------------------------------------
+I32 = ir.IntType(32)
+
+
+def spread_byte(b: ir.IRBuilder, word: ir.Value, byte: int, target=None) -> ir.Value:
+    """`word`'s byte `byte` in bytes 0 and 2 of an i32, zeros elsewhere: one `prmt` where
+    the target has a byte permute (`byte_perm` hook), shifts otherwise."""
+    hook = getattr(target, "byte_perm", None)
+    if hook is not None:  # result byte i = source byte selector[i] of (word, 0); 4 is zero
+        return hook(b, word, ir.Constant(I32, 0), byte | 4 << 4 | byte << 8 | 4 << 12)
+    x = b.and_(b.lshr(word, ir.Constant(I32, 8 * byte)), ir.Constant(I32, 0xFF))
+    return b.or_(x, b.shl(x, ir.Constant(I32, 16)))
+
+
+def nibble_pairs_to_f16(b: ir.IRBuilder, words: list[ir.Value], signed: bool,
+                        target=None) -> list[ir.Value]:
+    """The 4-bit integers packed in `words` (8 a word, little-endian) as <2 x half> pairs
+    (elements 2i, 2i+1: the two nibbles of byte i). Per pair: the byte spread into both
+    halves, one and/xor (a lop3) that keeps the low nibble in half 0 and the high one in
+    half 1 and sets the exponents of 1024.0 and 64.0 (where one unit is 1 and 1/16:
+    the high nibble sits 4 bits up), and one f16x2 subtraction. Exact, like `_int_magic`."""
+    keep = ir.Constant(I32, 0x00F0000F)
+    flip = 0x00800008 if signed else 0           # x + 8 for signed nibbles
+    magic = ir.Constant(I32, 0x54006400 | flip)  # (64.0, 1024.0): disjoint from `keep`
+    bias = 8.0 if signed else 0.0
+    pair_t = ir.VectorType(F16, 2)
+    offset = ir.Constant(pair_t, [ir.Constant(F16, 1024.0 + bias), ir.Constant(F16, 64.0 + bias)])
+    out = []
+    for w in words:
+        for byte in range(4):
+            x = b.xor(b.and_(spread_byte(b, w, byte, target), keep), magic)
+            out.append(b.fsub(b.bitcast(x, pair_t), offset))
+    return out
