@@ -119,7 +119,7 @@ def main() -> None:
     dst = torch.empty_like(src)
     copy_ms = median(time_ms(lambda: dst.copy_(src)))  # long enough to be host-independent
     copy_gbs = 2 * src.numel() * 4 / copy_ms / 1e6
-    del src, dst
+    src = dst = None  # free the copy buffers
     rows = []
     for n, k in SHAPES:
         a_full = torch.randn(max(MS), k, device="cuda").half()
@@ -134,7 +134,7 @@ def main() -> None:
             # cuBLAS on f16 weights (any dequantized matrix of this shape times the same).
             w16 = torch.randn(n, k, device="cuda").half()
             cublas_ms = device_ms(lambda: a @ w16.T)
-            del w16
+            w16 = None
             bm, bn, bk, nw = triton_config(m)
             c_tr = torch.empty(m, n, device="cuda", dtype=torch.float16)
             grid = (triton.cdiv(m, bm) * triton.cdiv(n, bn),)
@@ -169,7 +169,7 @@ def main() -> None:
                 for key in cache_keys:
                     if key not in BIG_M_FORMATS:
                         del cache[key]
-        del a_full, w4_bytes, s4, cache
+        a_full = w4_bytes = s4 = cache = None
         torch.cuda.empty_cache()
     bars = {}
     m1 = [r for r in rows if r["M"] == 1 and r["N"] == 8192 and r["K"] == 8192]

@@ -3,7 +3,6 @@ in float64), for every weight width and float format; its PTX assembles (ptxas) 
 and sm_90a, with the packed weights read as whole vectors; argument errors."""
 from __future__ import annotations
 
-import re
 
 import ml_dtypes
 import numpy as np

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from tilec.backends.llvm.dtypes import constant, is_native_float, llvm_type
+from tilec.backends.llvm.dtypes import is_native_float, llvm_type
 from tilec.ir import dtypes as dt
 from tilec.ir.dtypes import DType
 
