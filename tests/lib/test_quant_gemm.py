@@ -211,6 +211,8 @@ _S = np.ones((8, 2), f16)
                                          "group_size": 32},
      r"config BK = 64 must divide group_size = 32"),
     (([[1.0]], _W, _S), {}, r"'a' must be a tensor"),
+    ((np.zeros((2, 64), f16), _W, _S), {"out": np.zeros((2, 8), np.float32)},
+     r"'out' must be f16 of shape \(2, 8\) on the device of 'a', got f32"),
 ])
 def test_errors(no_launch, args, kwargs, match):
     kw = dict(kwargs)

@@ -261,7 +261,12 @@ def quant_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any = None
                                                                   None else ())):
         raise LaunchError("quant_gemm: all arguments must live on the same device")
 
-    if out is None:
+    if out is not None:
+        do, so = _info(out, "out")
+        if so != (m, n) or do != da or _is_torch(out) != on_torch:
+            raise LaunchError(f"quant_gemm: 'out' must be {da} of shape ({m}, {n}) on the "
+                              f"device of 'a', got {do} of shape {so}")
+    else:
         if on_torch:
             out = _torch().empty((m, n), dtype=a.dtype, device=a.device)
         else:
