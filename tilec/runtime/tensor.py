@@ -94,8 +94,14 @@ class PackedTensor:
 
 
 def pack(array, dtype: DType | str) -> PackedTensor:
-    """Encode `array` (rounded or wrapped into `dtype`) and pack it row by row."""
+    """Encode `array` (rounded or wrapped into `dtype`) and pack it row by row. A torch
+    tensor gives a PackedTensor whose bytes are a torch uint8 tensor on the same device
+    (packed on the host)."""
     d = to_dtype(dtype)
+    if _is_torch_tensor(array):
+        host = pack(array.detach().cpu().double().numpy(), d)
+        import torch
+        return PackedTensor(torch.from_numpy(host.data).to(array.device), d, host.shape)
     a = np.asarray(array)
     if a.ndim == 0:
         a = a.reshape(1)
@@ -103,8 +109,13 @@ def pack(array, dtype: DType | str) -> PackedTensor:
 
 
 def unpack(packed: PackedTensor) -> np.ndarray:
-    """The values of a PackedTensor, in its dtype's compute_dtype."""
+    """The values of a PackedTensor, in its dtype's compute_dtype (a numpy array on the
+    host, wherever the bytes live)."""
     return packing.unpack(packed.host_data(), packed.dtype, packed.shape)
+
+
+def _is_torch_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
 
 
 def _device_bytes(data: Any) -> tuple[tuple[int, ...], bool]:

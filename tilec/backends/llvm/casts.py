@@ -30,6 +30,7 @@ from llvmlite import ir
 
 from tilec.backends.llvm.dtypes import (compute_dtype, constant, is_native_float,
                                         is_storage_only, llvm_type)
+from tilec.backends.llvm.fastcasts import fast_cast
 from tilec.ir import dtypes as dt
 from tilec.ir.dtypes import DType
 
@@ -71,6 +72,9 @@ def cast(b: ir.IRBuilder, value: ir.Value, src: DType, dst: DType, target=None) 
         return b.zext(value, llvm_type(dst)) if dst.bits > 1 else value
     if src.is_int and dst.is_int:
         return _resize_int(b, value, src.kind == "int", dst.bits)
+    fast = fast_cast(b, value, src, dst)  # low-bit ints and floats -> f16/bf16: bit tricks
+    if fast is not None:
+        return fast
     if src.is_float and dst.is_float:
         return _float_to_float(b, value, src, dst)
     if src.is_int:

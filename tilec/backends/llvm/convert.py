@@ -30,6 +30,7 @@ from tilec.backends.llvm import shuffle, staging
 from tilec.backends.llvm.values import I32, I64, i32
 from tilec.ir.core import Operation
 from tilec.ir.layout import RegisterLayout
+from tilec.ir.layout_defaults import view_layout
 from tilec.ir.shared_layout import SharedLayout
 from tilec.ir.types import PointerType, TileType, dtype_of
 
@@ -147,6 +148,8 @@ def _view(lw: Lowering, op: Operation) -> list:
     wa, wb = a.bits, d.bits
     b = lw.b
     src, dst = tile_layout(src_t), tile_layout(dst_t)
+    if view_layout(src, wa, wb) == dst:
+        return [_view_in_registers(b, lw.get(op.x), a, d)]
     et = smem_type(src_t.element, lw.llvm_type)
     base = lw.smem.scratch(b, src_t.numel * container_bits(src_t.element) // 8)
     patterns = [_pattern(b, to_bits(b, x, a), wa) for x in lw.get(op.x)]
@@ -177,6 +180,28 @@ def _view(lw: Lowering, op: Operation) -> list:
         out.append(_from_pattern(b, bits, d))
     lw.target.barrier(b)
     return [out]
+
+
+def _view_in_registers(b: ir.IRBuilder, values: list[ir.Value], a, d) -> list[ir.Value]:
+    """`view` where every thread keeps its bits (`view_layout`): each run of g / wa source
+    locals (g = lcm of the widths) is one g-bit integer, little-endian, cut into g / wb
+    destination locals with constant shifts (LLVM splits them into word operations)."""
+    wa, wb = a.bits, d.bits
+    group = math.lcm(wa, wb)
+    wide_t = ir.IntType(group)
+    ns = group // wa
+    out = []
+    for start in range(0, len(values), ns):
+        acc: ir.Value | None = None
+        for i, x in enumerate(values[start:start + ns]):
+            p = _pattern(b, to_bits(b, x, a), wa)
+            p = b.zext(p, wide_t) if wa < group else p
+            acc = b.or_(acc, b.shl(p, ir.Constant(wide_t, i * wa))) if i else p
+        for j in range(group // wb):
+            part = b.lshr(acc, ir.Constant(wide_t, j * wb)) if j else acc
+            bits = b.trunc(part, ir.IntType(wb)) if wb < group else part
+            out.append(_from_pattern(b, bits, d))
+    return out
 
 
 def _resize(b: ir.IRBuilder, v: ir.Value, t: ir.IntType) -> ir.Value:

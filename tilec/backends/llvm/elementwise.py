@@ -17,10 +17,12 @@ from tilec.backends.abi import is_packed
 from tilec.backends.llvm import casts
 from tilec.backends.llvm import dtypes as ltypes
 from tilec.backends.llvm import math as lmath
+from tilec.backends.llvm.fastcasts import fast_cast, has_fast_cast, nibble_pairs_to_f16
 from tilec.backends.llvm.lower import Lowering, lowers, tile_layout
 from tilec.backends.llvm.values import I1, coord, i32, int_const
 from tilec.ir import dtypes as dt
-from tilec.ir.core import Operation
+from tilec.ir.core import Operation, OpResult
+from tilec.ir.layout_defaults import view_layout
 from tilec.ir.dtypes import DType
 from tilec.ir.types import PointerType, dtype_of, element_of
 
@@ -56,11 +58,38 @@ def map_elements(lw: Lowering, op: Operation, fn: Callable[..., ir.Value]) -> li
     return [[fn(*xs) for xs in zip(*columns)]]
 
 
+# 16-bit floats: elements 2i and 2i+1 of a thread compute as one <2 x half> (<2 x bfloat>)
+# operation, which NVPTX emits as one f16x2 / bf16x2 instruction (PTX ISA "Half Precision
+# Floating-Point Instructions": add/sub/mul/fma .f16x2, .bf16x2), two lanes a register;
+# lane-wise IEEE, so the results are those of the scalar ops.
+_PAIRED = (dt.float16, dt.bfloat16)
+
+
+def map_pairs(lw: Lowering, op: Operation, fn: Callable[..., ir.Value]) -> list:
+    """Like `map_elements`, with `fn` applied to <2 x T> vectors of elements 2i, 2i+1 of
+    each operand (a trailing odd element as a vector of one)."""
+    b = lw.b
+    columns = [lw.get(v) for v in op.operands]
+    out: list[ir.Value] = []
+    for i in range(0, len(columns[0]), 2):
+        group = [col[i:i + 2] for col in columns]
+        vecs = []
+        for xs in group:
+            vec: ir.Value = ir.Constant(ir.VectorType(xs[0].type, len(xs)), None)
+            for j, x in enumerate(xs):
+                vec = b.insert_element(vec, x, i32(j))
+            vecs.append(vec)
+        r = fn(*vecs)
+        out += [b.extract_element(r, i32(j)) for j in range(len(group[0]))]
+    return [out]
+
+
 def _intrinsic(lw: Lowering, name: str, t: ir.Type, nargs: int) -> ir.Function:
-    suffix = {ir.HalfType: "f16", ir.FloatType: "f32", ir.DoubleType: "f64"}.get(type(t))
-    if suffix is None:
-        suffix = "bf16"
-    full = f"{name}.{suffix}"
+    """The overloaded float intrinsic `name` for `t` (a scalar or a vector: llvm.fma.v2f16)."""
+    elem = t.element if isinstance(t, ir.VectorType) else t
+    suffix = {ir.HalfType: "f16", ir.FloatType: "f32", ir.DoubleType: "f64"}.get(type(elem),
+                                                                                "bf16")
+    full = f"{name}.{f'v{t.count}' if isinstance(t, ir.VectorType) else ''}{suffix}"
     existing = lw.module.globals.get(full)
     if existing is not None:
         return existing
@@ -144,6 +173,8 @@ _BINARY = ("add", "sub", "mul", "div", "rem", "max", "min", "and", "or", "xor", 
 @lowers(*_BINARY)
 def _binary(lw: Lowering, op: Operation) -> list:
     d = dtype_of(op.lhs.type)
+    if d in _PAIRED and op.name in ("add", "sub", "mul"):
+        return map_pairs(lw, op, lambda a, c: _FLOAT_INSTR[op.name](lw.b, a, c))
     if d.is_float:
         return map_elements(lw, op, lambda a, c: demote(
             lw, _float_binary(lw, op.name, promote(lw, a, d), promote(lw, c, d)), d))
@@ -204,6 +235,9 @@ def _math(lw: Lowering, op: Operation) -> list:
 @lowers("fma")
 def _fma(lw: Lowering, op: Operation) -> list:
     d = dtype_of(op.a.type)
+    if d in _PAIRED:
+        return map_pairs(lw, op, lambda a, c, e: lw.b.call(
+            _intrinsic(lw, "llvm.fma", a.type, 3), [a, c, e]))
 
     def one(a, c, e):
         a, c, e = (promote(lw, v, d) for v in (a, c, e))
@@ -240,7 +274,31 @@ def _cast(lw: Lowering, op: Operation) -> list:
     src, dst = dtype_of(op.x.type), dtype_of(op.results[0].type)
     if src == dst:
         return [list(lw.get(op.x))]
+    words = _nibble_words(lw, op, src, dst)
+    if words is not None:  # 4-bit weights viewed from words: pairs straight from the bytes
+        pairs = nibble_pairs_to_f16(lw.b, words, src.kind == "int", lw.target)
+        return [[lw.b.extract_element(p, i32(j)) for p in pairs for j in (0, 1)]]
+    if has_fast_cast(src, dst):  # low-bit -> f16/bf16: the bit tricks, two lanes at once
+        return map_pairs(lw, op, lambda x: fast_cast(lw.b, x, src, dst))
     return map_elements(lw, op, lambda x: casts.cast(lw.b, x, src, dst, lw.target))
+
+
+def _nibble_words(lw: Lowering, op: Operation, src: DType, dst: DType) -> list | None:
+    """The 32-bit words of a cast i4/u4 -> f16 whose operand is a `view` of words that
+    stays in registers (8 nibbles a word, in order: `convert._view_in_registers`); None
+    for any other cast."""
+    x = op.x
+    if dst != dt.float16 or not src.is_int or src.bits != 4 or not isinstance(x, OpResult):
+        return None
+    view = x.owner
+    if view.name != "view":
+        return None
+    words_t = view.x.type
+    if dtype_of(words_t).bits != 32 or not dtype_of(words_t).is_int:
+        return None
+    if view_layout(tile_layout(words_t), 32, 4) != tile_layout(x.type):
+        return None
+    return list(lw.get(view.x))
 
 
 def _count(t) -> int:

@@ -21,6 +21,7 @@ import numpy as np
 from llvmlite import ir
 
 from tilec.backends.llvm import dtypes as ltypes
+from tilec.backends.llvm.casts import call_intrinsic
 from tilec.backends.llvm.elementwise import memory_type
 from tilec.backends.abi import is_packed
 from tilec.backends.llvm.lower import Lowering, lowers, tile_layout, truth
@@ -369,9 +370,9 @@ def _view_fast(lw: Lowering, t: TensorValue, offsets: list[ir.Value], index, v: 
 def _load_view(lw: Lowering, op: Operation) -> list:
     t: TensorValue = lw.get(op.tensor)
     tile = op.results[0].type
+    if is_packed(t.dtype):
+        return [packed_view_load(lw, t, offsets_i32(lw, op.offsets), tile_layout(tile))]
     access, coords, preds = _view_access(lw, op, t, tile, None)
-    if access is None:
-        return [[_packed_load(lw, t, cs, p) for cs, p in zip(coords, preds)]]
     return [access.load(None)]
 
 
@@ -448,6 +449,122 @@ def _packed_store(lw: Lowering, t: TensorValue, coords: list[ir.Value], pred: ir
         b.atomic_rmw("or", p, part_set, "monotonic")
     b.branch(done)
     b.position_at_end(done)
+
+
+MAX_PACKED_GROUP_BITS = 512  # a thread loads at most 64 bytes of packed elements at once
+
+
+def packed_vector_groups(layout: RegisterLayout, elem_bits: int) -> int:
+    """For a packed dtype: the widest v (a power of two) such that every thread's local
+    elements k*v .. k*v+v-1 are consecutive along the last dim starting at a multiple of v,
+    and a group is whole 32-bit words (v * elem_bits % 32 == 0, at most 512 bits). 1 when
+    no such v exists. The layout over elements, seen as a layout over bits, then says which
+    words each thread reads: group k starts at bit coordinate (k*v)*elem_bits of its row."""
+    if layout.rank == 0:
+        return 1
+    coords = layout.coords()
+    best, v = 1, 2
+    while v <= layout.local_size and layout.local_size % v == 0 and \
+            v * elem_bits <= MAX_PACKED_GROUP_BITS:
+        groups = coords.reshape(coords.shape[0], -1, v, coords.shape[2])
+        step = groups - groups[:, :, :1, :]
+        want = np.zeros_like(step)
+        want[..., -1] = np.arange(v)[None, None, :]
+        if not (np.array_equal(step, want) and np.all(groups[:, :, 0, -1] % v == 0)):
+            break
+        if v * elem_bits % 32 == 0:
+            best = v
+        v *= 2
+    return best
+
+
+def _packed_vector_bytes(v: int, elem_bits: int) -> int:
+    """The access size of a group of v packed elements: the largest power of two dividing
+    its byte count, at most 16 (ld.global.v4.b32)."""
+    nbytes = v * elem_bits // 8
+    return min(MAX_VECTOR_BYTES, nbytes & -nbytes)
+
+
+def packed_view_load(lw: Lowering, t: TensorValue, offsets: list[ir.Value],
+                     layout: RegisterLayout) -> list[ir.Value]:
+    """Load a tile of packed elements. Where the layout gives each thread runs of elements
+    that fill whole words (`packed_vector_groups`) and, at run time, the thread's box is in
+    bounds, contiguous and aligned, each run is read as 16-byte (or the widest aligned)
+    vectors and its elements are cut out of the words with shifts (a funnel shift for one
+    that straddles two words); otherwise each element reads the bytes it touches."""
+    b = lw.b
+    w = t.dtype.itemsize_bits
+    v = packed_vector_groups(layout, w)
+    if v == 1:
+        coords, inside = _view_elements(lw, t, offsets, layout)
+        return [_packed_load(lw, t, cs, p) for cs, p in zip(coords, inside)]
+    access = _packed_vector_bytes(v, w)
+    group_bytes = v * w // 8
+    index = lw.index(layout)
+    conds = [b.icmp_unsigned("==", t.strides[-1], i64(w))]
+    for d, (o, size) in enumerate(zip(offsets, t.sizes)):
+        start = b.add(o, index.thread_part[d])
+        lo = b.add(start, i32(int(index.local_part[:, d].min())))
+        hi = b.add(start, i32(int(index.local_part[:, d].max())))
+        conds.append(b.icmp_signed(">=", lo, i32(0)))
+        conds.append(b.icmp_unsigned("<", hi, size))
+        if d < layout.rank - 1:  # other rows keep the groups aligned
+            conds.append(b.icmp_unsigned("==", b.and_(t.strides[d], i64(8 * access - 1)),
+                                         i64(0)))
+
+    def coords_of(local: int) -> list[ir.Value]:
+        return [b.add(offsets[d], coord(b, index, local, d)) for d in range(layout.rank)]
+
+    first = linear_index(b, coords_of(0), t.strides)
+    conds.append(b.icmp_unsigned("==", b.and_(first, i64(8 * access - 1)), i64(0)))
+    base = b.ptrtoint(t.ptr, I64)
+    conds.append(b.icmp_unsigned("==", b.and_(base, i64(access - 1)), i64(0)))
+    fast = _all(b, conds)
+
+    fast_bb, slow_bb, done = lw.block("packed.fast"), lw.block("packed.slow"), \
+        lw.block("packed.end")
+    b.cbranch(fast, fast_bb, slow_bb)
+    b.position_at_end(fast_bb)
+    word_t = ir.VectorType(I32, access // 4)
+    hook = getattr(lw.target, "load_words", None)  # one instruction per vector, unsplit
+    fast_values = []
+    for g in range(0, layout.local_size, v):
+        addr = b.add(base, b.ashr(linear_index(b, coords_of(g), t.strides), i64(3)))
+        words: list[ir.Value] = []
+        for k in range(group_bytes // access):
+            p = b.inttoptr(b.add(addr, i64(k * access)), ir.PointerType(addrspace=1))
+            if hook is not None:
+                words += hook(b, p, access // 4)
+            else:
+                vec = b.load(p, typ=word_t, align=access)
+                words += [b.extract_element(vec, i32(j)) for j in range(access // 4)]
+        fast_values += [_extract_bits(b, words, j * w, w, t.dtype) for j in range(v)]
+    fast_end = b.block
+    b.branch(done)
+    b.position_at_end(slow_bb)  # per element: only here, so the fast path holds none of it
+    coords, inside = _view_elements(lw, t, offsets, layout)
+    slow_values = [_packed_load(lw, t, cs, p) for cs, p in zip(coords, inside)]
+    slow_end = b.block
+    b.branch(done)
+    b.position_at_end(done)
+    out = []
+    for x, y in zip(fast_values, slow_values):
+        phi = b.phi(x.type)
+        phi.add_incoming(x, fast_end)
+        phi.add_incoming(y, slow_end)
+        out.append(phi)
+    return out
+
+
+def _extract_bits(b: ir.IRBuilder, words: list[ir.Value], bit: int, w: int,
+                  dtype: DType) -> ir.Value:
+    """Bits bit .. bit+w-1 of little-endian 32-bit `words`, as an element of `dtype`."""
+    i, s = divmod(bit, 32)
+    if s + w <= 32:
+        x = b.lshr(words[i], i32(s)) if s else words[i]
+    else:  # straddles two words: shf.r.wrap on NVIDIA
+        x = call_intrinsic(b, "llvm.fshr.i32", I32, [words[i + 1], words[i], i32(s)])
+    return from_bits(b, b.trunc(x, ir.IntType(w)), dtype)
 
 
 # -- pointer tiles ----------------------------------------------------------------------------------

@@ -147,6 +147,26 @@ class NvidiaTarget(Target):
         out = b.asm(fnty, text, f"={reg},l,r,{reg}", [ptr, flag, fill], side_effect=True)
         return b.trunc(out, t) if bits == 8 else out
 
+    def byte_perm(self, b: ir.IRBuilder, x: ir.Value, y: ir.Value, selector: int) -> ir.Value:
+        """`prmt.b32` (PTX ISA "prmt"): result byte i is byte (selector >> 4i) & 7 of the
+        eight bytes of (x, y), x's first."""
+        fnty = ir.FunctionType(_I32, [_I32, _I32])
+        return b.asm(fnty, f"prmt.b32 $0, $1, $2, {selector:#x};", "=r,r,r", [x, y],
+                     side_effect=False)
+
+    def load_words(self, b: ir.IRBuilder, ptr: ir.Value, count: int) -> list[ir.Value]:
+        """`ld.global.v{count}.b32` (count 1, 2 or 4) of an aligned address as one
+        instruction: LLVM would narrow a plain vector load whose words are only used in
+        small pieces (packed sub-byte elements) into 2-byte loads."""
+        regs = ", ".join(f"${i}" for i in range(count))
+        vec = f"v{count}." if count > 1 else ""
+        text = f"ld.global.{vec}b32 {{{regs}}}, [${count}];" if count > 1 else \
+            "ld.global.b32 $0, [$1];"
+        ret = ir.LiteralStructType([_I32] * count) if count > 1 else _I32
+        fnty = ir.FunctionType(ret, [ptr.type])
+        out = b.asm(fnty, text, ",".join(["=r"] * count + ["l"]), [ptr], side_effect=True)
+        return [b.extract_value(out, i) for i in range(count)] if count > 1 else [out]
+
     def predicated_store(self, b: ir.IRBuilder, ptr: ir.Value, value: ir.Value,
                          pred: ir.Value) -> None:
         """`@p st.global` (PTX ISA "st"); the predicate as in `predicated_load`."""

@@ -64,8 +64,15 @@ def _drop_dead_carried(loop: Operation) -> bool:
     unused = {i for i, res in enumerate(loop.results) if not res.uses}
     if not unused:
         return False
-    live = _live_values(body, [v for i, v in enumerate(term.operands) if i not in unused])
-    dead = {i for i in unused if carried[i] not in live}
+    # A kept value's yield may read another's block argument (`a, b = b, next` rotations):
+    # grow the kept set until it is closed.
+    dead = set(unused)
+    while True:
+        live = _live_values(body, [v for i, v in enumerate(term.operands) if i not in dead])
+        still = {i for i in dead if carried[i] not in live}
+        if still == dead:
+            break
+        dead = still
     if not dead:
         return False
     keep = [i for i in range(len(carried)) if i not in dead]

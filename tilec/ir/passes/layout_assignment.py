@@ -606,6 +606,8 @@ def _erase_dead(a: _Assigner, op: Operation, force: bool = False) -> None:
 def _replace(a: _Assigner, op: Operation, value: Value) -> bool:
     """Replace the conversion `op` by `value` (of the same type)."""
     assert value.type == op.result.type, (value.type, op.result.type)
+    if op.result in a.preset:  # an explicit layout stays pinned on the value that replaces it
+        a.preset[value] = a.preset[op.result]
     x = op.x
     replace_all_uses(op.result, value)
     op.erase()
@@ -669,7 +671,7 @@ def _sink(a: _Assigner, op: Operation) -> bool:
     if root is not None and _alive(root) and root.type == op.result.type:
         return _replace(a, op, root)  # the copy's original already has the layout
     producer = x.owner
-    if producer.name == "convert_layout":
+    if producer.name == "convert_layout" and x not in a.preset:
         op.set_operand(0, producer.x)
         a.touched.add(producer)
         return True

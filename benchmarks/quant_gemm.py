@@ -1,0 +1,193 @@
+"""Weight-only quantized GEMM: tilec.lib.quant_gemm against cuBLAS (torch f16 matmul on the
+dequantized weights) and a Triton W4A16 kernel of the usual form (two 4-bit weights a byte,
+unpacked with shift/mask after the load, group scales, tl.dot), in one run.
+
+Shapes (N x K): 4096x4096, 8192x8192, 14336x4096; M in {1, 16, 128, 4096}. Weight formats:
+signed ints of 2..8 bits and float4_e2m1 / float6_e3m2, group size 128, f16 activations.
+To keep the run under ~4 minutes, M = 128 and 4096 time the formats int3, int4, int8 and
+float4 only (M = 1 and 16, the bandwidth-bound decode rows, time every format).
+
+`weight GB/s` is the packed weight bytes (plus scales) over the time; `vs copy` divides it
+by the GB/s of a device-to-device copy of 256 MiB (bytes read + written) measured in the
+same run. Every row is printed and written to benchmarks/results/quant_gemm-<date>.json,
+including those that miss the bars (M = 1, 4-bit: >= 0.70 of copy; >= 3x cuBLAS at M = 1
+and 16; time falling with the width).
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import torch
+import triton
+import triton.language as tl
+
+import tilec as tc
+from tilec.ir import dtypes as dt
+from tilec.lib.quant_gemm import pick_config, quant_gemm
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from common import median, time_ms, write_result  # noqa: E402
+
+GROUP = 128
+CHECK_ROWS = 256
+SHAPES = [(4096, 4096), (8192, 8192), (14336, 4096)]
+MS = [1, 16, 128, 4096]
+ALL_FORMATS = [dt.int_(b) for b in range(2, 9)] + [dt.float4_e2m1, dt.float6_e3m2]
+BIG_M_FORMATS = [dt.int3, dt.int4, dt.int8, dt.float4_e2m1]
+
+
+@triton.jit
+def triton_w4a16(a_ptr, w_ptr, s_ptr, c_ptr, M, N, K, G: tl.constexpr,
+                 BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    """C = A @ dequant(W).T; W is N x K/2 bytes, element k of a row in the low (k even) or
+    high nibble of byte k // 2, value (q - 8) * scale[n, k // G]."""
+    pid = tl.program_id(0)
+    num_n = tl.cdiv(N, BN)
+    pm, pn = pid // num_n, pid % num_n
+    rm = pm * BM + tl.arange(0, BM)
+    rn = pn * BN + tl.arange(0, BN)
+    rk = tl.arange(0, BK)
+    acc = tl.zeros((BM, BN), dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        kk = k0 + rk
+        a = tl.load(a_ptr + rm[:, None] * K + kk[None, :], mask=rm[:, None] < M, other=0.0)
+        byte = tl.load(w_ptr + rn[None, :] * (K // 2) + (kk[:, None] // 2),
+                       mask=rn[None, :] < N, other=0)
+        q = (byte >> ((kk[:, None] % 2) * 4)) & 0xF
+        s = tl.load(s_ptr + rn * (K // G) + k0 // G, mask=rn < N, other=0.0)
+        w = (q.to(tl.float16) - 8.0) * s[None, :]
+        acc += tl.dot(a, w)
+    tl.store(c_ptr + rm[:, None] * N + rn[None, :], acc.to(tl.float16),
+             mask=(rm[:, None] < M) & (rn[None, :] < N))
+
+
+_FLUSH = None
+
+
+def device_ms(fn, repeats: int = 20) -> float:
+    """Median device time of `fn` in ms: each call between two CUDA events, after writing a
+    256 MiB buffer (so the weights come from DRAM, not from the 50 MiB L2), every call queued
+    behind a sleep kernel so that the GPU never waits for the host (a decode GEMV takes
+    ~10 us, less than a Python launch)."""
+    global _FLUSH
+    if _FLUSH is None:
+        _FLUSH = torch.empty(64 * 2**20, dtype=torch.float32, device="cuda")
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
+    torch.cuda._sleep(200_000_000 // 100)  # ~1 ms of cycles: the host queues meanwhile
+    for s, e in zip(starts, ends):
+        _FLUSH.zero_()
+        s.record()
+        fn()
+        e.record()
+    torch.cuda.synchronize()
+    return median([s.elapsed_time(e) for s, e in zip(starts, ends)])
+
+
+def triton_config(m: int) -> tuple[int, int, int, int]:
+    if m <= 16:
+        return 16, 64, 128, 4
+    return (64, 128, 64, 4) if m <= 256 else (128, 128, 64, 8)
+
+
+def quantized(d: dt.DType, n: int, k: int, gen: torch.Generator):
+    """Random packed weights of `d` on the GPU (bytes drawn directly: every pattern is a
+    finite value of these formats), their scales, and the f16 dequantized first 256 rows
+    (for the error check)."""
+    row_bytes = (k * d.bits + 7) // 8
+    data = torch.randint(0, 256, (n, row_bytes), dtype=torch.uint8, device="cuda",
+                         generator=gen)
+    p = tc.PackedTensor(data, d, (n, k))
+    scales = (torch.rand(n, k // GROUP, device="cuda", generator=gen) * 0.01 + 0.001).half()
+    head = tc.PackedTensor(data[:CHECK_ROWS].contiguous(), d, (CHECK_ROWS, k))
+    q = torch.from_numpy(np.asarray(tc.unpack(head), dtype=np.float32)).cuda()
+    s = scales[:CHECK_ROWS].float()[..., None]
+    w = (q.view(CHECK_ROWS, k // GROUP, GROUP) * s).view(CHECK_ROWS, k).half()
+    return p, scales, w
+
+
+def main() -> None:
+    t0 = time.time()
+    torch.manual_seed(0)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    src = torch.empty(64 * 2**20, dtype=torch.float32, device="cuda")
+    dst = torch.empty_like(src)
+    copy_ms = median(time_ms(lambda: dst.copy_(src)))  # long enough to be host-independent
+    copy_gbs = 2 * src.numel() * 4 / copy_ms / 1e6
+    src = dst = None  # free the copy buffers
+    rows = []
+    for n, k in SHAPES:
+        a_full = torch.randn(max(MS), k, device="cuda").half()
+        # Triton's W4A16 operands: the same bytes layout as tc.pack(., uint4).
+        w4_bytes = torch.randint(0, 256, (n, k // 2), dtype=torch.uint8, device="cuda",
+                                 generator=gen)
+        s4 = (torch.rand(n, k // GROUP, device="cuda", generator=gen) * 0.01).half()
+        cache = {}
+        for m in MS:
+            a = a_full[:m].contiguous()
+            formats = ALL_FORMATS if m <= 16 else BIG_M_FORMATS
+            # cuBLAS on f16 weights (any dequantized matrix of this shape times the same).
+            w16 = torch.randn(n, k, device="cuda").half()
+            cublas_ms = device_ms(lambda: a @ w16.T)
+            w16 = None
+            bm, bn, bk, nw = triton_config(m)
+            c_tr = torch.empty(m, n, device="cuda", dtype=torch.float16)
+            grid = (triton.cdiv(m, bm) * triton.cdiv(n, bn),)
+            triton_ms = device_ms(lambda: triton_w4a16[grid](
+                a, w4_bytes, s4, c_tr, m, n, k, G=GROUP, BM=bm, BN=bn, BK=bk, num_warps=nw))
+            for d in formats:
+                if d not in cache:
+                    cache[d] = quantized(d, n, k, gen)
+                p, scales, w = cache[d]
+                out = torch.empty(m, n, device="cuda", dtype=torch.float16)
+                quant_gemm(a, p, scales, None, GROUP, out=out)
+                ref = a.float() @ w.float().T
+                got = out[:, :CHECK_ROWS].float()
+                err = ((got - ref).abs().max() / ref.abs().max().clamp_min(1e-6)).item()
+                ms = device_ms(lambda: quant_gemm(a, p, scales, None, GROUP, out=out))
+                wbytes = n * k * d.bits / 8 + scales.numel() * 2
+                gbs = wbytes / ms / 1e6
+                rows.append({"N": n, "K": k, "M": m, "format": str(d), "bits": d.bits,
+                             "tilec_us": ms * 1e3, "cublas_f16_us": cublas_ms * 1e3,
+                             "triton_w4a16_us": triton_ms * 1e3,
+                             "speedup_vs_cublas": cublas_ms / ms,
+                             "weight_gbs": gbs, "vs_copy": gbs / copy_gbs,
+                             "tflops": 2 * m * n * k / ms / 1e9, "rel_err": err,
+                             "config": pick_config(m, n, k, GROUP, d.bits)._asdict()})
+                r = rows[-1]
+                print(f"{n:>5}x{k:<5} M={m:<5} {str(d):>7} tilec {r['tilec_us']:9.1f} us  "
+                      f"cuBLAS {r['cublas_f16_us']:9.1f}  triton-w4 {r['triton_w4a16_us']:9.1f}  "
+                      f"x{r['speedup_vs_cublas']:5.2f}  {gbs:6.0f} GB/s = {r['vs_copy']:.2f} "
+                      f"copy  err {err:.1e}", flush=True)
+            cache_keys = list(cache)
+            if m == 16:  # the decode formats are done with for this shape
+                for key in cache_keys:
+                    if key not in BIG_M_FORMATS:
+                        del cache[key]
+        a_full = w4_bytes = s4 = cache = None
+        torch.cuda.empty_cache()
+    bars = {}
+    m1 = [r for r in rows if r["M"] == 1 and r["N"] == 8192 and r["K"] == 8192]
+    by_bits = {r["format"]: r for r in m1}
+    if "i4" in by_bits:
+        bars["m1_4bit_vs_copy"] = by_bits["i4"]["vs_copy"]
+        bars["m1_4bit_speedup_vs_cublas"] = by_bits["i4"]["speedup_vs_cublas"]
+    m16 = {r["format"]: r for r in rows if r["M"] == 16 and r["N"] == 8192 and r["K"] == 8192}
+    if "i4" in m16:
+        bars["m16_4bit_speedup_vs_cublas"] = m16["i4"]["speedup_vs_cublas"]
+    ints = sorted((r["bits"], r["tilec_us"]) for r in m1 if r["format"].startswith("i"))
+    bars["m1_time_falls_with_width"] = all(a[1] <= b[1] for a, b in zip(ints, ints[1:]))
+    path = write_result("quant_gemm", {"copy_gbs": copy_gbs, "group_size": GROUP,
+                                       "rows": rows, "bars": bars,
+                                       "seconds": time.time() - t0})
+    print(f"\ncopy {copy_gbs:.0f} GB/s; bars at 8192x8192: {bars}")
+    print(f"wrote {path} in {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""tilec.lib.quant_gemm on the CPU interpreter against numpy (dequantize first, then matmul
+in float64), for every weight width and float format; its PTX assembles (ptxas) for sm_80
+and sm_90a, with the packed weights read as whole vectors; argument errors."""
+from __future__ import annotations
+
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import tilec as tc
+import tilec.lib.quant_gemm as qg_mod
+from tilec.backends.llvm.memory import packed_vector_groups
+from tilec.backends.nvidia import compile_kernel
+from tilec.ir import dtypes as dt
+from tilec.ir.layout import parse_layout
+from tilec.ir.layout_defaults import view_layout
+from tilec.lib.quant_gemm import (QuantConfig, dequantize, pick_config, quant_gemm,
+                                  quant_gemm_kernel, quantize, row_layout,
+                                  weight_layout)
+
+INTS = [dt.int_(b) for b in range(1, 9)] + [dt.uint(b) for b in range(1, 9)]
+FLOATS = [dt.float6_e3m2, dt.float6_e2m3, dt.float4_e2m1, dt.float3_e1m1, dt.float8_e4m3]
+BF16 = ml_dtypes.bfloat16
+
+DECODE = QuantConfig(16, 32, 32, 1, 1, 2)    # split-K over two programs, then a sum
+PREFILL = QuantConfig(32, 32, 32, 2, 2)
+
+
+def _problem(d, m, n, k, g, act=np.float16, zero_point=None, seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((n, k))
+    a = rng.standard_normal((m, k)).astype(act)
+    p, s, z = quantize(w, d, g, zero_point, act_dtype=act)
+    ref = a.astype(np.float64) @ dequantize(p, s, z, g).T
+    return a, p, s, z, ref
+
+
+def _check(out, ref, act):
+    # Exact dequantized weights, f32 accumulation, one rounding to the output dtype.
+    eps = 2.0 ** -10 if act == np.float16 else 2.0 ** -7
+    err = np.abs(out.astype(np.float64) - ref)
+    assert np.all(err <= eps * np.abs(ref) + 1e-3 * max(1.0, np.abs(ref).max())), err.max()
+
+
+@pytest.mark.parametrize("d", INTS + FLOATS, ids=str)
+def test_every_width_decode_and_prefill(d):
+    a, p, s, z, ref = _problem(d, 5, 32, 64, 32)
+    for cfg in (DECODE, PREFILL):
+        _check(quant_gemm(a, p, s, z, 32, config=cfg), ref, np.float16)
+    # M = 1: the one-row A path
+    _check(quant_gemm(a[:1], p, s, z, 32, config=DECODE), ref[:1], np.float16)
+
+
+@pytest.mark.parametrize("d, zero_point", [(dt.int4, True), (dt.uint3, False),
+                                           (dt.uint8, True), (dt.float4_e2m1, False)], ids=str)
+def test_bfloat16_and_zero_point_variants(d, zero_point):
+    a, p, s, z, ref = _problem(d, 3, 16, 64, 32, act=BF16, zero_point=zero_point, seed=1)
+    assert (z is not None) == zero_point
+    out = quant_gemm(a, p, s, z, 32, config=DECODE)
+    assert out.dtype == BF16
+    _check(out, ref, BF16)
+
+
+@pytest.mark.parametrize("d", [dt.uint5, dt.int7, dt.float6_e3m2], ids=str)
+def test_dequantized_weights_are_exact(d):
+    """With A = I the product is the dequantized weights themselves: bit-exact."""
+    k = 32
+    _, p, s, z, _ = _problem(d, 1, 16, k, 32, zero_point=d.kind == "uint")
+    out = quant_gemm(np.eye(k, dtype=np.float16), p, s, z, 32, config=PREFILL)
+    np.testing.assert_array_equal(out.astype(np.float64), dequantize(p, s, z, 32).T)
+
+
+def test_default_config_and_odd_shapes():
+    """M, N not multiples of the tiles; the table's config (decode: split-K) at group 64."""
+    a, p, s, z, ref = _problem(dt.uint4, 7, 40, 128, 64)
+    cfg = pick_config(7, 40, 128, 64)
+    assert cfg.BK == 64
+    _check(quant_gemm(a, p, s, z, 64), ref, np.float16)
+    out = np.full((7, 40), np.nan, np.float16)
+    assert quant_gemm(a, p, s, z, 64, out=out) is out
+    _check(out, ref, np.float16)
+
+
+def test_pick_config_table():
+    c = pick_config(1, 8192, 8192, 128)
+    assert (c.BM, c.BN, c.BK) == (16, 64, 128) and c.split_k > 1
+    assert -(-8192 // c.BN) * c.split_k >= 512       # many programs in flight at M = 1
+    assert pick_config(16, 4096, 4096, 128).BM == 16
+    assert pick_config(128, 4096, 4096, 128) == QuantConfig(64, 64, 64, 4, 3)
+    assert pick_config(4096, 4096, 4096, 128) == QuantConfig(128, 128, 64, 8, 3)
+    assert pick_config(4096, 4096, 4096, 32).BK == 32
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 5, 6, 7, 8])
+def test_weight_layout_views_words_in_registers(bits):
+    """Each thread's words are exactly the bits of its run of weights: the view keeps them
+    in registers, and 4-bit runs are 16 bytes."""
+    for bn, bk, warps in [(32, 128, 4), (64, 64, 4), (128, 64, 8), (16, 32, 4)]:
+        wl, el = weight_layout(bn, bk, warps, bits)
+        words, elems = parse_layout(wl), parse_layout(el)
+        assert words.shape == (bn, bk * bits // 32) and elems.shape == (bn, bk)
+        assert words.num_threads == elems.num_threads == 32 * warps
+        assert view_layout(words, 32, bits) == elems
+        assert packed_vector_groups(elems, bits) * bits % 32 == 0
+    assert weight_layout(32, 128, 4, 4)[0] == "spatial(32,4)*local(1,4)"
+    assert weight_layout(64, 128, 4, 4)[0] == "spatial(64,2)*local(1,8)"
+
+
+def test_weight_layout_refuses_tiles_without_whole_words():
+    with pytest.raises(tc.LaunchError, match="does not split into whole words"):
+        weight_layout(16, 16, 4, 3)
+
+
+def test_packed_vector_groups_refuses_scattered_runs():
+    assert packed_vector_groups(parse_layout("local(1,16)*spatial(32,4)*local(1,2)"), 4) == 1
+    assert packed_vector_groups(parse_layout("local(1,16)*spatial(32,4)*local(1,2)"), 16) == 2
+    assert packed_vector_groups(parse_layout("spatial(32,4)*local(1,8)"), 3) == 1
+    assert packed_vector_groups(parse_layout("spatial(32,4)*local(1,32)"), 3) == 32
+
+
+def _signature(wd: str, cfg: QuantConfig, act: str = "f16") -> str:
+    out = "?x?x?xf32" if cfg.split_k > 1 else f"?x?x{act}"
+    bits = dt.dtype(wd).bits
+    wl, el = weight_layout(cfg.BN, cfg.BK, cfg.num_warps, bits)
+    return (f"A: tensor<?x?x{act}> {{divisible = 16}}, W: tensor<?x?xu32>, "
+            f"S: tensor<?x?x{act}>, Z: tensor<?x?x{act}>, C: tensor<{out}>, split_k: i32, "
+            f"BM={cfg.BM}, BN={cfg.BN}, BK={cfg.BK}, G=128, PARTIAL={cfg.split_k > 1}, "
+            f"HAS_ZERO=True, "
+            f"WDT={wd}, WB={cfg.BK * bits // 32}, WL=\"{wl}\", EL=\"{el}\", "
+            f"ONE_ROW={cfg.BM == 16}, AL=\"{row_layout(cfg.BK, cfg.num_warps)}\", "
+            f"num_warps={cfg.num_warps}, num_stages={cfg.num_stages}")
+
+
+def test_split_k_sum_assembles():
+    module = qg_mod.split_k_sum.compile("Ws: tensor<?x?x?xf32>, C: tensor<?x?xf16>, SPLIT=4, "
+                                        "RM=1, RN=512")
+    for arch in ("sm_80", "sm_90a"):
+        k = compile_kernel(module, "split_k_sum", arch=arch)
+        assert k.cubin and k.resources.spill_stores == 0
+
+
+@pytest.mark.parametrize("wd, cfg, act", [
+    ("u4", pick_config(1, 8192, 8192, 128, 4), "f16"),
+    ("i3", pick_config(16, 4096, 4096, 128, 3), "bf16"),
+    ("u5", pick_config(16, 4096, 4096, 128, 5), "f16"),
+    ("u2", pick_config(1, 4096, 4096, 128, 2), "f16"),
+    ("f6e3m2", pick_config(1, 4096, 4096, 128, 6), "f16"),
+    ("u4", pick_config(4096, 4096, 4096, 128, 4), "f16"),
+    ("f4e2m1", pick_config(128, 4096, 4096, 128, 4), "bf16"),
+    ("u8", pick_config(128, 4096, 4096, 128, 8), "f16"),
+], ids=str)
+def test_ptx_assembles(wd, cfg, act):
+    module = quant_gemm_kernel.compile(_signature(wd, cfg, act))
+    for arch in ("sm_80", "sm_90a"):
+        k = compile_kernel(module, "quant_gemm_kernel", arch=arch)
+        assert k.cubin and f".target {arch}" in k.ptx
+        assert "mma.sync" in k.ptx
+        assert k.resources.spill_stores == 0, k.resources
+        if wd in ("u4", "f4e2m1", "u2", "u8"):
+            # The packed words: whole 16-byte vectors (32 weights a thread at 4 bits).
+            assert "ld.global.v4.b32" in k.ptx, wd
+        # The view of words as weights stays in registers: shared memory only for the
+        # mma operands (st.shared of 16 bytes, read back by ldmatrix).
+        assert "st.shared.b8" not in k.ptx and "st.shared.u8" not in k.ptx
+
+
+def test_pack_torch_round_trip():
+    torch = pytest.importorskip("torch")
+    q = torch.randint(-4, 4, (3, 10))
+    p = tc.pack(q, tc.int3)
+    assert isinstance(p.data, torch.Tensor) and p.data.dtype == torch.uint8
+    assert p.shape == (3, 10) and tuple(p.data.shape) == (3, 4)
+    np.testing.assert_array_equal(tc.unpack(p), q.numpy())
+
+
+# --------------------------------------------------------------------------------------
+# errors: LaunchErrors naming the argument, raised before any launch
+
+class _NoLaunch:
+    def __getitem__(self, grid):
+        raise AssertionError("quant_gemm launched a kernel for bad arguments")
+
+
+@pytest.fixture
+def no_launch(monkeypatch):
+    monkeypatch.setattr(qg_mod, "quant_gemm_kernel", _NoLaunch())
+
+
+f16 = np.float16
+_W = tc.pack(np.zeros((8, 64)), tc.uint4)
+_S = np.ones((8, 2), f16)
+
+
+@pytest.mark.parametrize("args, kwargs, match", [
+    ((np.zeros((2, 64), np.float32), _W, _S), {}, r"'a' must be float16 or bfloat16, got f32"),
+    ((np.zeros((2, 64), f16), np.zeros((8, 64)), _S), {},
+     r"'w_packed' must be a tc.PackedTensor, got ndarray"),
+    ((np.zeros((2, 32), f16), _W, _S), {}, r"'a' is 2x32 but 'w_packed' is 8x64"),
+    ((np.zeros((2, 64), f16), tc.pack(np.zeros((8, 64)), tc.int16), _S), {},
+     r"unsupported weight dtype i16"),
+    ((np.zeros((2, 64), f16), _W, _S), {"group_size": 24},
+     r"group_size must be a multiple of 16 dividing K = 64, got 24"),
+    ((np.zeros((2, 64), f16), _W, np.ones((8, 4), f16)), {},
+     r"'scales' must be f16 of shape \(8, 2\), got f16 of shape \(8, 4\)"),
+    ((np.zeros((2, 64), f16), _W, _S, np.zeros((8, 2), np.float32)), {},
+     r"'zeros' must be f16 of shape \(8, 2\), got f32"),
+    ((np.zeros((2, 64), f16), tc.pack(np.zeros((8, 64)), tc.float4_e2m1), _S,
+      np.zeros((8, 2), f16)), {}, r"zero points apply to integer weights, not f4e2m1"),
+    ((np.zeros((2, 64), f16), _W, _S), {"config": QuantConfig(16, 16, 64, 4, 1),
+                                         "group_size": 32},
+     r"config BK = 64 must divide group_size = 32"),
+    (([[1.0]], _W, _S), {}, r"'a' must be a tensor"),
+    ((np.zeros((2, 64), f16), _W, _S), {"out": np.zeros((2, 8), np.float32)},
+     r"'out' must be f16 of shape \(2, 8\) on the device of 'a', got f32"),
+])
+def test_errors(no_launch, args, kwargs, match):
+    kw = dict(kwargs)
+    kw.setdefault("group_size", 32)
+    with pytest.raises(tc.LaunchError, match=match):
+        quant_gemm(*args, **kw)

@@ -1,0 +1,154 @@
+"""Fast exact casts of low-bit values to f16 / bf16 by bit tricks, no conversion instruction.
+
+What dequantization runs once per weight (`casts.cast` takes these paths first; each is
+still bit-exactly `DType.convert`, which the exhaustive cast tests check):
+
+- intN / uintN -> f16 for N <= 10 (bf16: N <= 7), the magic-number conversion: put the
+  value (signed ones offset by 2**(N-1), an xor of the sign bit) into the mantissa of
+  1024.0 (bf16: 128.0), where one unit of the mantissa is 1, and subtract the constant:
+  ``f16(0x6400 | u) - 1024`` is u exactly. An `or` and one f16 subtraction, against an
+  int -> float conversion (a quarter-rate instruction) and a rounding.
+- small floats (e.g. e2m1, e3m2, e2m3, e1m1, e4m3) -> f16: the exponent and mantissa
+  fields move as they are into f16's (a shift and an or with the sign), which reads the
+  value scaled by 2**(bias - 15); one multiplication by the power of two 2**(15 - bias)
+  puts it right, exactly, for normal and subnormal inputs alike (f16 arithmetic keeps
+  subnormals). "fn" formats select NaN for their one NaN magnitude; the IEEE-like e5m2
+  with f16's bias is a plain shift. To bf16 the same value goes through f16 when bf16
+  holds every value of the format (both conversions exact).
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from tilec.backends.llvm.dtypes import is_native_float, llvm_type
+from tilec.ir import dtypes as dt
+from tilec.ir.dtypes import DType
+
+__all__ = ["fast_cast", "has_fast_cast"]
+
+I16 = ir.IntType(16)
+F16 = ir.HalfType()
+# dst -> (largest int width the magic holds exactly, magic bit pattern, its value)
+_MAGIC = {dt.float16: (10, 0x6400, 1024.0), dt.bfloat16: (7, 0x4300, 128.0)}
+
+
+def has_fast_cast(src: DType, dst: DType) -> bool:
+    """Whether `fast_cast` has a path for src -> dst."""
+    if dst not in _MAGIC or src.is_bool:
+        return False
+    if src.is_int:
+        return src.bits <= _MAGIC[dst][0]
+    if src.is_float and not is_native_float(src):
+        return _small_float_ok(src, dst)
+    return False
+
+
+def fast_cast(b: ir.IRBuilder, value: ir.Value, src: DType, dst: DType) -> ir.Value | None:
+    """The fast path for src -> dst, or None where there is none. `value` may also be a
+    vector of src values (`<2 x iN>`): the result is then the vector of dst values, which
+    NVPTX computes two lanes per 32-bit register (or.b32, sub.f16x2, ...)."""
+    if not has_fast_cast(src, dst):
+        return None
+    if src.is_int:
+        return _int_magic(b, value, src, dst)
+    return _small_float(b, value, src, dst)
+
+
+def _like(t: ir.Type, elem: ir.Type) -> ir.Type:
+    """`elem`, or a vector of it as wide as `t` when `t` is a vector."""
+    return ir.VectorType(elem, t.count) if isinstance(t, ir.VectorType) else elem
+
+
+def _k(t: ir.Type, value) -> ir.Constant:
+    """A constant of scalar or vector type `t` (every lane `value`)."""
+    if isinstance(t, ir.VectorType):
+        return ir.Constant(t, [ir.Constant(t.element, value)] * t.count)
+    return ir.Constant(t, value)
+
+
+def _int_magic(b: ir.IRBuilder, x: ir.Value, src: DType, dst: DType) -> ir.Value:
+    _, magic, base = _MAGIC[dst]
+    n = src.bits
+    signed = src.kind == "int"
+    u = b.xor(x, _k(x.type, 1 << (n - 1))) if signed else x  # x + 2**(n-1), mod 2**n
+    t16 = _like(x.type, I16)
+    bits = b.or_(b.zext(u, t16), _k(t16, magic))
+    out_t = _like(x.type, llvm_type(dst))
+    offset = base + ((1 << (n - 1)) if signed else 0)
+    return b.fsub(b.bitcast(bits, out_t), _k(out_t, float(offset)))
+
+
+def _fits_f16(src: DType) -> bool:
+    """Whether every value of the small float `src` is an f16 value and the field move plus
+    one power-of-two scaling is exact: fields of at most 4 exponent bits (so no f16 inf/NaN
+    pattern), at most 10 mantissa bits, values within f16's range and on its grid."""
+    m, bias = src.mantissa, src.bias
+    return (src.exponent <= 4 and m <= 10 and float(src.max) <= 65504.0
+            and 1 - bias - m >= -24 and -14 <= 15 - bias <= 15)
+
+
+def _ieee_like_f16(src: DType) -> bool:
+    """e5m2-shaped: f16's exponent field and bias, IEEE specials: a plain shift."""
+    return (src.float_mode == "ieee" and src.exponent == 5 and src.bias == 15
+            and src.mantissa <= 10)
+
+
+def _small_float_ok(src: DType, dst: DType) -> bool:
+    if not (_ieee_like_f16(src) or (src.float_mode in ("fn", "finite") and _fits_f16(src))):
+        return False
+    return dst == dt.float16 or src.mantissa <= 7
+
+
+def _small_float(b: ir.IRBuilder, p: ir.Value, src: DType, dst: DType) -> ir.Value:
+    n, m = src.bits, src.mantissa
+    t = p.type
+    t16 = _like(t, I16)
+    sign = b.lshr(p, _k(t, n - 1))
+    mag = b.and_(p, _k(t, (1 << (n - 1)) - 1))
+    bits = b.or_(b.shl(b.zext(sign, t16), _k(t16, 15)),
+                 b.shl(b.zext(mag, t16), _k(t16, 10 - m)))
+    th = _like(t, F16)
+    h = b.bitcast(bits, th)
+    if not _ieee_like_f16(src) and src.bias != 15:
+        h = b.fmul(h, _k(th, float(2.0 ** (15 - src.bias))))
+    if src.float_mode == "fn":  # the one NaN magnitude, all ones
+        nan = b.icmp_unsigned("==", mag, _k(t, (1 << (n - 1)) - 1))
+        h = b.select(nan, _k(th, float("nan")), h)
+    if dst == dt.bfloat16:
+        return b.fptrunc(b.fpext(h, _like(t, ir.FloatType())), _like(t, llvm_type(dst)))
+    return h
+
+
+# ---- 4-bit weights straight from their 32-bit words ---------------------------------------
+I32 = ir.IntType(32)
+
+
+def spread_byte(b: ir.IRBuilder, word: ir.Value, byte: int, target=None) -> ir.Value:
+    """`word`'s byte `byte` in bytes 0 and 2 of an i32, zeros elsewhere: one `prmt` where
+    the target has a byte permute (`byte_perm` hook), shifts otherwise."""
+    hook = getattr(target, "byte_perm", None)
+    if hook is not None:  # result byte i = source byte selector[i] of (word, 0); 4 is zero
+        return hook(b, word, ir.Constant(I32, 0), byte | 4 << 4 | byte << 8 | 4 << 12)
+    x = b.and_(b.lshr(word, ir.Constant(I32, 8 * byte)), ir.Constant(I32, 0xFF))
+    return b.or_(x, b.shl(x, ir.Constant(I32, 16)))
+
+
+def nibble_pairs_to_f16(b: ir.IRBuilder, words: list[ir.Value], signed: bool,
+                        target=None) -> list[ir.Value]:
+    """The 4-bit integers packed in `words` (8 a word, little-endian) as <2 x half> pairs
+    (elements 2i, 2i+1: the two nibbles of byte i). Per pair: the byte spread into both
+    halves, one and/xor (a lop3) that keeps the low nibble in half 0 and the high one in
+    half 1 and sets the exponents of 1024.0 and 64.0 (where one unit is 1 and 1/16:
+    the high nibble sits 4 bits up), and one f16x2 subtraction. Exact, like `_int_magic`."""
+    keep = ir.Constant(I32, 0x00F0000F)
+    flip = 0x00800008 if signed else 0           # x + 8 for signed nibbles
+    magic = ir.Constant(I32, 0x54006400 | flip)  # (64.0, 1024.0): disjoint from `keep`
+    bias = 8.0 if signed else 0.0
+    pair_t = ir.VectorType(F16, 2)
+    offset = ir.Constant(pair_t, [ir.Constant(F16, 1024.0 + bias), ir.Constant(F16, 64.0 + bias)])
+    out = []
+    for w in words:
+        for byte in range(4):
+            x = b.xor(b.and_(spread_byte(b, w, byte, target), keep), magic)
+            out.append(b.fsub(b.bitcast(x, pair_t), offset))
+    return out

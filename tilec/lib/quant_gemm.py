@@ -1,0 +1,356 @@
+"""Weight-only quantized GEMM: ``C = A @ dequant(W).T`` with low-bit weights of any width.
+
+A is MxK activations (f16 or bf16). W is the NxK weight matrix of a linear layer (one row
+per output feature, as `torch.nn.Linear.weight`), quantized along K and packed row by row
+as a `tc.PackedTensor` of any integer width 1..8 (signed or unsigned) or a small float
+format (float6_e3m2, float6_e2m3, float4_e2m1, float3_e1m1, fp8). Each row has one scale
+per group of `group_size` consecutive K elements (`scales`: N x K/group_size, A's dtype),
+and optionally one zero point per group (`zeros`, same shape and dtype, in units of the
+quantized integers):
+
+    dequant(W)[n, k] = round(q[n, k] * s - round(z * s)),  s = scales[n, k // G],
+                                                            z = zeros[n, k // G] (or 0)
+
+in A's dtype: the zero point's product once per row and group, then one fused multiply-add
+per weight (the form GPTQ/AWQ-style kernels use). q converts to A's dtype exactly, so the
+kernel's dequantized weights equal that formula bit for bit; the products accumulate in
+f32 and the result is rounded to A's dtype.
+
+One `@tc.kernel` template serves both regimes; `pick_config` chooses the tiles per M bucket:
+
+- decode (M <= 16): one 16-row tile of A, 64-wide tiles of N and split-K, so that many
+  programs stream disjoint slices of the packed weight bytes at once (the weights are read
+  exactly once; A is tiny and stays in L2), each thread two 16-byte steps ahead. Split-K
+  programs store f32 partial sums to a workspace that a second small kernel
+  (`split_k_sum`) adds up and rounds.
+- prefill (M up to thousands): square output tiles on `tc.dot` (mma.sync), A streamed
+  through the cp.async pipeline and the packed weight tile dequantized in registers before
+  it meets the tensor cores.
+
+`quantize` makes (packed weights, scales, zeros) from a float matrix, for tests and
+examples; `dequantize` is the reference formula above in numpy.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, NamedTuple
+
+import numpy as np
+
+import tilec as tc
+from tilec.errors import LaunchError
+from tilec.ir import dtypes as dt
+
+__all__ = ["QuantConfig", "dequantize", "pick_config", "quant_gemm", "quant_gemm_kernel",
+           "quantize", "WEIGHT_DTYPES"]
+
+
+@tc.kernel
+def quant_gemm_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C: tc.Tensor,
+                      split_k: int, BM: tc.constexpr, BN: tc.constexpr, BK: tc.constexpr,
+                      G: tc.constexpr, PARTIAL: tc.constexpr, HAS_ZERO: tc.constexpr,
+                      WDT: tc.constexpr,
+                      WB: tc.constexpr, WL: tc.constexpr, EL: tc.constexpr,
+                      ONE_ROW: tc.constexpr, AL: tc.constexpr):
+    # W: the packed weight rows as 32-bit words (N x K*bits/32); a BN x BK tile of WDT
+    # weights is a BN x WB tile of words, viewed as WDT in registers (each thread keeps its
+    # words: layout WL over words is EL over weights).
+    grid_n = tc.cdiv(W.shape[0], BN)
+    tiles = tc.cdiv(A.shape[0], BM) * grid_n
+    pid = tc.program_id(0)
+    tile = pid % tiles
+    part = pid // tiles                      # this program's slice of K (split-K)
+    pm = tile // grid_n
+    pn = tile % grid_n
+    steps = tc.cdiv(tc.cdiv(A.shape[1], BK), split_k)
+    first = part * steps
+    last = tc.minimum(first + steps, tc.cdiv(A.shape[1], BK)) - 1
+    acc = tc.zeros((BM, BN), tc.float32)
+    # Two steps of packed words in flight ahead of the one computing (a step past this
+    # program's slice re-reads its last one, from cache): the memory-level parallelism the
+    # bandwidth-bound decode shapes need, at a few registers per thread.
+    words = tc.with_layout(tc.load(W, (pn, first), (BN, WB)), WL)
+    ahead = tc.with_layout(tc.load(W, (pn, tc.minimum(first + 1, last)), (BN, WB)), WL)
+    for i in range(steps):
+        k = first + i
+        nxt = tc.with_layout(tc.load(W, (pn, tc.minimum(k + 2, last)), (BN, WB)), WL)
+        if ONE_ROW:
+            # M = 1: the one row, read as 16-byte vectors (layout AL) and broadcast to the
+            # mma's 16 rows (the other rows' results are never stored): no out-of-bounds
+            # rows, so no per-element loads.
+            a = tc.broadcast_to(tc.with_layout(tc.load(A, (0, k), (1, BK)), AL), (BM, BK))
+        else:
+            a = tc.load(A, (pm, k), (BM, BK))                   # out of bounds reads 0
+        g = (k * BK) // G
+        s = tc.load(S, offsets=(pn * BN, g), shape=(BN, 1))
+        q = tc.view(words, WDT).to(A.dtype)
+        if HAS_ZERO:
+            # q*s - z*s with one rounding per weight: an fma, after a product per row.
+            w = tc.fma(q, s, -(tc.load(Z, offsets=(pn * BN, g), shape=(BN, 1)) * s))
+        else:
+            w = q * s
+        w = tc.with_layout(w, EL)    # dequantize in the load's layout, then to the mma's
+        acc = tc.dot(a, tc.trans(w), acc)
+        words = ahead
+        ahead = nxt
+    if PARTIAL:  # C is the f32 workspace split_k x M x N: this slice's partial sums
+        tc.store(C, (part, pm, pn), tc.expand_dims(acc, 0))
+    else:
+        tc.store(C, (pm, pn), acc.to(C.dtype))                  # out of bounds dropped
+
+
+@tc.kernel
+def split_k_sum(Ws: tc.Tensor, C: tc.Tensor, SPLIT: tc.constexpr, RM: tc.constexpr,
+                RN: tc.constexpr):
+    """C = the sum of the SPLIT partial products in Ws (f32, SPLIT x M x N), rounded once."""
+    grid_n = tc.cdiv(C.shape[1], RN)
+    pm = tc.program_id(0) // grid_n
+    pn = tc.program_id(0) % grid_n
+    parts = tc.load(Ws, (0, pm, pn), (SPLIT, RM, RN))
+    tc.store(C, (pm, pn), tc.sum(parts, axis=0).to(C.dtype))
+
+
+class QuantConfig(NamedTuple):
+    BM: int
+    BN: int
+    BK: int
+    num_warps: int
+    num_stages: int
+    split_k: int = 1
+
+
+# M bucket -> tile configuration; `pick_config` is the one place the choice is made, so the
+# autotuner (`@tc.autotune(configs=[tc.Config(...)], key=["M", "N", "K"])`) can take it over.
+_DECODE = QuantConfig(16, 64, 128, 4, 1)       # M <= 16: split-K chosen from the shape
+_MEDIUM = QuantConfig(64, 64, 64, 4, 3)        # M <= 256
+_LARGE = QuantConfig(128, 128, 64, 8, 3)
+_TARGET_PROGRAMS = 1024                         # ~8 per SM on an H100: memory-level parallelism
+
+
+def weight_layout(bn: int, bk: int, num_warps: int, bits: int) -> tuple[str, str]:
+    """(layout of the BN x BK*bits/32 word tile, layout of the BN x BK weight tile it views
+    as): each thread holds one run of consecutive K elements, 32 of them for the usual tiles
+    (16 bytes of 4-bit weights: one ld.global.v4), and its words are exactly that run's bits,
+    so the view stays in registers (`layout_defaults.view_layout`)."""
+    threads = 32 * num_warps
+    whole = 32 // math.gcd(bits, 32)            # fewest elements that fill whole words
+    run = min(bk, max(whole, bn * bk // threads))
+    lanes_k = bk // run
+    rows = max(1, threads // lanes_k)
+    if run % whole or bk % run or threads % lanes_k:
+        raise LaunchError(f"quant_gemm: a {bn}x{bk} tile of {bits}-bit weights does not "
+                          f"split into whole words over {num_warps} warps")
+    outer = [f"local({bn // rows},1)"] if bn > rows else []
+    if rows > bn:  # a small tile: the extra threads hold copies
+        outer, rows = [f"replicate({rows // bn})"], bn
+    spread = f"spatial({rows},{lanes_k})"
+    return ("*".join(outer + [spread, f"local(1,{run * bits // 32})"]),
+            "*".join(outer + [spread, f"local(1,{run})"]))
+
+
+def row_layout(bk: int, num_warps: int) -> str:
+    """The layout of one BK-long row of A: 8 halves (16 bytes) a thread, copies elsewhere."""
+    lanes = max(1, bk // 8)
+    threads = 32 * num_warps
+    rep = f"replicate({threads // lanes})*" if threads > lanes else ""
+    return f"{rep}spatial(1,{lanes})*local(1,{bk // lanes})"
+
+
+def pick_config(m: int, n: int, k: int, group_size: int, bits: int = 4) -> QuantConfig:
+    """The tile configuration for an MxK @ (NxK)^T problem of `bits`-bit weights, by M
+    bucket (`bits` is for the autotuner's key; the table does not need it yet). BK always
+    divides the group size, so that one program's K step sees one scale per row."""
+    cfg = _DECODE if m <= 16 else _MEDIUM if m <= 256 else _LARGE
+    cfg = cfg._replace(BK=min(cfg.BK, group_size))
+    if m <= 16:
+        tiles = -(-n // cfg.BN)
+        steps = -(-k // cfg.BK)
+        split = 1
+        while tiles * split * 2 <= _TARGET_PROGRAMS and steps % (split * 2) == 0 and \
+                steps // (split * 2) >= 4:
+            split *= 2
+        cfg = cfg._replace(split_k=split)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------
+# host side
+
+WEIGHT_DTYPES = tuple([dt.int_(b) for b in range(1, 9)] + [dt.uint(b) for b in range(1, 9)]
+                      + [dt.float6_e3m2, dt.float6_e2m3, dt.float4_e2m1, dt.float3_e1m1,
+                         dt.float8_e4m3, dt.float8_e5m2])
+_ACT = {"float16": dt.float16, "bfloat16": dt.bfloat16}
+
+
+def _torch() -> Any:
+    return sys.modules.get("torch")
+
+
+def _is_torch(x: Any) -> bool:
+    if isinstance(x, tc.PackedTensor):
+        return _is_torch(x.data)
+    torch = _torch()
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _info(x: Any, name: str) -> tuple[dt.DType, tuple[int, ...]]:
+    if isinstance(x, tc.PackedTensor):
+        return x.dtype, x.shape
+    if _is_torch(x):
+        tname = str(x.dtype).removeprefix("torch.")
+        if tname not in _ACT:
+            raise LaunchError(f"quant_gemm: argument '{name}' must be float16 or bfloat16, "
+                              f"got {x.dtype}")
+        return _ACT[tname], tuple(int(s) for s in x.shape)
+    if isinstance(x, np.ndarray):
+        try:
+            return dt.dtype_from_numpy(x.dtype), tuple(x.shape)
+        except tc.TilecError:
+            raise LaunchError(f"quant_gemm: argument '{name}' has dtype {x.dtype}, which "
+                              "tilec does not support") from None
+    raise LaunchError(f"quant_gemm: argument '{name}' must be a tensor (a numpy array or a "
+                      f"torch tensor), got {type(x).__name__}")
+
+
+def quant_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any = None,
+               group_size: int = 128, *, out: Any = None,
+               config: QuantConfig | None = None) -> Any:
+    """``a @ dequant(w_packed).T`` (M x N, a's dtype), written to `out` (allocated when not
+    given) and returned. See the module docstring for the formula. numpy arguments run on the
+    CPU interpreter, torch CUDA tensors (and PackedTensors holding one) on the GPU."""
+    da, sa = _info(a, "a")
+    if not isinstance(w_packed, tc.PackedTensor):
+        raise LaunchError(f"quant_gemm: argument 'w_packed' must be a tc.PackedTensor, got "
+                          f"{type(w_packed).__name__}", hint="make one with tc.pack(q, dtype) "
+                          "or tilec.lib.quant_gemm.quantize(w, dtype)")
+    dw, sw = w_packed.dtype, w_packed.shape
+    if da not in _ACT.values():
+        raise LaunchError(f"quant_gemm: argument 'a' must be float16 or bfloat16, got {da}")
+    if len(sa) != 2 or len(sw) != 2:
+        raise LaunchError(f"quant_gemm: 'a' (MxK) and 'w_packed' (NxK) must be 2-D, got "
+                          f"shapes {sa} and {sw}")
+    (m, k), (n, k2) = sa, sw
+    if k != k2:
+        raise LaunchError(f"quant_gemm: 'a' is {m}x{k} but 'w_packed' is {n}x{k2}",
+                          hint="w_packed is NxK, one row per output feature (nn.Linear)")
+    if dw not in WEIGHT_DTYPES:
+        raise LaunchError(f"quant_gemm: unsupported weight dtype {dw}",
+                          hint="int1..int8, uint1..uint8, float3/4/6/8 formats")
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 16 \
+            or group_size % 16 or k % group_size:
+        raise LaunchError(f"quant_gemm: group_size must be a multiple of 16 dividing K = {k}, "
+                          f"got {group_size!r}")
+    if k * dw.bits % 32:
+        raise LaunchError(f"quant_gemm: rows of {k} {dw.bits}-bit weights are not whole 32-bit "
+                          "words", hint="K * bits must be a multiple of 32")
+    ds, ss = _info(scales, "scales")
+    groups = (n, k // group_size)
+    if ss != groups or ds != da:
+        raise LaunchError(f"quant_gemm: 'scales' must be {da} of shape {groups}, got {ds} of "
+                          f"shape {ss}")
+    if zeros is not None:
+        if dw.is_float:
+            raise LaunchError(f"quant_gemm: zero points apply to integer weights, not {dw}")
+        dz, sz = _info(zeros, "zeros")
+        if sz != groups or dz != da:
+            raise LaunchError(f"quant_gemm: 'zeros' must be {da} of shape {groups}, got {dz} "
+                              f"of shape {sz}")
+    on_torch = _is_torch(a)
+    if any(_is_torch(x) != on_torch for x in (w_packed, scales) + ((zeros,) if zeros is not
+                                                                  None else ())):
+        raise LaunchError("quant_gemm: all arguments must live on the same device")
+
+    if out is not None:
+        do, so = _info(out, "out")
+        if so != (m, n) or do != da or _is_torch(out) != on_torch:
+            raise LaunchError(f"quant_gemm: 'out' must be {da} of shape ({m}, {n}) on the "
+                              f"device of 'a', got {do} of shape {so}")
+    else:
+        if on_torch:
+            out = _torch().empty((m, n), dtype=a.dtype, device=a.device)
+        else:
+            out = np.empty((m, n), dtype=a.dtype)
+    if m == 0 or n == 0:
+        return out
+    cfg = config or pick_config(m, n, k, group_size, dw.bits)
+    if cfg.BK > group_size or group_size % cfg.BK or cfg.BK * dw.bits % 32:
+        raise LaunchError(f"quant_gemm: config BK = {cfg.BK} must divide group_size = "
+                          f"{group_size} and hold whole 32-bit words of {dw.bits}-bit weights")
+    target = out
+    if cfg.split_k > 1:  # every element of the workspace is written: no zeroing
+        shape = (cfg.split_k, m, n)
+        target = (_torch().empty(shape, dtype=_torch().float32, device=a.device) if on_torch
+                  else np.empty(shape, dtype=np.float32))
+    wl, el = weight_layout(cfg.BN, cfg.BK, cfg.num_warps, dw.bits)
+    grid = (tc.cdiv(m, cfg.BM) * tc.cdiv(n, cfg.BN) * cfg.split_k,)
+    quant_gemm_kernel[grid](a, _words(w_packed), scales,
+                            zeros if zeros is not None else scales, target, cfg.split_k,
+                            BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, G=group_size,
+                            PARTIAL=cfg.split_k > 1, HAS_ZERO=zeros is not None, WDT=dw,
+                            WB=cfg.BK * dw.bits // 32, WL=wl, EL=el, ONE_ROW=m == 1,
+                            AL=row_layout(cfg.BK, cfg.num_warps),
+                            num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    if cfg.split_k > 1:
+        rm = 1 if m == 1 else 16 if m <= 16 else 64
+        rn = max(64, 2048 // (rm * cfg.split_k))
+        split_k_sum[(tc.cdiv(m, rm) * tc.cdiv(n, rn),)](target, out, SPLIT=cfg.split_k,
+                                                          RM=rm, RN=rn)
+    return out
+
+
+def _words(p: tc.PackedTensor) -> Any:
+    """The packed rows as 32-bit words (a view of the same bytes: rows are whole words)."""
+    if isinstance(p.data, np.ndarray):
+        return p.data.view(np.uint32)
+    return p.data.view(_torch().int32)
+
+
+def quantize(w: np.ndarray, dtype: Any, group_size: int = 128, zero_point: bool | None = None,
+             act_dtype: Any = np.float16) -> tuple[tc.PackedTensor, np.ndarray, np.ndarray | None]:
+    """Quantize a float NxK matrix per row and group of `group_size` columns into `dtype`:
+    (packed weights, scales, zeros or None). Signed ints and floats are symmetric (scale =
+    absmax / largest code); unsigned ints use a zero point by default (min..max onto
+    0..2**bits-1). Scales (and zeros) are `act_dtype` (numpy float16 or ml_dtypes bfloat16)."""
+    d = dt.dtype(dtype) if not isinstance(dtype, dt.DType) else dtype
+    w = np.asarray(w, dtype=np.float64)
+    n, k = w.shape
+    if k % group_size:
+        raise LaunchError(f"quantize: K = {k} is not a multiple of group_size = {group_size}")
+    g = w.reshape(n, k // group_size, group_size)
+    if zero_point is None:
+        zero_point = d.is_int and d.kind == "uint"
+    zeros = None
+    if zero_point:
+        if not d.is_int:
+            raise LaunchError(f"quantize: zero points apply to integer dtypes, not {d}")
+        lo, hi = g.min(axis=2), g.max(axis=2)
+        levels = float(d.max) - float(d.min)
+        scale = np.maximum(hi - lo, 1e-8) / levels
+        scale = scale.astype(act_dtype).astype(np.float64)
+        zero = np.clip(np.round(float(d.min) - lo / scale), d.min, d.max)
+        q = np.clip(np.round(g / scale[..., None] + zero[..., None]), d.min, d.max)
+        zeros = zero.astype(act_dtype)
+    else:
+        top = float(d.max) if d.is_float else float(max(d.max, -d.min))
+        scale = np.maximum(np.abs(g).max(axis=2), 1e-8) / top
+        scale = scale.astype(act_dtype).astype(np.float64)
+        q = g / scale[..., None]
+        q = np.clip(q, -top, top) if d.is_float else np.clip(np.round(q), d.min, d.max)
+    return tc.pack(q.reshape(n, k), d), scale.astype(act_dtype), zeros
+
+
+def dequantize(w_packed: tc.PackedTensor, scales: Any, zeros: Any = None,
+               group_size: int = 128) -> np.ndarray:
+    """The dequantized NxK weights as float64 (values exactly those the kernel uses, each
+    rounded to the scales' dtype)."""
+    s = np.asarray(scales)
+    q = tc.unpack(w_packed).astype(np.float64)
+    sc = np.repeat(s.astype(np.float64), group_size, axis=1)
+    zs = np.zeros_like(sc)
+    if zeros is not None:  # z * s rounded to the scales' dtype, as the kernel does
+        zs = (np.asarray(zeros).astype(np.float64) * s.astype(np.float64)).astype(s.dtype)
+        zs = np.repeat(zs.astype(np.float64), group_size, axis=1)
+    # q * s - zs is exact in float64 (q has <= 8 significant bits, s and zs 11 or 8), so
+    # one rounding to the scales' dtype is the fma's.
+    return (q * sc - zs).astype(s.dtype).astype(np.float64)
