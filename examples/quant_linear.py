@@ -54,7 +54,7 @@ def main() -> None:
         quant_err = np.linalg.norm(y - exact) / np.linalg.norm(exact)
         assert kernel_err < 2e-3, f"{dtype}: kernel differs from numpy by {kernel_err:.2e}"
         assert quant_err < BOUNDS[str(dtype)], f"{dtype}: quantization error {quant_err:.3f}"
-        nbytes = packed.data.nbytes if not gpu else packed.data.numel()
+        nbytes = packed.data.nbytes  # the host copy: numpy either way
         lines.append(f"  {str(dtype):>7}: {nbytes / 2**20:6.2f} MiB packed "
                      f"({n * k * 2 / nbytes:.1f}x smaller than f16), kernel vs numpy "
                      f"{kernel_err:.1e}, quantization error {quant_err:.3f}")
