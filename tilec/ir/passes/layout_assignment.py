@@ -70,8 +70,8 @@ Choices where the rules leave freedom (deterministic, so the output is byte-iden
   (smaller) operand;
 - `store`/`atomic_*` take their value's layout; an FMA `dot` its accumulator's (an mma
   `dot` rule 6's; a `for`/`while` value that such a dot yields, directly or through
-  elementwise ops, is carried in its accumulator layout, so the loop converts nothing);
-  `if` the layout
+  elementwise ops, is carried in its accumulator layout, so the loop converts nothing,
+  and one that a reduction of it yields in the reduced layout); `if` the layout
   of the first region that yields a value that is not cheap to rebuild;
 - `reshape` whose operand's modes do not split converts the operand to the default layout
   of its shape if that reshapes, else to `replicated_layout` (every thread holds all).
@@ -381,7 +381,8 @@ class _Assigner:
         a, c = op.a.type, op.acc.type
         instr = mma.select(self.options.target, a.element, c.element, op.precision)
         if instr is not None and op.result not in self.preset:
-            found = mma.dot_layouts(a.shape, op.b.type.shape, instr, self.threads // WARP_SIZE)
+            found = mma.dot_layouts(a.shape, op.b.type.shape, instr, self.threads // WARP_SIZE,
+                                    op.warps_n)
         self.mma_memo[op] = found
         return found
 
@@ -410,6 +411,10 @@ class _Assigner:
         if op.name == "dot":
             plan = self.mma_layouts(op)
             return plan.c if plan is not None else None
+        if op.name in _REDUCTIONS and len(op.results) == 1:
+            # A row statistic of a dot result (flash attention's running max and sum).
+            found = self.carried(op.x, depth + 1)
+            return None if found is None else found.reduce(op.axis).squeeze(op.axis)
         if op.has_trait(Trait.ELEMENTWISE):
             for x in op.operands:
                 if is_register_tile(x.type) and x.type.shape == v.type.shape:
