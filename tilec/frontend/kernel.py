@@ -140,9 +140,10 @@ def as_host_tensor(v: Any, name: str) -> Any:
 class Kernel(JITFunction):
     """A `@tc.kernel`: launch with `kernel[grid](*args, **constexprs)`."""
 
-    def __init__(self, fn: Callable, signature: str | None = None):
+    def __init__(self, fn: Callable, signature: str | None = None, fast_math: bool = False):
         super().__init__(fn)
         self.signature = signature
+        self.fast_math = fast_math
         sig = inspect.signature(fn)
         self.params: list[Param] = []
         for p in sig.parameters.values():
@@ -336,6 +337,8 @@ class Kernel(JITFunction):
         block_types = [s.type for s in specs]
         func_attrs: dict[str, Any] = {k: _attr_value(v) for k, v in consts.items()}
         func_attrs.update(options or {})
+        if self.fast_math:
+            func_attrs["fast_math"] = True
         loc = Location(src.file, src.tree.lineno + src.line_offset,
                        src.tree.col_offset + 1 + src.col_offset)
         f = Function(self.__name__, Region(Block(block_types, [s.name for s in specs])), [],
@@ -551,11 +554,14 @@ def _grid(grid: Any, values: dict[str, Any]) -> tuple[int, ...]:
     return tuple(int(g) for g in grid)
 
 
-def kernel(fn: Callable | None = None, *, signature: str | None = None) -> Any:
-    """Decorator: `@tc.kernel` or `@tc.kernel(signature="X: tensor<?xf32>, BLOCK=256")`."""
+def kernel(fn: Callable | None = None, *, signature: str | None = None,
+           fast_math: bool = False) -> Any:
+    """Decorator: `@tc.kernel` or `@tc.kernel(signature="X: tensor<?xf32>, BLOCK=256")`.
+    `fast_math=True` lowers exp, exp2, log, log2, rsqrt, sin and cos to the target's
+    approximate instructions (the function attribute `fast_math`)."""
     if fn is None:
-        return lambda f: Kernel(f, signature)
-    return Kernel(fn, signature)
+        return lambda f: Kernel(f, signature, fast_math)
+    return Kernel(fn, signature, fast_math)
 
 
 # ---------------------------------------------------------------------------------------
