@@ -682,7 +682,10 @@ def _sink(a: _Assigner, op: Operation) -> bool:
         return _replace(a, op, _rebuild(a, producer, layout, [layout.squeeze(producer.axis)]))
     if name == "permute":
         back = layout.permute(_inverse(list(producer.dims)))
-        return _replace(a, op, _rebuild(a, producer, layout, [back]))
+        rebuilt = _rebuild(a, producer, layout, [back])
+        if op in a.staged:  # `dot(x, trans(load))`: the load's conversion stages too
+            a.staged.add(a.cache[(producer.x, back)].owner)
+        return _replace(a, op, rebuilt)
     tiles = [is_register_tile(v.type) for v in producer.operands]
     single_use = len(x.uses) == 1 and x not in a.preset
     if producer.has_trait(Trait.ELEMENTWISE):
