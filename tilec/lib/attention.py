@@ -172,15 +172,15 @@ class AttentionConfig(NamedTuple):
 def pick_config(head_dim: int, seqlen_q: int, seqlen_k: int) -> AttentionConfig:
     """The tile configuration by shape bucket (the autotuner will replace this table):
     FA2's mma.sync shape, 16 query rows a warp (128 over 8 warps, or 64 over 4 for short
-    queries, where 128-row blocks would leave SMs idle), 64 keys a block for D = 64 and 32
-    for D = 128 (64 spills on sm_90a today: every ldmatrix address of the unrolled block
-    keeps a loop-invariant register)."""
+    queries, where 128-row blocks would leave SMs idle) and 64 keys a block, 3 stages of K
+    and V (96 KiB for D = 128, plus 32 KiB to stage q once: under sm_80's 163 KiB). D = 256
+    takes 64 x 16 blocks over 4 warps, and still spills (its accumulator alone is 128
+    registers a thread)."""
     if head_dim > 128:
         return AttentionConfig(64, 16, 4, 2)
-    bn = 64 if head_dim <= 64 else 32
     if seqlen_q <= 64:
-        return AttentionConfig(64, bn, 4, 3)
-    return AttentionConfig(128, bn, 8, 3)
+        return AttentionConfig(64, 64, 4, 3)
+    return AttentionConfig(128, 64, 8, 3)
 
 
 HEAD_DIMS = (64, 128, 256)
