@@ -271,6 +271,35 @@ def forward_rows() -> list[dict]:
     return rows
 
 
+def config_sweep() -> list[dict]:
+    """The bar shape (D = 128, S = 4096, non-causal) at a few tile configurations beside
+    pick_config's, for the table (and the autotuner that will replace it)."""
+    cfgs = [attn_mod.AttentionConfig(128, 64, 8, 3), attn_mod.AttentionConfig(128, 64, 8, 2),
+            attn_mod.AttentionConfig(128, 32, 8, 3), attn_mod.AttentionConfig(64, 64, 4, 3)]
+    b, h, s, d = 4, 16, 4096, 128
+    q, k, v = (torch.randn(b, h, s, d, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    flops = 4 * b * h * s * s * d
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        want = F.scaled_dot_product_attention(q, k, v).float()
+    rows = []
+    print("\nD=128 S=4096 non-causal, tile configurations (BM, BN, warps, stages):")
+    for cfg in cfgs:
+        out = torch.full_like(q, math.nan)
+        try:
+            attention(q, k, v, out=out, config=cfg)
+            err = (out.float() - want).abs().max().item()
+            if not err < 2e-2:
+                raise AssertionError(f"max |error| {err}")
+            ms = median(time_ms(lambda: attention(q, k, v, out=out, config=cfg), warmup=3,
+                                repeats=10))
+            rows.append({"config": cfg._asdict(), "tflops": flops / ms / 1e9})
+            print(f"  {tuple(cfg)}: {flops / ms / 1e9:.0f} TFLOP/s")
+        except Exception as e:
+            rows.append({"config": cfg._asdict(), "error": f"{type(e).__name__}: {e}"[:200]})
+            print(f"  {tuple(cfg)}: {rows[-1]['error']}")
+    return rows
+
+
 # ---------------------------------------------------------------------------------------
 # paged decode
 
@@ -343,6 +372,7 @@ def paged_rows(copy: float) -> list[dict]:
 def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     fwd = forward_rows()
+    sweep = config_sweep()
     copy = copy_gbs()
     paged = paged_rows(copy)
     report = _ptxas_report()
@@ -356,7 +386,8 @@ def main() -> None:
         "paged_b16_ctx8k_vs_copy": bar_paged["tilec"].get("vs_copy"),
     }
     print("bars (>= 1.0 and >= 0.70):", bars)
-    path = write_result("attention", {"forward": fwd, "copy_gbs": copy, "paged": paged,
+    path = write_result("attention", {"forward": fwd, "forward_configs": sweep,
+                                      "copy_gbs": copy, "paged": paged,
                                       "ptxas": report, "bars": bars})
     print(f"wrote {path}")
 
