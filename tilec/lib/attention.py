@@ -148,7 +148,8 @@ def attention_kernel(Q: tc.Tensor, KT: tc.Tensor, V: tc.Tensor, O: tc.Tensor, Ls
         r = m0 + tc.arange(0, BM)
         d = tc.arange(0, D)
         o_rows = o_start + h * o_rh + r
-        ptrs = O.ptr + tc.expand_dims(o_rows, 1) * O.stride(0) + tc.expand_dims(
+        # 64-bit row offsets: B * S * H * D passes 2^31 in large batches.
+        ptrs = O.ptr + tc.expand_dims(o_rows.to(tc.int64) * O.stride(0), 1) + tc.expand_dims(
             b * o_cb + h * o_ch + d, 0)
         tc.store(ptrs, out.to(O.dtype), mask=tc.expand_dims(r < lq, 1))
         if RETURN_LSE:
