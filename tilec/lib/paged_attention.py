@@ -59,13 +59,25 @@ def paged_kernel(Q: tc.Tensor, Kc: tc.Tensor, Vc: tc.Tensor, BT: tc.Tensor, SL: 
     acc = tc.zeros((MP, D), tc.float32)
     m_i = tc.full((MP,), -float("inf"), tc.float32)
     l_i = tc.zeros((MP,), tc.float32)
+    # The page ids of each key block are loaded one block ahead (carried), and V is loaded
+    # with K, before the scores are computed: a block waits on one round trip to memory,
+    # not three (page ids, then K, then V).
+    page = tc.load(BT.ptr + b * BT.stride(0) + (start + tc.arange(0, BN)) // PAGE,
+                   mask=start + tc.arange(0, BN) < end, other=0)
     for n0 in range(start, end, BN):
         tok = n0 + tc.arange(0, BN)
         live = tok < end
-        page = tc.load(BT.ptr + b * BT.stride(0) + tok // PAGE, mask=live, other=0)
-        kv_rows = page.to(tc.int64) * Kc.stride(0) + (tok % PAGE) * Kc.stride(1) + hk * Kc.stride(2)
-        k = tc.load(Kc.ptr + tc.expand_dims(kv_rows, 1) + tc.expand_dims(d, 0),
+        rows = page.to(tc.int64)
+        # V first: K's conversion to its mma layout (right after K's load) has barriers,
+        # and V's load should be in flight across them.
+        v_rows = rows * Vc.stride(0) + (tok % PAGE) * Vc.stride(1) + hk * Vc.stride(2)
+        v = tc.load(Vc.ptr + tc.expand_dims(v_rows, 1) + tc.expand_dims(d, 0),
                     mask=tc.expand_dims(live, 1), other=0.0)
+        k_rows = rows * Kc.stride(0) + (tok % PAGE) * Kc.stride(1) + hk * Kc.stride(2)
+        k = tc.load(Kc.ptr + tc.expand_dims(k_rows, 1) + tc.expand_dims(d, 0),
+                    mask=tc.expand_dims(live, 1), other=0.0)
+        nxt = tok + BN
+        page = tc.load(BT.ptr + b * BT.stride(0) + nxt // PAGE, mask=nxt < end, other=0)
         s = tc.dot(q, tc.trans(k.to(Q.dtype)))
         visible = tc.expand_dims(live, 0) & (tc.expand_dims(tok, 0) <= tc.expand_dims(last, 1))
         s = tc.where(visible, s, -float("inf"))
@@ -74,9 +86,6 @@ def paged_kernel(Q: tc.Tensor, Kc: tc.Tensor, Vc: tc.Tensor, BT: tc.Tensor, SL: 
         p = tc.exp2(tc.fma(s, qk_scale, -tc.expand_dims(m_use, 1)))
         alpha = tc.exp2(m_i - m_use)
         l_i = l_i * alpha + tc.sum(p, axis=1)
-        v_rows = page.to(tc.int64) * Vc.stride(0) + (tok % PAGE) * Vc.stride(1) + hk * Vc.stride(2)
-        v = tc.load(Vc.ptr + tc.expand_dims(v_rows, 1) + tc.expand_dims(d, 0),
-                    mask=tc.expand_dims(live, 1), other=0.0)
         acc = tc.dot(p.to(Q.dtype), v.to(Q.dtype), acc * tc.expand_dims(alpha, 1))
         m_i = m_new
     l_safe = tc.where(l_i == 0.0, 1.0, l_i)
