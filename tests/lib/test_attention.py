@@ -232,3 +232,21 @@ def test_split_choice():
     assert paged_mod.pick_config(1, 8, 32768).splits > 1
     assert paged_mod.pick_config(64, 8, 1024).splits == 1
     assert paged_mod.pick_config(1, 8, 200).splits == 1
+
+
+def test_paged_check_is_cached_until_the_table_changes():
+    """Unchanged torch tensors are checked once; an in-place write to the table bumps its
+    version, so the next call checks again and catches the bad entry."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    kc = torch.from_numpy(_cache(rng, 6, 16, 1, 64, np.float16))
+    q = torch.from_numpy(randn(rng, (2, 2, 64), np.float16))
+    table = torch.tensor([[0, 1], [2, 3]], dtype=torch.int32)
+    lens = torch.tensor([20, 32], dtype=torch.int32)
+    before = len(paged_mod._CHECKED)
+    paged_attention(q, kc, kc, table, lens)
+    paged_attention(q, kc, kc, table, lens)
+    assert len(paged_mod._CHECKED) == before + 1
+    table[1, 1] = 6
+    with pytest.raises(tc.LaunchError, match=r"block_table\[1, 1\] = 6 points outside"):
+        paged_attention(q, kc, kc, table, lens)

@@ -79,6 +79,15 @@ def number(x: Any, name: str, fn: str) -> float:
     return float(x)
 
 
+def version_key(x: Any) -> tuple | None:
+    """What identifies a torch tensor's contents without reading them: its memory, shape,
+    strides and version counter (bumped by every in-place write through torch). None for
+    numpy arrays (read every time; they are on the host already)."""
+    if not is_torch(x):
+        return None
+    return (x.data_ptr(), x._version, tuple(x.shape), tuple(x.stride()), str(x.device))
+
+
 def host_ints(x: Any) -> np.ndarray:
     """The values of an integer vector on the host (a device sync for CUDA tensors)."""
     if is_torch(x):

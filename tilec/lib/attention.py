@@ -208,6 +208,29 @@ def _window(window: Any, causal: bool) -> tuple[int, int]:
     return left, right
 
 
+# cu_seqlens already checked, by (identity, version) of the torch tensors (see
+# paged_attention's _CHECKED): repeated calls skip the device-to-host copy.
+_CHECKED: dict[tuple, tuple[int, int]] = {}
+
+
+def _checked_cu_seqlens(cu_q: Any, cu_k: Any, tq: int, tk: int) -> tuple[int, int]:
+    """(longest query length, longest key length) of valid cumulative-length arrays."""
+    key = (_host.version_key(cu_q), _host.version_key(cu_k), tq, tk)
+    if None not in key[:2] and key in _CHECKED:
+        return _CHECKED[key]
+    hq, hk = _host.host_ints(cu_q), _host.host_ints(cu_k)
+    for name, c, total in (("cu_seqlens_q", hq, tq), ("cu_seqlens_k", hk, tk)):
+        if c[0] != 0 or np.any(np.diff(c) < 0) or c[-1] > total:
+            raise LaunchError(f"attention: '{name}' must start at 0, never decrease and end "
+                              f"at most at the {total} tokens given, got {list(c)}")
+    found = (int(np.max(np.diff(hq))), int(np.max(np.diff(hk))))
+    if None not in key[:2]:
+        if len(_CHECKED) > 256:
+            _CHECKED.clear()
+        _CHECKED[key] = found
+    return found
+
+
 @_host.located
 def attention(q: Any, k: Any, v: Any, causal: bool = False, sm_scale: float | None = None,
               window: Any = None, return_lse: bool = False, out: Any = None, *,
@@ -282,19 +305,13 @@ def attention(q: Any, k: Any, v: Any, causal: bool = False, sm_scale: float | No
             raise LaunchError(f"attention: cu_seqlens_q and cu_seqlens_k must both have B + 1 "
                               f">= 2 entries, got {len(cq)} and {len(ck)}")
         batch = len(cq) - 1
-        hq = _host.host_ints(cu_seqlens_q)
-        hk_ = _host.host_ints(cu_seqlens_k)
-        for name, c, total in (("cu_seqlens_q", hq, tq), ("cu_seqlens_k", hk_, tk)):
-            if c[0] != 0 or np.any(np.diff(c) < 0) or c[-1] > total:
-                raise LaunchError(f"attention: '{name}' must start at 0, never decrease and "
-                                  f"end at most at the {total} tokens given, got {list(c)}")
-        lq_max = int(np.max(np.diff(hq)))
+        lq_max, lk = _checked_cu_seqlens(cu_seqlens_q, cu_seqlens_k, tq, tk)
         if max_seqlen_q is not None:
             if int(max_seqlen_q) < lq_max:
                 raise LaunchError(f"attention: max_seqlen_q = {max_seqlen_q} but a sequence "
                                   f"has {lq_max} query tokens")
             lq_max = int(max_seqlen_q)
-        lq, lk = lq_max, int(np.max(np.diff(hk_)))
+        lq = lq_max
         out_shape = (tq, nh, hd)
         lse_shape = (nh, tq)
     else:
