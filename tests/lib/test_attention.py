@@ -250,3 +250,21 @@ def test_paged_check_is_cached_until_the_table_changes():
     table[1, 1] = 6
     with pytest.raises(tc.LaunchError, match=r"block_table\[1, 1\] = 6 points outside"):
         paged_attention(q, kc, kc, table, lens)
+
+
+def test_paged_inference_mode_tensors_are_checked_every_time():
+    """Inference-mode tensors keep no version counter: nothing is cached, nothing breaks."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(12)
+    with torch.inference_mode():
+        kc = torch.from_numpy(_cache(rng, 4, 16, 1, 64, np.float16)).clone()
+        q = torch.from_numpy(randn(rng, (1, 2, 64), np.float16)).clone()
+        table = torch.tensor([[2, 0]], dtype=torch.int32)
+        lens = torch.tensor([30], dtype=torch.int32)
+        got = paged_attention(q, kc, kc, table, lens)
+        want = ref.paged(q.numpy()[:, None], kc.numpy(), kc.numpy(), table.numpy(),
+                         lens.numpy())[:, 0]
+        close(got.numpy(), want, np.float16)
+        table[0, 1] = 4
+        with pytest.raises(tc.LaunchError, match=r"block_table\[0, 1\] = 4 points outside"):
+            paged_attention(q, kc, kc, table, lens)

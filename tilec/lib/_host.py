@@ -85,7 +85,11 @@ def version_key(x: Any) -> tuple | None:
     numpy arrays (read every time; they are on the host already)."""
     if not is_torch(x):
         return None
-    return (x.data_ptr(), x._version, tuple(x.shape), tuple(x.stride()), str(x.device))
+    try:
+        version = x._version
+    except RuntimeError:  # inference-mode tensors keep no version counter: never cached
+        return None
+    return (x.data_ptr(), version, tuple(x.shape), tuple(x.stride()), str(x.device))
 
 
 def host_ints(x: Any) -> np.ndarray:
