@@ -72,7 +72,7 @@ def _block(q, KT, V, acc, m_i, l_i, n0, kt_col, kt_row, v_row, v_col, qk_scale,
 @tc.kernel(fast_math=True)  # exp2 as one ex2.approx: the scores' rounding dominates
 def attention_kernel(Q: tc.Tensor, KT: tc.Tensor, V: tc.Tensor, O: tc.Tensor, Lse: tc.Tensor,
                      CuQ: tc.Tensor, CuK: tc.Tensor,
-                     seqlen_q: int, seqlen_k: int, num_heads: int, group: int,
+                     seqlen_q: int, seqlen_k: int, group: int,
                      q_rb: int, q_rh: int, q_cb: int, q_ch: int,
                      k_rb: int, k_rh: int, k_cb: int, k_ch: int,
                      v_rb: int, v_rh: int, v_cb: int, v_ch: int,
@@ -81,9 +81,8 @@ def attention_kernel(Q: tc.Tensor, KT: tc.Tensor, V: tc.Tensor, O: tc.Tensor, Ls
                      BM: tc.constexpr, BN: tc.constexpr, D: tc.constexpr,
                      LEFT: tc.constexpr, RIGHT: tc.constexpr, VARLEN: tc.constexpr,
                      RETURN_LSE: tc.constexpr):
-    bh = tc.program_id(1)
-    b = bh // num_heads
-    h = bh % num_heads
+    h = tc.program_id(1)   # grid (query blocks, heads, batch): y and z allow 65535 each
+    b = tc.program_id(2)
     hk = h // group
     # Heaviest query blocks first (causal): they start while the light ones fill the tail.
     mb = tc.num_programs(0) - 1 - tc.program_id(0)
@@ -336,16 +335,19 @@ def attention(q: Any, k: Any, v: Any, causal: bool = False, sm_scale: float | No
     kv = _host.rows_view(k, varlen, "attention")
     vv = _host.rows_view(v, varlen, "attention")
     ov = _host.rows_view(out, varlen, "attention")
+    if batch > 65535 or nh > 65535:
+        raise LaunchError(f"attention: at most 65535 sequences and 65535 heads, got {batch} "
+                          f"and {nh}")
     cfg = config or pick_config(hd, lq, lk)
     dummy = _host.dummy_ints(q)
     lse2 = (_host.reshape(lse, (batch * nh if not varlen else nh, -1))
             if return_lse else _host.dummy_f32(q))
     cu_q = _host.as_int32(cu_seqlens_q, q) if varlen else dummy
     cu_k = _host.as_int32(cu_seqlens_k, q) if varlen else dummy
-    grid = (tc.cdiv(lq, cfg.BM), batch * nh)
+    grid = (tc.cdiv(lq, cfg.BM), nh, batch)  # x fastest: a head's blocks share K/V in L2
     attention_kernel[grid](
         qv.view, _host.transpose(kv.view), vv.view, ov.view, lse2, cu_q, cu_k,
-        lq, lk, nh, nh // nhk,
+        lq, lk, nh // nhk,
         qv.rb, qv.rh, qv.cb, qv.ch, kv.rb, kv.rh, kv.cb, kv.ch,
         vv.rb, vv.rh, vv.cb, vv.ch, ov.rb, ov.rh, ov.cb, ov.ch,
         0 if varlen else nh, float(sm_scale * LOG2E), left, right,
