@@ -163,6 +163,12 @@ def k_bad_arg(X: tc.Tensor, BLOCK: tc.constexpr):
     x = tc.load(X, (0,), (BLOCK,), bogus=1)  # ERR-bad-arg
 
 
+@tc.kernel
+def k_warps_n(X: tc.Tensor, BLOCK: tc.constexpr):
+    a = tc.zeros((16, 16), tc.float16)
+    c = tc.dot(a, a, warps_n=0)  # ERR-warps-n
+
+
 SIGN = "X: tensor<?xf32>, n: i32, BLOCK=16"
 
 
@@ -187,6 +193,7 @@ SIGN = "X: tensor<?xf32>, n: i32, BLOCK=16"
     (k_return_in_loop, "ERR-return-loop", "`return` inside a loop", SIGN),
     (k_pow, "ERR-pow", "** needs a compile-time integer exponent", SIG1),
     (k_bad_arg, "ERR-bad-arg", "tc.load(): got an unexpected keyword argument 'bogus'", SIG1),
+    (k_warps_n, "ERR-warps-n", "warps_n must be a positive integer, got 0", SIG1),
 ])
 def test_compile_errors(kernel, marker, message, sig):
     expect(kernel, marker, message, sig)

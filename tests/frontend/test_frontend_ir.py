@@ -170,3 +170,21 @@ def test_calling_dsl_outside_kernel_raises():
     with pytest.raises(tc.TilecError, match="only be called inside a @tc.kernel"):
         tc.exp(1.0)
     assert tc.cdiv(10, 4) == 3  # host helper for grids
+
+
+@tc.kernel(signature="X: tensor<?xf32>", fast_math=True)
+def fast_exp2(X: tc.Tensor):
+    tc.store(X, (0,), tc.exp2(tc.load(X, (0,), (128,))))
+
+
+@tc.kernel(signature="A: tensor<?x?xf16>, C: tensor<?x?xf32>")
+def dot_warps(A: tc.Tensor, C: tc.Tensor):
+    a = tc.load(A, (0, 0), (64, 64))
+    tc.store(C, (0, 0), tc.dot(a, a, warps_n=1))
+
+
+def test_fast_math_and_dot_warps_n():
+    """`@tc.kernel(fast_math=True)` marks the function; `warps_n` is an attribute of dot."""
+    assert "fast_math = true" in check(fast_exp2.compile())
+    assert "fast_math" not in check(dot_warps.compile())
+    assert "{warps_n = 1}" in check(dot_warps.compile())

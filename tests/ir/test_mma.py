@@ -57,6 +57,14 @@ def test_warp_grid(m, n, warps, grid):
     assert mma.warp_grid(m, n, mma.select("sm_80", dt.float16, dt.float32), warps) == grid
 
 
+@pytest.mark.parametrize("m,n,warps,warps_n,grid", [
+    (128, 64, 8, 1, (8, 1)), (64, 128, 4, 1, (4, 1)), (128, 128, 8, 2, (4, 2)),
+    (16, 64, 4, 1, None)])
+def test_warp_grid_with_fixed_warps_n(m, n, warps, warps_n, grid):
+    i = mma.select("sm_80", dt.float16, dt.float32)
+    assert mma.warp_grid(m, n, i, warps, warps_n) == grid
+
+
 def test_dot_layouts_are_products_of_the_fragments():
     i = mma.select("sm_80", dt.float16, dt.float32)
     L = mma.dot_layouts((128, 32), (32, 128), i, 4)

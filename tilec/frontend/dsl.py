@@ -690,9 +690,10 @@ def scan(em: Emitter, x: Any, axis: Any = 0, kind: Any = "sum", reverse: bool = 
 
 @builtin
 def dot(em: Emitter, a: Any, b: Any, acc: Any = None, out_dtype: Any = None,
-        precision: Any = None, input_precision: Any = None) -> TVal:
+        precision: Any = None, input_precision: Any = None, warps_n: Any = None) -> TVal:
     """`acc + a @ b` for 2-D tiles a: MxK, b: KxN (accumulator f32 for floats, i32 for ints;
-    `precision` "ieee" (default) or "tf32" for f32 inputs)."""
+    `precision` "ieee" (default) or "tf32" for f32 inputs; `warps_n` fixes how many warps
+    split N on a matrix instruction, 1 keeping each row of the result in one warp)."""
     x, y = tile(a, "dot operand a"), tile(b, "dot operand b")
     if x.type.rank != 2 or y.type.rank != 2:
         raise CompileError(f"dot takes 2-D tiles, got {x.type} and {y.type}")
@@ -727,6 +728,11 @@ def dot(em: Emitter, a: Any, b: Any, acc: Any = None, out_dtype: Any = None,
         if p not in ("ieee", "tf32"):
             raise CompileError(f"precision must be 'ieee' or 'tf32', got {p!r}")
         attrs["precision"] = p
+    if warps_n is not None:
+        wn = const_int(warps_n, "warps_n")
+        if wn < 1:
+            raise CompileError(f"warps_n must be a positive integer, got {wn}")
+        attrs["warps_n"] = wn
     return em.op("dot", x, y, c, attrs=attrs)
 
 

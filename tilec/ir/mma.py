@@ -148,15 +148,19 @@ def select(target: str | None, operand: DType, acc: DType,
     return found[0] if found else None
 
 
-def warp_grid(m: int, n: int, instr: MatrixInstr, num_warps: int) -> tuple[int, int] | None:
+def warp_grid(m: int, n: int, instr: MatrixInstr, num_warps: int,
+              warps_n: int = 0) -> tuple[int, int] | None:
     """wm x wn = num_warps warps over the M x N tile, each warp tile a whole number of
     instruction tiles; the squarest warp tile wins (it loads the fewest operand elements per
-    product), then the one with more warps along M. None when no grid divides the tile."""
+    product), then the one with more warps along M; `warps_n` > 0 fixes wn. None when no
+    grid divides the tile."""
     best: tuple[tuple[float, int], tuple[int, int]] | None = None
     for wm in range(1, num_warps + 1):
         if num_warps % wm:
             continue
         wn = num_warps // wm
+        if warps_n and wn != warps_n:
+            continue
         if m % (instr.m * wm) or n % (instr.n * wn):
             continue
         score = (abs(math.log2((m / wm) / (n / wn))), -wm)
@@ -177,14 +181,14 @@ class DotLayouts:
 
 
 def dot_layouts(shape_a: tuple[int, int], shape_b: tuple[int, int], instr: MatrixInstr,
-                num_warps: int) -> DotLayouts | None:
+                num_warps: int, warps_n: int = 0) -> DotLayouts | None:
     """The operand and accumulator layouts of the module doc, or None when the tile is not
     a whole number of instruction tiles per warp (the dot then keeps the FMA path: tiles
     are not padded)."""
     (m, k), (_, n) = shape_a, shape_b
     if k % instr.k:
         return None
-    grid = warp_grid(m, n, instr, num_warps)
+    grid = warp_grid(m, n, instr, num_warps, warps_n)
     if grid is None:
         return None
     wm, wn = grid

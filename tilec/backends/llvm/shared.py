@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 from llvmlite import ir
 
 from tilec.backends.llvm.values import I8, LayoutIndex, coord, i32
-from tilec.ir.core import Function, Operation
+from tilec.ir.core import Block, Function, Operation
 from tilec.ir.dtypes import DType
 from tilec.ir.layout import RegisterLayout
 from tilec.ir.shared_layout import SharedLayout, row_major
@@ -135,18 +135,54 @@ class SharedPlan:
 
 
 def plan_shared(lowering: Lowering, fn: Function) -> SharedPlan:
-    """Give every `shared_alloc` of `fn` its own offset."""
+    """Give every `shared_alloc` of `fn` its offset. Two allocations in one block share
+    bytes when a `barrier` lies between the last use of the first and the second (the
+    pipeline's buffers of consecutive loops: their last reads are over before anyone writes
+    the next loop's); all others get bytes of their own."""
     offsets: dict[Operation, int] = {}
+    placed: list[tuple[Operation, int, int, int]] = []   # (alloc, offset, bytes, last use)
     top = 0
     for op in fn.walk():
         if op.name != "shared_alloc":
             continue
         t = op.results[0].type
         nbytes = shared_layout_of(t).size * container_bits(t.element) // 8
-        top = _round_up(top, _ALIGN)
-        offsets[op] = top
-        top += nbytes
+        block = op.parent
+        here = block.ops.index(op)
+        busy = sorted((off, size) for other, off, size, last in placed
+                      if other.parent is not block or not _barrier_between(block, last, here))
+        offset = 0
+        for off, size in busy:
+            if offset + nbytes <= off:
+                break
+            offset = max(offset, _round_up(off + size, _ALIGN))
+        offsets[op] = offset
+        placed.append((op, offset, nbytes, _last_use(op, block)))
+        top = max(top, offset + nbytes)
     return SharedPlan(lowering, offsets, top)
+
+
+def _last_use(alloc: Operation, block: Block) -> int:
+    """The index in `block` of the last op that uses the buffer (through `shared_index`
+    views, inside nested regions)."""
+    last = block.ops.index(alloc)
+    values = list(alloc.results)
+    while values:
+        for user in values.pop().uses:
+            if user.name == "shared_index":
+                values.extend(user.results)
+            top = user
+            while top.parent is not block and top.parent is not None:
+                top = top.parent.parent.parent   # block -> region -> op
+            if top.parent is block:
+                last = max(last, block.ops.index(top))
+            else:
+                return len(block.ops)  # used outside this block: never free
+    return last
+
+
+def _barrier_between(block: Block, first: int, second: int) -> bool:
+    return any(op.name == "barrier" for op in block.ops[first + 1:second])
 
 
 # -- addressing ---------------------------------------------------------------------------------

@@ -50,6 +50,8 @@ class StagedOperand:
     t: TileType
     groups: dict[int, list[ir.Value]] = field(default_factory=dict)
     tile: SharedTile | None = None
+    offsets: np.ndarray | None = None                            # see _group_offset
+    bases: dict[int, ir.Value] = field(default_factory=dict)
 
     @property
     def in_scratch(self) -> bool:
@@ -77,15 +79,67 @@ def _plan(lw: Lowering, src_t: TileType, dst_t: TileType) -> mma.LdmatrixPlan | 
     return mma.ldmatrix_plan(tile_layout(src_t), tile_layout(dst_t), bits)
 
 
+def _inner_layout(s: StagedOperand) -> SharedLayout | None:
+    """The layout the group offsets are computed in, apart from a stage prefix: the
+    scratch plan's, or a stage's when `tile_offset` can add the prefix separately."""
+    if s.tile is None:
+        return s.plan.shared
+    layout, n = s.tile.layout, len(s.tile.prefix)
+    periods = [1 << (z.bits + z.base + z.shift) for z in layout.swizzles]
+    if n and (any(len(m) != 1 for m in layout.modes[:n])
+              or any(st[0] % p for st in layout.strides[:n] for p in periods)):
+        return None
+    return SharedLayout(layout.modes[n:], layout.strides[n:], layout.swizzles)
+
+
+def _group_offsets(s: StagedOperand, inner: SharedLayout) -> np.ndarray:
+    """[num_threads, groups] element offsets of every thread's ldmatrix row in `inner`."""
+    c = s.plan.address.coords()
+    return np.asarray(inner._offsets_of([c[:, :, 0], c[:, :, 1] * s.plan.row_elems]),
+                      dtype=np.int64)
+
+
+def _group_offset(lw: Lowering, s: StagedOperand, g: int) -> ir.Value:
+    """The element offset of this thread's row of ldmatrix group `g`. A group whose offsets
+    are another group's plus one constant for every thread (the XOR swizzle leaves all but a
+    few column bits alone) reuses that group's value: LLVM folds the constant into the
+    ld.shared address, so a block of 32 ldmatrix keeps a few address registers live across
+    a loop instead of 32."""
+    b, plan = lw.b, s.plan
+    inner = _inner_layout(s)
+    if inner is not None:
+        if s.offsets is None:
+            s.offsets = _group_offsets(s, inner)
+        col = s.offsets[:, g]
+        for h, value in s.bases.items():
+            delta = col - s.offsets[:, h]
+            if (delta == delta[0]).all():
+                offset = b.add(value, i32(int(delta[0]))) if delta[0] else value
+                return _with_prefix(b, s, offset)
+    index = lw.index(plan.address)
+    row = coord(b, index, g, 0)
+    column = b.mul(coord(b, index, g, 1), i32(plan.row_elems))
+    if inner is None:
+        return tile_offset(b, s.tile, [row, column])
+    value = layout_offset(b, inner, [row, column])
+    s.bases[g] = value
+    return _with_prefix(b, s, value)
+
+
+def _with_prefix(b: ir.IRBuilder, s: StagedOperand, inner: ir.Value) -> ir.Value:
+    if s.tile is None:
+        return inner
+    total = inner
+    for c, st in zip(s.tile.prefix, s.tile.layout.strides[:len(s.tile.prefix)]):
+        total = b.add(b.mul(c, i32(st[0])), total)
+    return total
+
+
 def _load_group(lw: Lowering, s: StagedOperand, g: int) -> list[ir.Value]:
     b, plan = lw.b, s.plan
     et = smem_type(s.t.element, lw.llvm_type)
     reg = lw.llvm_type(s.t.element)
-    index = lw.index(plan.address)
-    row = coord(b, index, g, 0)
-    col = b.mul(coord(b, index, g, 1), i32(plan.row_elems))
-    offset = (layout_offset(b, plan.shared, [row, col]) if s.tile is None
-              else tile_offset(b, s.tile, [row, col]))
+    offset = _group_offset(lw, s, g)
     ptr = element_pointer(b, s.base, et, offset)
     out: list[ir.Value] = []
     for word in lw.target.load_matrix(b, ptr, plan.num, plan.trans):

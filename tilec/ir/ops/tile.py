@@ -237,10 +237,15 @@ class Dot(Operation):
     """`acc + a @ b` for a: MxK, b: KxN, acc: MxN; products accumulate in acc's dtype.
 
     `precision` picks how f32 inputs are multiplied: "ieee" (exact f32 FMA) or "tf32".
+    `warps_n` (0: the compiler chooses) fixes how many warps split N on a matrix
+    instruction; 1 keeps every row of the result within one warp (flash attention's row
+    softmax then needs no shared memory, and a dot result feeds the next dot's a in
+    registers).
     """
     name = "dot"
     operand_specs = ("a", "b", "acc")
-    attr_specs = {"precision": Attr(str, "ieee", choices=DOT_PRECISIONS)}
+    attr_specs = {"precision": Attr(str, "ieee", choices=DOT_PRECISIONS),
+                  "warps_n": Attr(int, 0)}
     num_results = 1
     traits = frozenset({PURE})
 

@@ -72,8 +72,8 @@ Choices where the rules leave freedom (deterministic, so the output is byte-iden
   (smaller) operand;
 - `store`/`atomic_*` take their value's layout; an FMA `dot` its accumulator's (an mma
   `dot` rule 6's; a `for`/`while` value that such a dot yields, directly or through
-  elementwise ops, is carried in its accumulator layout, so the loop converts nothing);
-  `if` the layout
+  elementwise ops, is carried in its accumulator layout, so the loop converts nothing,
+  and one that a reduction of it yields in the reduced layout); `if` the layout
   of the first region that yields a value that is not cheap to rebuild;
 - `reshape` whose operand's modes do not split converts the operand to the default layout
   of its shape if that reshapes, else to `replicated_layout` (every thread holds all).
@@ -387,7 +387,7 @@ class _Assigner:
             for instr in mma.candidates(self.options.target, a.element, c.element,
                                         op.precision):
                 found = mma.dot_layouts(a.shape, op.b.type.shape, instr,
-                                        self.threads // self.warp)
+                                        self.threads // self.warp, op.warps_n)
                 if found is not None:
                     break
         self.mma_memo[op] = found
@@ -418,6 +418,10 @@ class _Assigner:
         if op.name == "dot":
             plan = self.mma_layouts(op)
             return plan.c if plan is not None else None
+        if op.name in _REDUCTIONS and len(op.results) == 1:
+            # A row statistic of a dot result (flash attention's running max and sum).
+            found = self.carried(op.x, depth + 1)
+            return None if found is None else found.reduce(op.axis).squeeze(op.axis)
         if op.has_trait(Trait.ELEMENTWISE):
             for x in op.operands:
                 if is_register_tile(x.type) and x.type.shape == v.type.shape:
@@ -687,7 +691,10 @@ def _sink(a: _Assigner, op: Operation) -> bool:
         return _replace(a, op, _rebuild(a, producer, layout, [layout.squeeze(producer.axis)]))
     if name == "permute":
         back = layout.permute(_inverse(list(producer.dims)))
-        return _replace(a, op, _rebuild(a, producer, layout, [back]))
+        rebuilt = _rebuild(a, producer, layout, [back])
+        if op in a.staged:  # `dot(x, trans(load))`: the load's conversion stages too
+            a.staged.add(a.cache[(producer.x, back)].owner)
+        return _replace(a, op, rebuilt)
     tiles = [is_register_tile(v.type) for v in producer.operands]
     single_use = len(x.uses) == 1 and x not in a.preset
     if producer.has_trait(Trait.ELEMENTWISE):

@@ -21,6 +21,7 @@ in the swizzled shared layout that `mma.ldmatrix_plan` chooses for the conversio
       ...
     }
     async_wait {pending = 0}
+    barrier                                  // the buffers' bytes may be reused
 
 (`L` loads per iteration; one commit group per `copy_async`, so `pending` counts copies.)
 Copies past the end of the loop read out of bounds and fill zeros into slots nobody reads.
@@ -192,3 +193,5 @@ def _pipeline(f: Function, loop: Operation, stages: int) -> None:
         s.load.erase()
     after = Builder(loop.parent, loop.parent.ops.index(loop) + 1, loop.loc)
     after.create("async_wait", attrs={"pending": 0})
+    # Every thread is done with the buffers: another loop's may take their bytes.
+    after.create("barrier")

@@ -1,0 +1,89 @@
+"""The attention kernels as the library launches them, compiled for sm_80 and sm_90a (ptxas
+assembles every one): no spills at the default configurations, and P goes from the QK^T
+accumulator into the P @ V product in registers."""
+from __future__ import annotations
+
+import importlib
+import re
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from tilec.backends.nvidia import compile_kernel
+from tilec.lib import attention, paged_attention
+from tilec.lib.paged_attention import PagedConfig
+
+attn_mod = importlib.import_module("tilec.lib.attention")
+paged_mod = importlib.import_module("tilec.lib.paged_attention")
+
+
+class _Recorder:
+    """Stands in for a kernel: records the launch, builds its IR module instead."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.modules = []
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.modules.append((self.kernel.ir(*args, **kwargs), kwargs.get("num_warps", 4)))
+        return launch
+
+
+def _compile(module, warps, arch):
+    name = module.functions[0].name
+    k = compile_kernel(module, name, arch=arch, num_warps=warps)
+    assert k.cubin and f".target {arch}" in k.ptx
+    assert k.resources.spill_stores == 0 and k.resources.spill_loads == 0, k.resources
+    return k
+
+
+@pytest.mark.parametrize("d, causal, window, arch", [
+    (128, False, None, "sm_90a"),
+    (128, False, None, "sm_80"),
+    (64, True, 32, "sm_80"),
+])
+def test_attention_ptx(monkeypatch, d, causal, window, arch):
+    rec = _Recorder(attn_mod.attention_kernel)
+    monkeypatch.setattr(attn_mod, "attention_kernel", rec)
+    x = np.zeros((1, 2, 256, d), ml_dtypes.bfloat16)
+    attention(x, x, x, causal=causal, window=window)
+    (module, warps), = rec.modules
+    k = _compile(module, warps, arch)
+    cfg = attn_mod.pick_config(d, 256, 256)
+    # After the first mma, shared memory is written only by the cp.async fallback (at most
+    # one st.shared.b16 per element of the K and V tiles, in each of the two loops): p
+    # feeds the second product as a renaming of registers, with no trip through shared
+    # memory (the tile IR above has no conversion of it either).
+    after = k.ptx[k.ptx.index("mma.sync"):]
+    stores = re.findall(r"st\.shared\S*", after)
+    assert set(stores) == {"st.shared.b16"}
+    assert len(stores) <= 2 * 2 * cfg.BN * d // (32 * warps)
+    assert "ldmatrix.sync.aligned.m8n8.x4.shared" not in after  # no a-operand staging
+    # The two loops' K/V stage buffers share their bytes; q's staging comes on top.
+    assert k.shared_bytes == cfg.num_stages * 2 * cfg.BN * d * 2 + cfg.BM * d * 2
+    fn = [line for line in k.tile_ir.splitlines() if "convert_layout" in line]
+    assert len(fn) == 1 and "%q_cvt" in fn[0], fn
+    dots = [line for line in k.tile_ir.splitlines() if " = dot " in line]
+    assert len(dots) == 4 and all("warps_n = 1" in line for line in dots)
+    assert "ex2.approx" in k.ptx and k.ptx.count("cp.async.cg") >= 4
+
+
+@pytest.mark.parametrize("cache, split, arch", [
+    (ml_dtypes.bfloat16, True, "sm_90a"),
+    (ml_dtypes.float8_e4m3fn, False, "sm_80"),
+])
+def test_paged_ptx(monkeypatch, cache, split, arch):
+    rec = _Recorder(paged_mod.paged_kernel)
+    merge = _Recorder(paged_mod.merge_kernel)
+    monkeypatch.setattr(paged_mod, "paged_kernel", rec)
+    monkeypatch.setattr(paged_mod, "merge_kernel", merge)
+    q = np.zeros((2, 8, 128), ml_dtypes.bfloat16)
+    kc = np.zeros((8, 64, 1, 128), cache)
+    table = np.arange(8, dtype=np.int32).reshape(2, 4)
+    paged_attention(q, kc, kc, table, np.array([200, 40], np.int32),
+                    config=PagedConfig(64, 2 if split else 1, 4))
+    for module, warps in rec.modules + merge.modules:
+        _compile(module, warps, arch)
+    assert len(merge.modules) == (1 if split else 0)
