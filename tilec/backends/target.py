@@ -34,6 +34,10 @@ class Target(ABC):
     max_shared_bytes: int = 48 * 1024
     matrix_loads: bool = False  # has `load_matrix` (ldmatrix)
     async_copies: bool = False  # has `copy_async_16`, `commit_copies`, `wait_copies`
+    # LLVM keeps sub-byte ints (<2 x i4>, and the vectors its vectorizers build of i4 values)
+    # in registers: low-bit casts pair lanes and `view` stays in registers. AMDGPU legalizes
+    # them through scratch memory, so there both go the general way.
+    narrow_int_vectors: bool = True
 
     # -- ids and synchronisation ---------------------------------------------------------------
     @abstractmethod

@@ -71,6 +71,7 @@ class AmdTarget(Target):
     max_shared_bytes: int = 64 * 1024
     matrix_loads: bool = False   # no ldmatrix: operands go through LDS with ds_read
     async_copies: bool = False
+    narrow_int_vectors: bool = False  # <2 x i4> goes through scratch: casts stay per lane
     has_f64_libm: bool = False   # f64 exp/log/... need ROCm's device libraries (not linked)
 
     def __post_init__(self) -> None:

@@ -148,7 +148,9 @@ def _view(lw: Lowering, op: Operation) -> list:
     wa, wb = a.bits, d.bits
     b = lw.b
     src, dst = tile_layout(src_t), tile_layout(dst_t)
-    if view_layout(src, wa, wb) == dst:
+    # In registers where every bit stays in its thread; not on targets where LLVM turns the
+    # sub-byte values that come out into vectors it legalizes through scratch (AMDGPU).
+    if view_layout(src, wa, wb) == dst and (min(wa, wb) >= 8 or lw.target.narrow_int_vectors):
         return [_view_in_registers(b, lw.get(op.x), a, d)]
     et = smem_type(src_t.element, lw.llvm_type)
     base = lw.smem.scratch(b, src_t.numel * container_bits(src_t.element) // 8)

@@ -279,7 +279,9 @@ def _cast(lw: Lowering, op: Operation) -> list:
         pairs = nibble_pairs_to_f16(lw.b, words, src.kind == "int", lw.target)
         return [[lw.b.extract_element(p, i32(j)) for p in pairs for j in (0, 1)]]
     if has_fast_cast(src, dst):  # low-bit -> f16/bf16: the bit tricks, two lanes at once
-        return map_pairs(lw, op, lambda x: fast_cast(lw.b, x, src, dst))
+        if src.bits >= 8 or lw.target.narrow_int_vectors:
+            return map_pairs(lw, op, lambda x: fast_cast(lw.b, x, src, dst))
+        return map_elements(lw, op, lambda x: fast_cast(lw.b, x, src, dst))
     return map_elements(lw, op, lambda x: casts.cast(lw.b, x, src, dst, lw.target))
 
 
