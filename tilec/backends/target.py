@@ -35,8 +35,9 @@ class Target(ABC):
     matrix_loads: bool = False  # has `load_matrix` (ldmatrix)
     async_copies: bool = False  # has `copy_async_16`, `commit_copies`, `wait_copies`
     # LLVM keeps sub-byte ints (<2 x i4>, and the vectors its vectorizers build of i4 values)
-    # in registers: low-bit casts pair lanes and `view` stays in registers. AMDGPU legalizes
-    # them through scratch memory, so there both go the general way.
+    # in registers: low-bit casts pair lanes, `view` stays in registers and packed tiles are
+    # read as words. AMDGPU legalizes them through scratch memory: there all three go the
+    # general way.
     narrow_int_vectors: bool = True
 
     # -- ids and synchronisation ---------------------------------------------------------------

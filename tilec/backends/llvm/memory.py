@@ -494,7 +494,8 @@ def packed_view_load(lw: Lowering, t: TensorValue, offsets: list[ir.Value],
     that straddles two words); otherwise each element reads the bytes it touches."""
     b = lw.b
     w = t.dtype.itemsize_bits
-    v = packed_vector_groups(layout, w)
+    # Word reads cut sub-byte values out in registers; AMDGPU would put them in scratch.
+    v = packed_vector_groups(layout, w) if lw.target.narrow_int_vectors else 1
     if v == 1:
         coords, inside = _view_elements(lw, t, offsets, layout)
         return [_packed_load(lw, t, cs, p) for cs, p in zip(coords, inside)]
