@@ -1,6 +1,7 @@
 """Weight-only quantized GEMM: tilec.lib.quant_gemm against cuBLAS (torch f16 matmul on the
 dequantized weights) and a Triton W4A16 kernel of the usual form (two 4-bit weights a byte,
-unpacked with shift/mask after the load, group scales, tl.dot), in one run.
+read along K and unpacked with shift/mask and tl.interleave, group scales, tl.dot, split-K with
+atomic adds for decode; checked against torch before timing), in one run.
 
 Shapes (N x K): 4096x4096, 8192x8192, 14336x4096; M in {1, 16, 128, 4096}. Weight formats:
 signed ints of 2..8 bits and float4_e2m1 / float6_e3m2, group size 128, f16 activations.
@@ -40,27 +41,32 @@ BIG_M_FORMATS = [dt.int3, dt.int4, dt.int8, dt.float4_e2m1]
 
 @triton.jit
 def triton_w4a16(a_ptr, w_ptr, s_ptr, c_ptr, M, N, K, G: tl.constexpr,
-                 BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
-    """C = A @ dequant(W).T; W is N x K/2 bytes, element k of a row in the low (k even) or
-    high nibble of byte k // 2, value (q - 8) * scale[n, k // G]."""
+                 BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SPLIT: tl.constexpr):
+    """C (f32, zeroed) += A @ dequant(W).T; W is N x K/2 bytes, element k of a row in the
+    low (k even) or high nibble of byte k // 2, value (q - 8) * scale[n, k // G]. Bytes are
+    read along K (coalesced) and unpacked with tl.interleave; program axis 1 splits K
+    SPLIT ways (atomic adds), as split-K W4A16 kernels for decode do."""
     pid = tl.program_id(0)
+    part = tl.program_id(1)
     num_n = tl.cdiv(N, BN)
     pm, pn = pid // num_n, pid % num_n
     rm = pm * BM + tl.arange(0, BM)
     rn = pn * BN + tl.arange(0, BN)
     rk = tl.arange(0, BK)
+    rb = tl.arange(0, BK // 2)
     acc = tl.zeros((BM, BN), dtype=tl.float32)
-    for k0 in range(0, K, BK):
-        kk = k0 + rk
-        a = tl.load(a_ptr + rm[:, None] * K + kk[None, :], mask=rm[:, None] < M, other=0.0)
-        byte = tl.load(w_ptr + rn[None, :] * (K // 2) + (kk[:, None] // 2),
-                       mask=rn[None, :] < N, other=0)
-        q = (byte >> ((kk[:, None] % 2) * 4)) & 0xF
+    per = K // SPLIT
+    for k0 in range(part * per, part * per + per, BK):
+        a = tl.load(a_ptr + rm[:, None] * K + (k0 + rk)[None, :], mask=rm[:, None] < M,
+                    other=0.0)
+        byte = tl.load(w_ptr + rn[:, None] * (K // 2) + (k0 // 2 + rb)[None, :],
+                       mask=rn[:, None] < N, other=0)
+        q = tl.interleave(byte & 0xF, byte >> 4)                     # BN x BK
         s = tl.load(s_ptr + rn * (K // G) + k0 // G, mask=rn < N, other=0.0)
-        w = (q.to(tl.float16) - 8.0) * s[None, :]
-        acc += tl.dot(a, w)
-    tl.store(c_ptr + rm[:, None] * N + rn[None, :], acc.to(tl.float16),
-             mask=(rm[:, None] < M) & (rn[None, :] < N))
+        w = (q.to(tl.float16) - 8.0) * s[:, None]
+        acc += tl.dot(a, tl.trans(w))
+    tl.atomic_add(c_ptr + rm[:, None] * N + rn[None, :], acc,
+                  mask=(rm[:, None] < M) & (rn[None, :] < N))
 
 
 _FLUSH = None
@@ -89,10 +95,33 @@ def device_ms(fn, repeats: int = 20) -> float:
     return median([s.elapsed_time(e) for s, e in zip(starts, ends)])
 
 
-def triton_config(m: int) -> tuple[int, int, int, int]:
+def triton_config(m: int, n: int, k: int) -> tuple[int, int, int, int, int]:
+    """(BM, BN, BK, warps, split): split-K for decode, up to ~1024 programs."""
     if m <= 16:
-        return 16, 64, 128, 4
-    return (64, 128, 64, 4) if m <= 256 else (128, 128, 64, 8)
+        bm, bn, bk, nw = 16, 64, 128, 4
+        split = 1
+        while (n // bn) * split * 2 <= 1024 and k % (bk * split * 2) == 0:
+            split *= 2
+        return bm, bn, bk, nw, split
+    return (64, 128, 64, 4, 1) if m <= 256 else (128, 128, 64, 8, 1)
+
+
+def triton_run(a, w4_bytes, s4, c32, m, n, k):
+    bm, bn, bk, nw, split = triton_config(m, n, k)
+    grid = (triton.cdiv(m, bm) * triton.cdiv(n, bn), split)
+
+    def run():
+        c32.zero_()  # part of the cost: the atomic adds need a zeroed output
+        triton_w4a16[grid](a, w4_bytes, s4, c32, m, n, k, G=GROUP, BM=bm, BN=bn, BK=bk,
+                           SPLIT=split, num_warps=nw)
+    return run
+
+
+def triton_reference(w4_bytes, s4, k):
+    """The f32 weights the Triton baseline computes with: (q - 8) * scale, nibble order."""
+    lo, hi = (w4_bytes & 0xF).float(), (w4_bytes >> 4).float()
+    q = torch.stack([lo, hi], dim=-1).reshape(w4_bytes.shape[0], k)
+    return ((q - 8.0).view(-1, k // GROUP, GROUP) * s4.float()[..., None]).view(-1, k)
 
 
 def quantized(d: dt.DType, n: int, k: int, gen: torch.Generator):
@@ -135,11 +164,15 @@ def main() -> None:
             w16 = torch.randn(n, k, device="cuda").half()
             cublas_ms = device_ms(lambda: a @ w16.T)
             w16 = None
-            bm, bn, bk, nw = triton_config(m)
-            c_tr = torch.empty(m, n, device="cuda", dtype=torch.float16)
-            grid = (triton.cdiv(m, bm) * triton.cdiv(n, bn),)
-            triton_ms = device_ms(lambda: triton_w4a16[grid](
-                a, w4_bytes, s4, c_tr, m, n, k, G=GROUP, BM=bm, BN=bn, BK=bk, num_warps=nw))
+            c_tr = torch.empty(m, n, device="cuda", dtype=torch.float32)
+            run_triton = triton_run(a, w4_bytes, s4, c_tr, m, n, k)
+            run_triton()
+            w_ref = triton_reference(w4_bytes[:CHECK_ROWS], s4[:CHECK_ROWS], k)
+            ref_tr = a.float() @ w_ref.T
+            triton_err = ((c_tr[:, :CHECK_ROWS] - ref_tr).abs().max()
+                          / ref_tr.abs().max().clamp_min(1e-6)).item()
+            assert triton_err < 1e-2, f"the Triton W4A16 baseline is wrong: {triton_err:.2e}"
+            triton_ms = device_ms(run_triton)
             for d in formats:
                 if d not in cache:
                     cache[d] = quantized(d, n, k, gen)
