@@ -26,7 +26,7 @@ fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 
 log="${OUT:-/tmp}/gpu_tests.log"
-"$PY" -m pytest -m gpu tests/gpu -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} 2>&1 | tee "$log"
+"$PY" -m pytest -m "gpu or torch" tests -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} 2>&1 | tee "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 benchlog="${OUT:-/tmp}/benchmarks.log"

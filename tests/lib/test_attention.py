@@ -234,10 +234,11 @@ def test_split_choice():
     assert paged_mod.pick_config(1, 8, 200).splits == 1
 
 
+@pytest.mark.torch
 def test_paged_check_is_cached_until_the_table_changes():
     """Unchanged torch tensors are checked once; an in-place write to the table bumps its
     version, so the next call checks again and catches the bad entry."""
-    torch = pytest.importorskip("torch")
+    import torch
     rng = np.random.default_rng(11)
     kc = torch.from_numpy(_cache(rng, 6, 16, 1, 64, np.float16))
     q = torch.from_numpy(randn(rng, (2, 2, 64), np.float16))
@@ -252,9 +253,10 @@ def test_paged_check_is_cached_until_the_table_changes():
         paged_attention(q, kc, kc, table, lens)
 
 
+@pytest.mark.torch
 def test_paged_inference_mode_tensors_are_checked_every_time():
     """Inference-mode tensors keep no version counter: nothing is cached, nothing breaks."""
-    torch = pytest.importorskip("torch")
+    import torch
     rng = np.random.default_rng(12)
     with torch.inference_mode():
         kc = torch.from_numpy(_cache(rng, 4, 16, 1, 64, np.float16)).clone()

@@ -165,8 +165,9 @@ def test_ptx_assembles(wd, cfg, act):
         assert "st.shared.b8" not in k.ptx and "st.shared.u8" not in k.ptx
 
 
+@pytest.mark.torch
 def test_pack_torch_round_trip():
-    torch = pytest.importorskip("torch")
+    import torch
     q = torch.randint(-4, 4, (3, 10))
     p = tc.pack(q, tc.int3)
     assert isinstance(p.data, torch.Tensor) and p.data.dtype == torch.uint8
