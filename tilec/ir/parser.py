@@ -10,7 +10,7 @@ from pathlib import Path
 
 import lark
 
-from tilec.errors import DTypeError, IRError, LayoutError, Location, TilecError
+from tilec.errors import DTypeError, IRError, Location, TilecError
 from tilec.ir import ops as _ops  # noqa: F401  (registers every op)
 from tilec.ir.core import OPS, Block, Function, Module, Operation, Region, SymbolRef, Value
 from tilec.ir.dtypes import dtype as parse_dtype

@@ -1,6 +1,6 @@
-"""Host-side helpers of the attention libraries: argument facts for numpy arrays and torch
-tensors alike, located `LaunchError`s naming the argument, and the copy-free 2-D views
-through which the kernels read [B, H, S, D]-like tensors."""
+"""Host-side helpers of the tilec.lib libraries: argument facts for numpy arrays, torch
+tensors and PackedTensors alike, located `LaunchError`s naming the argument, and the
+copy-free 2-D views through which the attention kernels read [B, H, S, D]-like tensors."""
 from __future__ import annotations
 
 import functools
@@ -35,16 +35,21 @@ def torch() -> Any:
 
 
 def is_torch(x: Any) -> bool:
+    """x is a torch tensor, or a PackedTensor whose bytes are one."""
+    if isinstance(x, tc.PackedTensor):
+        return is_torch(x.data)
     t = torch()
     return t is not None and isinstance(x, t.Tensor)
 
 
 def device(x: Any) -> Any:
-    return getattr(x, "device", None)
+    return device(x.data) if isinstance(x, tc.PackedTensor) else getattr(x, "device", None)
 
 
 def info(x: Any, name: str, fn: str) -> tuple[dt.DType, tuple[int, ...]]:
     """(tilec dtype, shape) of a tensor argument, or a LaunchError naming it."""
+    if isinstance(x, tc.PackedTensor):
+        return x.dtype, x.shape
     if is_torch(x):
         tname = str(x.dtype).removeprefix("torch.")
         try:

@@ -33,7 +33,6 @@ a table by shape bucket (`pick_config`).
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -41,6 +40,7 @@ import numpy as np
 import tilec as tc
 from tilec.errors import LaunchError
 from tilec.ir import dtypes as dt
+from tilec.lib import _host
 from tilec.lib.schedule import swizzle2d
 
 __all__ = ["ACTIVATIONS", "GemmConfig", "gemm", "gemm_kernel", "pick_config", "tuned_gemm"]
@@ -159,50 +159,15 @@ _IN_DTYPES = {"f16": dt.float16, "bf16": dt.bfloat16, "f32": dt.float32, "i8": d
 _OUT_DTYPES = (dt.float16, dt.bfloat16, dt.float32, dt.float8_e4m3, dt.float8_e5m2,
                dt.int32, dt.int8)
 _FP8 = (dt.float8_e4m3, dt.float8_e5m2)
-_TORCH_NAMES = {"float8_e4m3fn": "float8_e4m3"}
-
-
 def _names(ds) -> str:
     return ", ".join(str(d) for d in ds)
 
 
-def _torch() -> Any:
-    return sys.modules.get("torch")
-
-
-def _is_torch(x: Any) -> bool:
-    """x is a torch tensor, or a PackedTensor (fp8 bytes) held in one."""
-    if isinstance(x, tc.PackedTensor):
-        return _is_torch(x.data)
-    torch = _torch()
-    return torch is not None and isinstance(x, torch.Tensor)
-
-
-def _device(x: Any) -> Any:
-    return _device(x.data) if isinstance(x, tc.PackedTensor) else getattr(x, "device", None)
+_torch, _is_torch, _device = _host.torch, _host.is_torch, _host.device
 
 
 def _info(x: Any, name: str) -> tuple[dt.DType, tuple[int, ...]]:
-    """(tilec dtype, shape) of a tensor argument, or a LaunchError naming it."""
-    if isinstance(x, tc.PackedTensor):
-        return x.dtype, x.shape
-    if _is_torch(x):
-        tname = str(x.dtype).removeprefix("torch.")
-        try:
-            d = dt.dtype(_TORCH_NAMES.get(tname, tname))
-        except tc.TilecError:
-            raise LaunchError(f"gemm: argument '{name}' has dtype {x.dtype}, which tilec "
-                              "does not support") from None
-        return d, tuple(int(s) for s in x.shape)
-    if isinstance(x, np.ndarray):
-        try:
-            d = dt.dtype_from_numpy(x.dtype)
-        except tc.TilecError:
-            raise LaunchError(f"gemm: argument '{name}' has dtype {x.dtype}, which tilec "
-                              "does not support") from None
-        return d, tuple(x.shape)
-    raise LaunchError(f"gemm: argument '{name}' must be a tensor (a numpy array or a torch "
-                      f"tensor), got {type(x).__name__}")
+    return _host.info(x, name, "gemm")
 
 
 def _as_dtype(d: Any, name: str) -> dt.DType:
@@ -211,7 +176,7 @@ def _as_dtype(d: Any, name: str) -> dt.DType:
     torch = _torch()
     if torch is not None and isinstance(d, torch.dtype):
         tname = str(d).removeprefix("torch.")
-        d = _TORCH_NAMES.get(tname, tname)
+        d = _host._TORCH_NAMES.get(tname, tname)
     elif not isinstance(d, str):
         try:
             return dt.dtype_from_numpy(d)

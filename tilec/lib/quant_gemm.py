@@ -33,7 +33,6 @@ examples; `dequantize` is the reference formula above in numpy.
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -41,6 +40,7 @@ import numpy as np
 import tilec as tc
 from tilec.errors import LaunchError
 from tilec.ir import dtypes as dt
+from tilec.lib import _host
 
 __all__ = ["QuantConfig", "dequantize", "pick_config", "quant_gemm", "quant_gemm_kernel",
            "quantize", "WEIGHT_DTYPES"]
@@ -183,15 +183,7 @@ WEIGHT_DTYPES = tuple([dt.int_(b) for b in range(1, 9)] + [dt.uint(b) for b in r
 _ACT = {"float16": dt.float16, "bfloat16": dt.bfloat16}
 
 
-def _torch() -> Any:
-    return sys.modules.get("torch")
-
-
-def _is_torch(x: Any) -> bool:
-    if isinstance(x, tc.PackedTensor):
-        return _is_torch(x.data)
-    torch = _torch()
-    return torch is not None and isinstance(x, torch.Tensor)
+_torch, _is_torch = _host.torch, _host.is_torch
 
 
 def _info(x: Any, name: str) -> tuple[dt.DType, tuple[int, ...]]:
