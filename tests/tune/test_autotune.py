@@ -249,3 +249,25 @@ def test_progress_bar_only_on_a_terminal():
     assert pipe.text == ""
     workers.announce("chosen", stream=term)
     assert term.text.endswith("chosen\n")
+
+
+def test_pool_starts_children_early_and_closes_without_waiting(monkeypatch):
+    # start(): the children start (and import the compiler) before the first map, which uses
+    # those same processes; close() returns at once and the children still exit.
+    monkeypatch.setenv("TILEC_TUNE_JOBS", "2")
+    pool = workers.Pool("test")
+    pool.start(5)
+    children = list(pool._children)
+    assert len(children) == 2 and all(c.poll() is None for c in children)
+    jobs = [workers.Job(i, "func @broken(", "<bad>", "broken", "sm_90a", 4, {})
+            for i in range(3)]
+    out = pool.map(workers.analyse, jobs, "analysing")
+    assert pool._children == children
+    assert [o.error.split(":")[0] for o in out] == ["IRError"] * 3
+    pool.close()
+    assert pool._children == []
+    assert [c.wait(timeout=30) for c in children] == [0, 0]
+    monkeypatch.setenv("TILEC_TUNE_JOBS", "1")
+    serial = workers.Pool("test")
+    serial.start(5)          # one job at a time: nothing to start
+    assert serial._children == []

@@ -332,6 +332,7 @@ class Autotuner:
         cands = self.candidates(values)
         report = Report("cost model", cands[0], considered=len(cands))
         pool = workers.Pool(f"tilec: ranking {self.kernel.__name__}")
+        pool.start(len(cands))  # the children start up while this process builds the IR
         try:
             ranked, _ = self._analyse(cands, values, grid, limits, pool, report)
         finally:
@@ -355,6 +356,7 @@ class Autotuner:
             if cfg not in cands:
                 report.pruned[cfg.short()] = "prune hook"
         pool = workers.Pool(f"tilec tune {self.kernel.__name__}")
+        pool.start(len(cands))  # the children start up while this process builds the IR
         try:
             ranked, _ = self._analyse(cands, values, grid, limits, pool, report)
             report.seconds["analyse"] = time.perf_counter() - start

@@ -80,6 +80,13 @@ class Pool:
         self.jobs = config.tune_jobs()
         self._children: list[subprocess.Popen] = []
 
+    def start(self, expected_jobs: int) -> None:
+        """Start the children now, so that their interpreter start-up and imports (about a
+        second) overlap with the parent's own work before the first `map`."""
+        if self.jobs > 1 and expected_jobs > 1:
+            while len(self._children) < min(self.jobs, expected_jobs, MAX_CHILDREN):
+                self._children.append(_start_child())
+
     def map(self, fn: Callable[[Job], Outcome], jobs: Sequence[Job], what: str) -> list[Outcome]:
         """fn over jobs, in parallel when there are workers; a progress bar on a terminal."""
         progress = Progress(f"{self.label}: {what}", len(jobs))
@@ -89,7 +96,7 @@ class Pool:
                 results.append(fn(job))
                 progress.step()
         else:
-            while len(self._children) < min(self.jobs, len(jobs), 32):
+            while len(self._children) < min(self.jobs, len(jobs), MAX_CHILDREN):
                 self._children.append(_start_child())
             pending = list(enumerate(jobs))
             lock = threading.Lock()
@@ -115,13 +122,30 @@ class Pool:
         return sorted(results, key=lambda o: o.index)
 
     def close(self) -> None:
-        for child in self._children:
+        """Tell every child to exit at once and return: a child's exit (interpreter and LLVM
+        teardown) takes about 0.1 s, which waiting for each in turn would add up. A daemon
+        thread reaps them."""
+        children, self._children = self._children, []
+        for child in children:
             try:
                 child.stdin.close()
-                child.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                child.kill()
-        self._children = []
+            except OSError:
+                pass
+        if children:
+            threading.Thread(target=_reap, args=(children,), daemon=True).start()
+
+
+def _reap(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+# Never more worker processes than this, however many CPUs.
+MAX_CHILDREN = 32
 
 
 def _start_child() -> subprocess.Popen:
@@ -155,9 +179,14 @@ def _receive(stream: Any) -> Any:
 
 
 def serve() -> None:
-    """A worker's loop: jobs from stdin until it closes, outcomes to stdout."""
+    """A worker's loop: jobs from stdin until it closes, outcomes to stdout. The modules every
+    job needs are imported before the first job arrives (while the parent builds the jobs)."""
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # anything printed by the compiler must not corrupt the stream
+    import tilec.backends.nvidia.compiler  # noqa: F401
+    import tilec.ir.parser  # noqa: F401
+    import tilec.ir.passes.manager  # noqa: F401
+    import tilec.tune.resources  # noqa: F401
     fns = {"analyse": analyse, "compile_job": compile_job}
     while True:
         try:
