@@ -66,6 +66,7 @@ class Report:
     mismatched: list[str] = field(default_factory=list)
     predicted: list[tuple[Config, float]] = field(default_factory=list)  # cost model order
     seconds: dict[str, float] = field(default_factory=dict)
+    spread: dict[str, list[float]] = field(default_factory=dict)  # config -> [p10, p90, n]
 
     def to_json(self) -> dict[str, Any]:
         return {"method": self.method, "winner": self.winner.to_json(),
@@ -73,7 +74,7 @@ class Report:
                 "timed": [[c.to_json(), ms] for c, ms in self.timed],
                 "pruned": self.pruned, "failed": self.failed, "mismatched": self.mismatched,
                 "predicted": [[c.to_json(), s] for c, s in self.predicted[:8]],
-                "seconds": self.seconds}
+                "seconds": self.seconds, "spread": self.spread}
 
 
 class Autotuner:
@@ -455,6 +456,9 @@ class Autotuner:
         sets = [(args, kwargs)] + [_copy_set(args, kwargs, names, tensors) for _ in range(
             timing.copies_needed(sum(_nbytes(values[n]) for n in tensors), l2) - 1)]
         stream = timing.current_stream(device)
+        stall = timing.torch_stall
+        samples: dict[Config, list[float]] = {}
+        runs: dict[Config, Callable[[int], None]] = {}
         reference: dict[str, Any] | None = None
         for cfg in cands:
             # A tuple grid: the kernel's launch hot path, so the host keeps ahead of the GPU.
@@ -476,11 +480,28 @@ class Autotuner:
                     if self.reset_to_zero or self.restore:
                         prepare(a, kw)
                     launch(*a, **kw, **extra)
-                times = timing.time_ms(run, len(sets), device, stream, self.warmup, self.reps)
+                samples[cfg] = timing.time_ms(run, len(sets), device, stream, self.warmup,
+                                              min(self.reps, timing.FIRST_REPS), stall=stall)
+                runs[cfg] = run
             except TilecError as e:
                 report.failed[cfg.short()] = f"{type(e).__name__}: {e.message.splitlines()[0]}"
-                continue
+        # Early stop for the clearly slower ones; the close ones again, interleaved.
+        close = timing.contenders({c: timing.median(t) for c, t in samples.items()})
+        per_round = max(timing.FIRST_REPS, self.reps // timing.ROUNDS)
+        for r in range(timing.ROUNDS if len(close) > 1 else 0):
+            for cfg in close:
+                if cfg not in samples:
+                    continue
+                try:
+                    samples[cfg] += timing.time_ms(runs[cfg], len(sets), device, stream, 1,
+                                                   per_round, stall=stall, start=r + 1)
+                except TilecError as e:
+                    report.failed[cfg.short()] = (f"{type(e).__name__}: "
+                                                  f"{e.message.splitlines()[0]}")
+                    del samples[cfg]
+        for cfg, times in samples.items():
             report.timed.append((cfg, timing.median(times)))
+            report.spread[cfg.short()] = [*timing.spread(times), len(times)]
         prepare(args, kwargs)  # the caller's launch sees the arguments as they were given
         torch.cuda.synchronize(device)
 
