@@ -27,7 +27,7 @@ import math
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -37,6 +37,7 @@ from tilec.errors import LaunchError, Location, TilecError
 from tilec.frontend.kernel import Kernel
 from tilec.frontend.launch import device_of, runs_on_gpu
 from tilec.frontend.source import caller_location
+from tilec.ir.core import Module
 from tilec.tune.cost import DEFAULT_MODEL, Candidate, CostModel
 from tilec.tune.database import TuningDatabase, TuningKey
 from tilec.tune.resources import DeviceLimits, check
@@ -280,13 +281,27 @@ class Autotuner:
                                   hint="a prune hook must keep at least one")
         return kept
 
-    def _build(self, cfg: Config, values: Mapping[str, Any]) -> tuple[Any, list, dict]:
-        """The frontend module of one candidate, its specialisation and options."""
+    def _build(self, cfg: Config, values: Mapping[str, Any],
+               built: dict[tuple, tuple] | None = None) -> tuple[Any, list, dict]:
+        """The frontend module of one candidate, its specialisation and options. With
+        `built` (one search's memo), the frontend runs once per set of constexpr values:
+        candidates differing only in num_warps / num_stages share its body, with their own
+        function attributes (the options are nothing but attributes to the frontend)."""
         call = dict(values)
         call.update(cfg.all())
         options = {o: call.pop(o) for o in ("num_warps", "num_stages")}
+        group = tuple(sorted((k, repr(v)) for k, v in cfg.kwargs.items()))
+        if built is not None and group in built:
+            module, specs = built[group]
+            kernel_fn = module.get(self.kernel.__name__)
+            fn = replace(kernel_fn, attrs={**kernel_fn.attrs, **options})
+            return Module([fn if f is kernel_fn else f for f in module.functions],
+                          source=module.source), specs, options
         specs, consts = self.kernel.specialise(call)
-        return self.kernel.build(specs, consts, options), specs, options
+        module = self.kernel.build(specs, consts, options)
+        if built is not None:
+            built[group] = (module, specs)
+        return module, specs, options
 
     def _analyse(self, cands: list[Config], values: Mapping[str, Any], grid: Any,
                  limits: DeviceLimits, pool: workers.Pool, report: Report
@@ -295,10 +310,10 @@ class Autotuner:
         cost model, with their predicted times."""
         from tilec.ir.printer import print_module
         facts = _facts(values)
-        built, jobs = [], []
+        built, jobs, memo = [], [], {}
         for i, cfg in enumerate(cands):
             try:
-                module, specs, options = self._build(cfg, values)
+                module, specs, options = self._build(cfg, values, memo)
             except TilecError as e:
                 report.failed[cfg.short()] = f"{type(e).__name__}: {e.message}"
                 continue
