@@ -251,10 +251,12 @@ def test_progress_bar_only_on_a_terminal():
     assert term.text.endswith("chosen\n")
 
 
-def test_pool_starts_children_early_and_closes_without_waiting(monkeypatch):
+def test_pool_starts_children_early_and_reuses_them(monkeypatch):
     # start(): the children start (and import the compiler) before the first map, which uses
-    # those same processes; close() returns at once and the children still exit.
+    # those same processes; close() gives them back, the next pool (same environment) takes
+    # them, one in another environment does not; retire_idle() stops them.
     monkeypatch.setenv("TILEC_TUNE_JOBS", "2")
+    workers.retire_idle()
     pool = workers.Pool("test")
     pool.start(5)
     children = list(pool._children)
@@ -265,9 +267,62 @@ def test_pool_starts_children_early_and_closes_without_waiting(monkeypatch):
     assert pool._children == children
     assert [o.error.split(":")[0] for o in out] == ["IRError"] * 3
     pool.close()
-    assert pool._children == []
+    assert pool._children == [] and all(c.poll() is None for c in children)
+    again = workers.Pool("test")
+    again.start(2)
+    assert sorted(c.pid for c in again._children) == sorted(c.pid for c in children)
+    again.close()
+    monkeypatch.setenv("TILEC_TUNE_OTHER_TEST_KNOB", "1")   # another environment
+    other = workers.Pool("test")
+    other.start(2)
+    assert not {c.pid for c in other._children} & {c.pid for c in children}
+    other.close()
+    others = list(other._children)
+    workers.retire_idle()
     assert [c.wait(timeout=30) for c in children] == [0, 0]
+    assert all(c.wait(timeout=30) == 0 for c in others)
     monkeypatch.setenv("TILEC_TUNE_JOBS", "1")
     serial = workers.Pool("test")
     serial.start(5)          # one job at a time: nothing to start
     assert serial._children == []
+
+
+def test_a_broken_child_is_not_reused(monkeypatch):
+    monkeypatch.setenv("TILEC_TUNE_JOBS", "2")
+    workers.retire_idle()
+    pool = workers.Pool("test")
+    pool.start(2)
+    victim, survivor = pool._children
+    victim.kill()
+    victim.wait()
+    jobs = [workers.Job(i, "func @broken(", "<bad>", "broken", "sm_90a", 4, {})
+            for i in range(4)]
+    out = pool.map(workers.analyse, jobs, "analysing")
+    # one job fails with the dead child; the survivor does the rest
+    assert [o.index for o in out] == [0, 1, 2, 3]
+    assert sum(o.error.startswith("worker process failed") for o in out) == 1
+    assert sum(o.error.startswith("IRError") for o in out) == 3
+    pool.close()
+    again = workers.Pool("test")
+    again.start(2)
+    assert victim not in again._children and survivor in again._children
+    again.close()
+    workers.retire_idle()
+    assert survivor.wait(timeout=30) == 0
+
+
+def test_every_job_has_an_outcome_when_every_child_fails(monkeypatch):
+    monkeypatch.setenv("TILEC_TUNE_JOBS", "2")
+    workers.retire_idle()
+    pool = workers.Pool("test")
+    pool.start(2)
+    for child in pool._children:
+        child.kill()
+        child.wait()
+    jobs = [workers.Job(i, "func @broken(", "<bad>", "broken", "sm_90a", 4, {})
+            for i in range(5)]
+    out = pool.map(workers.analyse, jobs, "analysing")
+    assert [o.index for o in out] == [0, 1, 2, 3, 4]
+    assert all(o.value is None and o.error.startswith("worker process failed") for o in out)
+    pool.close()
+    assert workers._IDLE.get(workers._environment_key(), []) == []
