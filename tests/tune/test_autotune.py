@@ -151,14 +151,16 @@ def test_cli_show_prints_winners_and_why(tmp_path, monkeypatch, capsys):
                     pruned={"a": "resource model: registers: ~416 > 255 per thread",
                             "b": "resource model: registers: ~800 > 255 per thread",
                             "c": "cost model: outside the budget of 12"},
-                    failed={"BM=32 w4 s3": "CompileError: no"}, seconds={"total": 6.5})
+                    failed={"BM=32 w4 s3": "CompileError: no"}, seconds={"total": 6.5},
+                    spread={"BM=128 w4 s3": [0.40, 0.43, 40]})
     TuningDatabase().put(TuningKey("gemm_kernel-0123", (4096, 4096, 4096), "NVIDIA H100"),
                          report.winner, report.to_json())
     assert main(["tune", "--show"]) == 0
     out = capsys.readouterr().out
     assert "gemm_kernel-0123  key 4096, 4096, 4096" in out
-    assert "winner   BM=128 w4 s3   0.4100 ms   (timed 2 of 72 configurations in 6.5 s)" in out
-    assert "then     BM=64 w4 s3   0.5000 ms  (x1.22)" in out
+    assert ("winner   BM=128 w4 s3   0.4100 ms  [0.4000-0.4300, 40 samples]   (timed 2 of 72 "
+            "configurations in 6.5 s)") in out
+    assert "then     BM=64 w4 s3   0.5000 ms  (x1.22)\n" in out
     assert "pruned   3: 2 resource model: registers, 1 cost model: outside the budget of 12" \
         in out
     assert "failed   1 (e.g. BM=32 w4 s3: CompileError: no)" in out
