@@ -11,7 +11,8 @@ The first launch with a new key on a GPU looks the key up in the tuning database
 it tunes: prune hooks, then the resource model (candidates that cannot fit the device,
 judged from their IR after the GPU passes, computed in worker processes), then the cost
 model's order (the first `budget` candidates go on), then compilation in worker processes
-and ptxas's report (spills, shared memory), then timing on the device; a candidate that fails
+and ptxas's report (spills, shared memory), then timing on the device (tilec.tune.timing:
+a first few samples each, more for the close ones, interleaved); a candidate that fails
 or whose results differ from the first valid candidate's is discarded. The winner goes into
 the database with the search's report and is used from then on, in this process and later
 ones. With TILEC_AUTOTUNE=0 nothing is timed: the stored winner, else the cost model's first
