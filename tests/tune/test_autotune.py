@@ -327,3 +327,37 @@ def test_every_job_has_an_outcome_when_every_child_fails(monkeypatch):
     assert all(o.value is None and o.error.startswith("worker process failed") for o in out)
     pool.close()
     assert workers._IDLE.get(workers._environment_key(), []) == []
+
+
+@pytest.mark.skipif(ptxas_path() is None, reason="needs ptxas (the nvidia-cuda-nvcc wheel)")
+def test_search_compiles_what_a_launch_will_look_up(monkeypatch, tmp_path):
+    # The whole search up to the timing (which needs a GPU): analysis with one frontend build
+    # per tile shape, the budget, compilation in the workers; every candidate handed to the
+    # timing has its cubin in the compile cache under the key a fresh launch computes.
+    from tilec.lib.gemm import _tuned_grid, tuned_gemm
+    from tilec.runtime import cache
+    from tune_support import FLAGS, gemm_values
+    monkeypatch.setenv("TILEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("TILEC_TUNE_JOBS", "2")
+    handed: list = []
+
+    def fake_time(self, grid, args, kwargs, device, cands, report):
+        handed.extend(cands)
+        report.timed += [(c, 1.0 + i) for i, c in enumerate(cands)]
+    monkeypatch.setattr(Autotuner, "_time", fake_time)
+    space = [tc.Config(BM=64, BN=64, BK=32, num_warps=w, num_stages=s)
+             for w in (4, 8) for s in (3, 4)] + [tc.Config(BM=256, BN=256, BK=64, num_warps=4,
+                                                          num_stages=4)]
+    tuner = Autotuner(tuned_gemm.kernel, space, tuned_gemm.key, budget=2)
+    values = gemm_values(128, 256, 256)
+    args = tuple(values[n] for n in ("A", "B", "C", "Bias", "scale"))
+    report = tuner.tune(_tuned_grid(128, 256), args, dict(FLAGS), 0, H100)
+    assert len(handed) == 2 and report.winner == handed[0]
+    assert "BK=64 BM=256 BN=256 w4 s4" in report.pruned          # too much shared memory
+    assert sum("budget" in why for why in report.pruned.values()) == 2
+    assert set(report.seconds) >= {"analyse", "compile", "time", "total"}
+    for cfg in handed:
+        module, specs, options = tuner._build(cfg, values)        # a fresh build, no memo
+        key = tuned_gemm.kernel.gpu_cache_key(module, specs, options, "sm_90a")
+        assert cache.get(key) is not None, cfg
+    workers.retire_idle()
