@@ -163,7 +163,7 @@ def measure(m: int, n: int, k: int, launches: list[dict]) -> dict:
     import torch
 
     from tilec.lib.gemm import gemm_kernel
-    from tilec.tune.timing import spread
+    from tilec.tune.timing import spread, torch_stall
     a, b, c = _inputs(m, n, k)
     flags = _tilec_flags()
     calls = []
@@ -194,7 +194,7 @@ def measure(m: int, n: int, k: int, launches: list[dict]) -> dict:
             events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
                       for _ in range(REPS)]
             torch.cuda.synchronize()
-            torch.cuda._sleep(int(20e-3 * 2e9))  # >= 20 ms: the host queues the whole batch
+            torch_stall(20.0)  # >= 20 ms of GPU sleep: the host queues the whole batch
             for start, end in events:
                 flush.zero_()
                 start.record()
