@@ -8,9 +8,17 @@ in one run. For each GEMM shape (f16, 4096^3 and an LLM projection, M=128 N=1100
   triton           `triton.autotune` over those 8, on the Triton tutorial's matmul kernel
   tilec-reuse      a later process with tilec's database filled: no tuning
 
-Each runs in a fresh process with empty compile caches (TILEC_CACHE_DIR, TRITON_CACHE_DIR), so
-the wall time is what a first launch costs: from the first call to its end (imports and input
-allocation excluded). The chosen configuration is then timed with CUDA events (median of 50).
+Wall time: each runs in a fresh process with empty compile caches (TILEC_CACHE_DIR,
+TRITON_CACHE_DIR), so it is what a first launch costs: from the first call to its end (imports
+and input allocation excluded). tilec and triton, the two the goal compares, run WALL_RUNS
+times each, alternating; their mean is compared.
+
+Speed of the chosen configurations: measured afterwards in ONE process, every distinct chosen
+configuration (the same configuration chosen by two methods is one measurement), interleaved
+(ROUNDS rounds, each a batch of REPS launches of every configuration in turn), each launch
+after a write of FLUSH_BYTES that evicts L2 (the same cold-L2 state for every method), with
+the GPU held back while a batch is queued so that the events time the kernels and not the
+launch paths. Reported: the median of all samples and the 10th-90th percentile spread.
 Prints a table; writes benchmarks/results/autotune-<date>.json.
 """
 from __future__ import annotations
@@ -28,7 +36,10 @@ import triton.language as tl
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPES = [(4096, 4096, 4096), (128, 11008, 4096)]
-METHODS = ["tilec", "tilec-exhaustive", "tilec-tutorial", "triton", "tilec-reuse"]
+METHODS = ["tilec", "triton", "tilec-exhaustive", "tilec-tutorial", "tilec-reuse"]
+WALL_RUNS = 2          # tilec and triton: fresh-process runs each, alternating
+ROUNDS, REPS = 5, 20   # the interleaved measurement of the chosen configurations
+FLUSH_BYTES = 256 << 20
 
 # The Triton matmul tutorial's CUDA configurations: (BM, BN, BK, num_warps, num_stages).
 TUTORIAL = [(128, 256, 64, 8, 3), (64, 256, 32, 4, 4), (128, 128, 32, 4, 4), (128, 64, 32, 4, 4),
@@ -81,14 +92,18 @@ def _error(a, b, c) -> float:
     return float((c.double() - ref).abs().max() / ref.abs().max())
 
 
+def _tilec_flags():
+    import tilec as tc
+    return dict(GROUP_M=8, ACC=tc.float32, EPI_F32=False, HAS_SCALE=False, HAS_BIAS=False,
+                ACT="none", ROUND=False)
+
+
 def run_tilec(method: str, m: int, n: int, k: int) -> dict:
     import torch
 
     import tilec as tc
     from tilec.lib.gemm import _tuned_grid, tuned_gemm
     from tilec.tune import Autotuner
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import median, time_ms
     configs, budget = tuned_gemm.configs, tuned_gemm.budget
     if method == "tilec-exhaustive":
         budget = None
@@ -98,8 +113,7 @@ def run_tilec(method: str, m: int, n: int, k: int) -> dict:
         budget = None
     tuner = Autotuner(tuned_gemm.kernel, configs, tuned_gemm.key, budget=budget)
     a, b, c = _inputs(m, n, k)
-    flags = dict(GROUP_M=8, ACC=tc.float32, EPI_F32=False, HAS_SCALE=False, HAS_BIAS=False,
-                 ACT="none", ROUND=False)
+    flags = _tilec_flags()
     grid = _tuned_grid(m, n)
     torch.cuda.synchronize()
     start = time.perf_counter()
@@ -108,38 +122,92 @@ def run_tilec(method: str, m: int, n: int, k: int) -> dict:
     wall = time.perf_counter() - start
     err = _error(a, b, c)
     (cfg,) = tuner.chosen.values()
-    ms = median(time_ms(lambda: tuner[grid](a, b, c, a, 1.0, **flags), repeats=50))
-    out = {"wall_s": wall, "config": cfg.short(), "ms": ms, "rel_err": err,
-           "tuned": tuner.tuning_count}
+    out = {"wall_s": wall, "config": cfg.short(), "launch": {"impl": "tilec", **cfg.all()},
+           "rel_err": err, "tuned": tuner.tuning_count}
     report = next(iter(tuner.reports.values()), None)
     if report is not None:
         out.update(timed=len(report.timed), pruned=len(report.pruned), failed=len(report.failed),
                    mismatched=len(report.mismatched), seconds=report.seconds,
-                   all_ms={c.short(): t for c, t in report.timed})
+                   all_ms={c.short(): t for c, t in report.timed}, spread=report.spread,
+                   predicted=[c.short() for c, _ in report.predicted[:8]])
     return out
+
+
+def _triton_call(a, b, c, m: int, n: int, k: int, fn=None, **meta):
+    grid = lambda meta: (triton.cdiv(m, meta["BM"]) * triton.cdiv(n, meta["BN"]),)  # noqa
+    (fn or triton_matmul)[grid](a, b, c, m, n, k, *a.stride(), *b.stride(), *c.stride(), **meta)
 
 
 def run_triton(m: int, n: int, k: int) -> dict:
     import torch
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import median, time_ms
-
     a, b, c = _inputs(m, n, k)
-
-    def call():
-        grid = lambda meta: (triton.cdiv(m, meta["BM"]) * triton.cdiv(n, meta["BN"]),)  # noqa
-        triton_matmul[grid](a, b, c, m, n, k, *a.stride(), *b.stride(), *c.stride())
     torch.cuda.synchronize()
     start = time.perf_counter()
-    call()
+    _triton_call(a, b, c, m, n, k)
     torch.cuda.synchronize()
     wall = time.perf_counter() - start
     err = _error(a, b, c)
     best = triton_matmul.best_config
     cfg = f"BK={best.kwargs['BK']} BM={best.kwargs['BM']} BN={best.kwargs['BN']} " \
           f"w{best.num_warps} s{best.num_stages}"
-    ms = median(time_ms(call, repeats=50))
-    return {"wall_s": wall, "config": cfg, "ms": ms, "rel_err": err}
+    launch = {"impl": "triton", **best.kwargs, "num_warps": best.num_warps,
+              "num_stages": best.num_stages}
+    return {"wall_s": wall, "config": cfg, "launch": launch, "rel_err": err}
+
+
+def measure(m: int, n: int, k: int, launches: list[dict]) -> dict:
+    """The interleaved cold-L2 measurement of `launches` (see the module's docstring): for
+    each, its samples' median, 10th and 90th percentiles (ms) and its error."""
+    import statistics
+
+    import torch
+
+    from tilec.lib.gemm import gemm_kernel
+    from tilec.tune.timing import spread, torch_stall
+    a, b, c = _inputs(m, n, k)
+    flags = _tilec_flags()
+    calls = []
+    for spec in launches:
+        meta = {key: v for key, v in spec.items() if key != "impl"}
+        if spec["impl"] == "tilec":
+            programs = triton.cdiv(m, meta["BM"]) * triton.cdiv(n, meta["BN"])
+            launch = gemm_kernel[(programs,)]
+            calls.append(lambda launch=launch, meta=meta: launch(a, b, c, a, 1.0, **flags,
+                                                                 **meta))
+        else:
+            calls.append(lambda meta=meta: _triton_call(a, b, c, m, n, k, triton_matmul.fn,
+                                                        **meta))
+    errors = []
+    for call in calls:  # compile, check, warm up
+        c.fill_(float("nan"))
+        call()
+        torch.cuda.synchronize()
+        errors.append(_error(a, b, c))
+        for _ in range(3):
+            call()
+    flush = torch.empty(FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
+    samples: list[list[float]] = [[] for _ in calls]
+    for r in range(ROUNDS):
+        order = list(range(len(calls)))
+        order = order[r % len(order):] + order[:r % len(order)]  # each goes first in turn
+        for i in order:
+            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                      for _ in range(REPS)]
+            torch.cuda.synchronize()
+            torch_stall(20.0)  # >= 20 ms of GPU sleep: the host queues the whole batch
+            for start, end in events:
+                flush.zero_()
+                start.record()
+                calls[i]()
+                end.record()
+            torch.cuda.synchronize()
+            samples[i] += [s.elapsed_time(e) for s, e in events]
+    out = []
+    for spec, times, err in zip(launches, samples, errors):
+        p10, p90 = spread(times)
+        out.append({**spec, "ms": statistics.median(times), "p10_ms": p10, "p90_ms": p90,
+                    "samples": len(times), "rel_err": err})
+    return {"measured": out}
 
 
 def worker(method: str, m: int, n: int, k: int) -> None:
@@ -147,57 +215,122 @@ def worker(method: str, m: int, n: int, k: int) -> None:
     print("RESULT " + json.dumps(result))
 
 
-def _run(method: str, shape: tuple[int, int, int], cache: str) -> dict:
+def _env(cache: str) -> dict:
     env = {key: v for key, v in os.environ.items() if key != "TILEC_INTERPRET"}
     env.update(TILEC_CACHE_DIR=cache, TRITON_CACHE_DIR=os.path.join(cache, "triton"),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
-    proc = subprocess.run([sys.executable, __file__, "--worker", method, *map(str, shape)],
-                          capture_output=True, text=True, env=env, timeout=900)
+    return env
+
+
+def _result(proc: subprocess.CompletedProcess) -> dict:
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         return {"error": (proc.stdout + proc.stderr)[-2000:]}
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def _run(method: str, shape: tuple[int, int, int], cache: str) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--worker", method, *map(str, shape)],
+                          capture_output=True, text=True, env=_env(cache), timeout=900)
+    return _result(proc)
+
+
+def _measure(shape: tuple[int, int, int], launches: list[dict], cache: str) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--measure", *map(str, shape),
+                           json.dumps(launches)], capture_output=True, text=True,
+                          env=_env(cache), timeout=900)
+    return _result(proc)
+
+
+def _key(launch: dict) -> str:
+    return json.dumps(launch, sort_keys=True)
+
+
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common import write_result
     rows = []
-    print(f"{'shape':>16} {'method':>17} {'wall s':>7} {'TFLOP/s':>8} {'timed':>5}  config")
     for shape in SHAPES:
         m, n, k = shape
+        name = "x".join(map(str, shape))
         with tempfile.TemporaryDirectory(prefix="tilec-autotune-") as tmp:
-            results = {}
-            for method in METHODS:
-                # each method a fresh cache, except tilec-reuse: tilec's, database and all
-                cache = os.path.join(tmp, "tilec" if method == "tilec-reuse" else method)
-                results[method] = r = _run(method, shape, cache)
+            results: dict[str, dict] = {}
+            walls: dict[str, list[float]] = {"tilec": [], "triton": []}
+            plan = [x for _ in range(WALL_RUNS) for x in ("tilec", "triton")] + METHODS[2:]
+            for i, method in enumerate(plan):
+                # each run a fresh cache, except tilec-reuse: the first tilec run's, database
+                # and all
+                cache = os.path.join(tmp, "tilec-0" if method == "tilec-reuse" else f"{method}-{i}")
+                r = _run(method, shape, cache)
                 if "error" in r:
-                    print(f"{str(shape):>16} {method:>17} FAILED\n{r['error']}")
+                    print(f"{name:>16} {method:>17} FAILED\n{r['error']}")
+                    results.setdefault(method, r)
                     continue
-                r["tflops"] = 2 * m * n * k / r["ms"] / 1e9
-                print(f"{'x'.join(map(str, shape)):>16} {method:>17} {r['wall_s']:7.2f} "
-                      f"{r['tflops']:8.1f} {r.get('timed', ''):>5}  {r['config']}")
+                if method in walls:
+                    walls[method].append(r["wall_s"])
+                    print(f"{name:>16} {method:>17} wall {r['wall_s']:.2f} s  {r['config']}"
+                          + (f"  {_breakdown(r)}" if "seconds" in r else ""))
+                if method not in results or "error" in results[method]:
+                    results[method] = r   # the first run's config is the one measured
+            for method, ws in walls.items():
+                if method in results and "error" not in results[method] and ws:
+                    results[method]["wall_runs_s"] = ws
+                    results[method]["wall_s"] = sum(ws) / len(ws)
+            ok = {x: r for x, r in results.items() if "launch" in r}
+            distinct = {_key(r["launch"]): r["launch"] for r in ok.values()}
+            measured = _measure(shape, list(distinct.values()), os.path.join(tmp, "measure"))
+        if "error" in measured:
+            print(f"{name:>16} measurement FAILED\n{measured['error']}")
+        else:
+            by_key = {_key({x: v for x, v in d.items() if x not in
+                            ("ms", "p10_ms", "p90_ms", "samples", "rel_err")}): d
+                      for d in measured["measured"]}
+            print(f"{'shape':>16} {'method':>17} {'wall s':>7} {'TFLOP/s':>8} {'p10-p90':>13} "
+                  f"{'timed':>5}  config")
+            for method in METHODS:
+                r = results.get(method)
+                if r is None or "launch" not in r:
+                    continue
+                d = by_key[_key(r["launch"])]
+                r["ms"], r["spread_ms"], r["measure_err"] = d["ms"], [d["p10_ms"], d["p90_ms"]], \
+                    d["rel_err"]
+                r["tflops"] = 2 * m * n * k / d["ms"] / 1e9
+                lo, hi = (2 * m * n * k / d[x] / 1e9 for x in ("p90_ms", "p10_ms"))
+                print(f"{name:>16} {method:>17} {r['wall_s']:7.2f} {r['tflops']:8.1f} "
+                      f"{lo:6.1f}-{hi:<6.1f} {r.get('timed', ''):>5}  {r['config']}")
         row = {"M": m, "N": n, "K": k, "results": results}
-        ok = [results.get(x, {}) for x in ("tilec", "tilec-exhaustive", "triton",
-                                            "tilec-tutorial")]
-        if all("tflops" in r for r in ok):
-            tuned, exhaustive, triton_r, tutorial = ok
+        need = [results.get(x, {}) for x in ("tilec", "tilec-exhaustive", "triton",
+                                              "tilec-tutorial")]
+        if all("tflops" in r for r in need):
+            tuned, exhaustive, triton_r, tutorial = need
             row["tilec_vs_exhaustive"] = tuned["tflops"] / exhaustive["tflops"]
             row["tilec_wall_vs_triton"] = tuned["wall_s"] / triton_r["wall_s"]
             row["tutorial_wall_vs_triton"] = tutorial["wall_s"] / triton_r["wall_s"]
             row["tilec_vs_triton_tflops"] = tuned["tflops"] / triton_r["tflops"]
-            print(f"{'':>16} tilec at {row['tilec_vs_exhaustive']:.3f} of exhaustive; wall "
-                  f"{row['tilec_wall_vs_triton']:.2f}x Triton's (same 8 configs: "
-                  f"{row['tutorial_wall_vs_triton']:.2f}x)")
+            row["goal_met"] = row["tilec_vs_exhaustive"] >= 0.97 and \
+                row["tilec_wall_vs_triton"] < 1.0
+            print(f"{'':>16} tilec at {row['tilec_vs_exhaustive']:.3f} of exhaustive"
+                  f"{' (the same config)' if tuned['config'] == exhaustive['config'] else ''}; "
+                  f"wall {row['tilec_wall_vs_triton']:.2f}x Triton's (same 8 configs: "
+                  f"{row['tutorial_wall_vs_triton']:.2f}x); goal "
+                  f"{'met' if row['goal_met'] else 'NOT met'}")
         rows.append(row)
     path = write_result("autotune", {"rows": rows, "tutorial_configs": TUTORIAL,
-                                     "jobs": os.cpu_count()})
+                                     "jobs": os.cpu_count(), "wall_runs": WALL_RUNS,
+                                     "measure": {"rounds": ROUNDS, "reps": REPS,
+                                                 "flush_bytes": FLUSH_BYTES}})
     print(f"wrote {path}")
+
+
+def _breakdown(r: dict) -> str:
+    """The tuner's own account of its wall time."""
+    return " ".join(f"{x} {v:.2f}" for x, v in r["seconds"].items())
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker(sys.argv[2], *map(int, sys.argv[3:6]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--measure":
+        print("RESULT " + json.dumps(measure(*map(int, sys.argv[2:5]), json.loads(sys.argv[5]))))
     else:
         main()

@@ -151,14 +151,16 @@ def test_cli_show_prints_winners_and_why(tmp_path, monkeypatch, capsys):
                     pruned={"a": "resource model: registers: ~416 > 255 per thread",
                             "b": "resource model: registers: ~800 > 255 per thread",
                             "c": "cost model: outside the budget of 12"},
-                    failed={"BM=32 w4 s3": "CompileError: no"}, seconds={"total": 6.5})
+                    failed={"BM=32 w4 s3": "CompileError: no"}, seconds={"total": 6.5},
+                    spread={"BM=128 w4 s3": [0.40, 0.43, 40]})
     TuningDatabase().put(TuningKey("gemm_kernel-0123", (4096, 4096, 4096), "NVIDIA H100"),
                          report.winner, report.to_json())
     assert main(["tune", "--show"]) == 0
     out = capsys.readouterr().out
     assert "gemm_kernel-0123  key 4096, 4096, 4096" in out
-    assert "winner   BM=128 w4 s3   0.4100 ms   (timed 2 of 72 configurations in 6.5 s)" in out
-    assert "then     BM=64 w4 s3   0.5000 ms  (x1.22)" in out
+    assert ("winner   BM=128 w4 s3   0.4100 ms  [0.4000-0.4300, 40 samples]   (timed 2 of 72 "
+            "configurations in 6.5 s)") in out
+    assert "then     BM=64 w4 s3   0.5000 ms  (x1.22)\n" in out
     assert "pruned   3: 2 resource model: registers, 1 cost model: outside the budget of 12" \
         in out
     assert "failed   1 (e.g. BM=32 w4 s3: CompileError: no)" in out
@@ -249,3 +251,113 @@ def test_progress_bar_only_on_a_terminal():
     assert pipe.text == ""
     workers.announce("chosen", stream=term)
     assert term.text.endswith("chosen\n")
+
+
+def test_pool_starts_children_early_and_reuses_them(monkeypatch):
+    # start(): the children start (and import the compiler) before the first map, which uses
+    # those same processes; close() gives them back, the next pool (same environment) takes
+    # them, one in another environment does not; retire_idle() stops them.
+    monkeypatch.setenv("TILEC_TUNE_JOBS", "2")
+    workers.retire_idle()
+    pool = workers.Pool("test")
+    pool.start(5)
+    children = list(pool._children)
+    assert len(children) == 2 and all(c.poll() is None for c in children)
+    jobs = [workers.Job(i, "func @broken(", "<bad>", "broken", "sm_90a", 4, {})
+            for i in range(3)]
+    out = pool.map(workers.analyse, jobs, "analysing")
+    assert pool._children == children
+    assert [o.error.split(":")[0] for o in out] == ["IRError"] * 3
+    pool.close()
+    assert pool._children == [] and all(c.poll() is None for c in children)
+    again = workers.Pool("test")
+    again.start(2)
+    assert sorted(c.pid for c in again._children) == sorted(c.pid for c in children)
+    again.close()
+    monkeypatch.setenv("TILEC_TUNE_OTHER_TEST_KNOB", "1")   # another environment
+    other = workers.Pool("test")
+    other.start(2)
+    others = list(other._children)
+    assert len(others) == 2 and not {c.pid for c in others} & {c.pid for c in children}
+    other.close()
+    workers.retire_idle()
+    assert [c.wait(timeout=30) for c in children + others] == [0, 0, 0, 0]
+    monkeypatch.setenv("TILEC_TUNE_JOBS", "1")
+    serial = workers.Pool("test")
+    serial.start(5)          # one job at a time: nothing to start
+    assert serial._children == []
+
+
+def test_a_broken_child_is_not_reused(monkeypatch):
+    monkeypatch.setenv("TILEC_TUNE_JOBS", "2")
+    workers.retire_idle()
+    pool = workers.Pool("test")
+    pool.start(2)
+    victim, survivor = pool._children
+    victim.kill()
+    victim.wait()
+    jobs = [workers.Job(i, "func @broken(", "<bad>", "broken", "sm_90a", 4, {})
+            for i in range(4)]
+    out = pool.map(workers.analyse, jobs, "analysing")
+    # one job fails with the dead child; the survivor does the rest
+    assert [o.index for o in out] == [0, 1, 2, 3]
+    assert sum(o.error.startswith("worker process failed") for o in out) == 1
+    assert sum(o.error.startswith("IRError") for o in out) == 3
+    pool.close()
+    again = workers.Pool("test")
+    again.start(2)
+    assert victim not in again._children and survivor in again._children
+    again.close()
+    workers.retire_idle()
+    assert survivor.wait(timeout=30) == 0
+
+
+def test_every_job_has_an_outcome_when_every_child_fails(monkeypatch):
+    monkeypatch.setenv("TILEC_TUNE_JOBS", "2")
+    workers.retire_idle()
+    pool = workers.Pool("test")
+    pool.start(2)
+    for child in pool._children:
+        child.kill()
+        child.wait()
+    jobs = [workers.Job(i, "func @broken(", "<bad>", "broken", "sm_90a", 4, {})
+            for i in range(5)]
+    out = pool.map(workers.analyse, jobs, "analysing")
+    assert [o.index for o in out] == [0, 1, 2, 3, 4]
+    assert all(o.value is None and o.error.startswith("worker process failed") for o in out)
+    pool.close()
+    assert workers._IDLE.get(workers._environment_key(), []) == []
+
+
+@pytest.mark.skipif(ptxas_path() is None, reason="needs ptxas (the nvidia-cuda-nvcc wheel)")
+def test_search_compiles_what_a_launch_will_look_up(monkeypatch, tmp_path):
+    # The whole search up to the timing (which needs a GPU): analysis with one frontend build
+    # per tile shape, the budget, compilation in the workers; every candidate handed to the
+    # timing has its cubin in the compile cache under the key a fresh launch computes.
+    from tilec.lib.gemm import _tuned_grid, tuned_gemm
+    from tilec.runtime import cache
+    from tune_support import FLAGS, gemm_values
+    monkeypatch.setenv("TILEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("TILEC_TUNE_JOBS", "2")
+    handed: list = []
+
+    def fake_time(self, grid, args, kwargs, device, cands, report):
+        handed.extend(cands)
+        report.timed += [(c, 1.0 + i) for i, c in enumerate(cands)]
+    monkeypatch.setattr(Autotuner, "_time", fake_time)
+    space = [tc.Config(BM=64, BN=64, BK=32, num_warps=w, num_stages=s)
+             for w in (4, 8) for s in (3, 4)] + [tc.Config(BM=256, BN=256, BK=64, num_warps=4,
+                                                          num_stages=4)]
+    tuner = Autotuner(tuned_gemm.kernel, space, tuned_gemm.key, budget=2)
+    values = gemm_values(128, 256, 256)
+    args = tuple(values[n] for n in ("A", "B", "C", "Bias", "scale"))
+    report = tuner.tune(_tuned_grid(128, 256), args, dict(FLAGS), 0, H100)
+    assert len(handed) == 2 and report.winner == handed[0]
+    assert "BK=64 BM=256 BN=256 w4 s4" in report.pruned          # too much shared memory
+    assert sum("budget" in why for why in report.pruned.values()) == 2
+    assert set(report.seconds) >= {"analyse", "compile", "time", "total"}
+    for cfg in handed:
+        module, specs, options = tuner._build(cfg, values)        # a fresh build, no memo
+        key = tuned_gemm.kernel.gpu_cache_key(module, specs, options, "sm_90a")
+        assert cache.get(key) is not None, cfg
+    workers.retire_idle()

@@ -134,3 +134,25 @@ def test_budget_spreads_over_tile_shapes():
     assert [c for c, in dropped] == a[2:]
     kept, dropped = _within_budget(ranked, 5)  # the rest fills up in order
     assert [c for c, in kept] == a[:3] + b and not _within_budget(ranked, 10)[1]
+
+
+def test_frontend_runs_once_per_tile_shape_with_each_candidates_options():
+    # The search builds the frontend IR once per set of constexpr values; a candidate that
+    # differs only in num_warps / num_stages prints exactly as its own build would.
+    from tilec.ir.printer import print_module
+    from tune_support import gemm_values
+    values = gemm_values(128, 11008, 4096)
+    first = tc.Config(BM=64, BN=128, BK=32, num_warps=4, num_stages=3)
+    others = [tc.Config(BM=64, BN=128, BK=32, num_warps=8, num_stages=4),
+              tc.Config(BM=64, BN=128, BK=32, num_warps=4, num_stages=4)]
+    memo: dict = {}
+    kernel = tuned_gemm.kernel
+    before = kernel.compile_count
+    texts = [print_module(tuned_gemm._build(c, values, memo)[0], locations=True)
+             for c in [first] + others]
+    assert kernel.compile_count == before + 1
+    fresh = [print_module(tuned_gemm._build(c, values)[0], locations=True)
+             for c in [first] + others]
+    assert texts == fresh
+    assert len(set(texts)) == 3 and "num_stages = 4" in texts[1]
+    assert tuned_gemm._build(first, values, memo)[2] == {"num_warps": 4, "num_stages": 3}

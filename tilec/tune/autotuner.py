@@ -11,7 +11,8 @@ The first launch with a new key on a GPU looks the key up in the tuning database
 it tunes: prune hooks, then the resource model (candidates that cannot fit the device,
 judged from their IR after the GPU passes, computed in worker processes), then the cost
 model's order (the first `budget` candidates go on), then compilation in worker processes
-and ptxas's report (spills, shared memory), then timing on the device; a candidate that fails
+and ptxas's report (spills, shared memory), then timing on the device (tilec.tune.timing:
+a first few samples each, more for the close ones, interleaved); a candidate that fails
 or whose results differ from the first valid candidate's is discarded. The winner goes into
 the database with the search's report and is used from then on, in this process and later
 ones. With TILEC_AUTOTUNE=0 nothing is timed: the stored winner, else the cost model's first
@@ -27,7 +28,7 @@ import math
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -37,6 +38,7 @@ from tilec.errors import LaunchError, Location, TilecError
 from tilec.frontend.kernel import Kernel
 from tilec.frontend.launch import device_of, runs_on_gpu
 from tilec.frontend.source import caller_location
+from tilec.ir.core import Module
 from tilec.tune.cost import DEFAULT_MODEL, Candidate, CostModel
 from tilec.tune.database import TuningDatabase, TuningKey
 from tilec.tune.resources import DeviceLimits, check
@@ -66,6 +68,7 @@ class Report:
     mismatched: list[str] = field(default_factory=list)
     predicted: list[tuple[Config, float]] = field(default_factory=list)  # cost model order
     seconds: dict[str, float] = field(default_factory=dict)
+    spread: dict[str, list[float]] = field(default_factory=dict)  # config -> [p10, p90, n]
 
     def to_json(self) -> dict[str, Any]:
         return {"method": self.method, "winner": self.winner.to_json(),
@@ -73,7 +76,7 @@ class Report:
                 "timed": [[c.to_json(), ms] for c, ms in self.timed],
                 "pruned": self.pruned, "failed": self.failed, "mismatched": self.mismatched,
                 "predicted": [[c.to_json(), s] for c, s in self.predicted[:8]],
-                "seconds": self.seconds}
+                "seconds": self.seconds, "spread": self.spread}
 
 
 class Autotuner:
@@ -279,13 +282,27 @@ class Autotuner:
                                   hint="a prune hook must keep at least one")
         return kept
 
-    def _build(self, cfg: Config, values: Mapping[str, Any]) -> tuple[Any, list, dict]:
-        """The frontend module of one candidate, its specialisation and options."""
+    def _build(self, cfg: Config, values: Mapping[str, Any],
+               built: dict[tuple, tuple] | None = None) -> tuple[Any, list, dict]:
+        """The frontend module of one candidate, its specialisation and options. With
+        `built` (one search's memo), the frontend runs once per set of constexpr values:
+        candidates differing only in num_warps / num_stages share its body, with their own
+        function attributes (the options are nothing but attributes to the frontend)."""
         call = dict(values)
         call.update(cfg.all())
         options = {o: call.pop(o) for o in ("num_warps", "num_stages")}
+        group = tuple(sorted((k, repr(v)) for k, v in cfg.kwargs.items()))
+        if built is not None and group in built:
+            module, specs = built[group]
+            kernel_fn = module.get(self.kernel.__name__)
+            fn = replace(kernel_fn, attrs={**kernel_fn.attrs, **options})
+            return Module([fn if f is kernel_fn else f for f in module.functions],
+                          source=module.source), specs, options
         specs, consts = self.kernel.specialise(call)
-        return self.kernel.build(specs, consts, options), specs, options
+        module = self.kernel.build(specs, consts, options)
+        if built is not None:
+            built[group] = (module, specs)
+        return module, specs, options
 
     def _analyse(self, cands: list[Config], values: Mapping[str, Any], grid: Any,
                  limits: DeviceLimits, pool: workers.Pool, report: Report
@@ -294,10 +311,10 @@ class Autotuner:
         cost model, with their predicted times."""
         from tilec.ir.printer import print_module
         facts = _facts(values)
-        built, jobs = [], []
+        built, jobs, memo = [], [], {}
         for i, cfg in enumerate(cands):
             try:
-                module, specs, options = self._build(cfg, values)
+                module, specs, options = self._build(cfg, values, memo)
             except TilecError as e:
                 report.failed[cfg.short()] = f"{type(e).__name__}: {e.message}"
                 continue
@@ -332,6 +349,7 @@ class Autotuner:
         cands = self.candidates(values)
         report = Report("cost model", cands[0], considered=len(cands))
         pool = workers.Pool(f"tilec: ranking {self.kernel.__name__}")
+        pool.start(len(cands))  # the children start up while this process builds the IR
         try:
             ranked, _ = self._analyse(cands, values, grid, limits, pool, report)
         finally:
@@ -355,6 +373,7 @@ class Autotuner:
             if cfg not in cands:
                 report.pruned[cfg.short()] = "prune hook"
         pool = workers.Pool(f"tilec tune {self.kernel.__name__}")
+        pool.start(len(cands))  # the children start up while this process builds the IR
         try:
             ranked, _ = self._analyse(cands, values, grid, limits, pool, report)
             report.seconds["analyse"] = time.perf_counter() - start
@@ -453,6 +472,9 @@ class Autotuner:
         sets = [(args, kwargs)] + [_copy_set(args, kwargs, names, tensors) for _ in range(
             timing.copies_needed(sum(_nbytes(values[n]) for n in tensors), l2) - 1)]
         stream = timing.current_stream(device)
+        stall = timing.torch_stall
+        samples: dict[Config, list[float]] = {}
+        runs: dict[Config, Callable[[int], None]] = {}
         reference: dict[str, Any] | None = None
         for cfg in cands:
             # A tuple grid: the kernel's launch hot path, so the host keeps ahead of the GPU.
@@ -474,11 +496,28 @@ class Autotuner:
                     if self.reset_to_zero or self.restore:
                         prepare(a, kw)
                     launch(*a, **kw, **extra)
-                times = timing.time_ms(run, len(sets), device, stream, self.warmup, self.reps)
+                samples[cfg] = timing.time_ms(run, len(sets), device, stream, self.warmup,
+                                              min(self.reps, timing.FIRST_REPS), stall=stall)
+                runs[cfg] = run
             except TilecError as e:
                 report.failed[cfg.short()] = f"{type(e).__name__}: {e.message.splitlines()[0]}"
-                continue
+        # Early stop for the clearly slower ones; the close ones again, interleaved.
+        close = timing.contenders({c: timing.median(t) for c, t in samples.items()})
+        per_round = max(timing.FIRST_REPS, self.reps // timing.ROUNDS)
+        for r in range(timing.ROUNDS if len(close) > 1 else 0):
+            for cfg in close:
+                if cfg not in samples:
+                    continue
+                try:
+                    samples[cfg] += timing.time_ms(runs[cfg], len(sets), device, stream, 1,
+                                                   per_round, stall=stall, start=r + 1)
+                except TilecError as e:
+                    report.failed[cfg.short()] = (f"{type(e).__name__}: "
+                                                  f"{e.message.splitlines()[0]}")
+                    del samples[cfg]
+        for cfg, times in samples.items():
             report.timed.append((cfg, timing.median(times)))
+            report.spread[cfg.short()] = [*timing.spread(times), len(times)]
         prepare(args, kwargs)  # the caller's launch sees the arguments as they were given
         torch.cuda.synchronize(device)
 

@@ -23,14 +23,22 @@ def format_entry(entry: Entry) -> str:
              f"  on {entry.key.device}, tilec {entry.key.version}, {r.get('method', '?')}"]
     timed = r.get("timed", [])
     seconds = r.get("seconds", {})
+    spread = r.get("spread", {})
     total = seconds.get("total")
+
+    def samples(cfg: dict) -> str:
+        """' [p10-p90 ms, n samples]' where the report has them."""
+        s = spread.get(Config.from_json(cfg).short())
+        return f"  [{s[0]:.4f}-{s[1]:.4f}, {s[2]} samples]" if s else ""
+
     lines.append(f"  winner   {entry.config.short()}" +
-                 (f"   {timed[0][1]:.4f} ms" if timed else "") +
+                 (f"   {timed[0][1]:.4f} ms{samples(timed[0][0])}" if timed else "") +
                  (f"   (timed {len(timed)} of {r.get('considered', '?')} configurations in "
                   f"{total:.1f} s)" if total is not None and timed else ""))
     for cfg, ms in timed[1:BEST_FEW]:
         ratio = ms / timed[0][1] if timed[0][1] else float("inf")
-        lines.append(f"  then     {Config.from_json(cfg).short()}   {ms:.4f} ms  (x{ratio:.2f})")
+        lines.append(f"  then     {Config.from_json(cfg).short()}   {ms:.4f} ms  (x{ratio:.2f})"
+                     f"{samples(cfg)}")
     pruned = r.get("pruned", {})
     if pruned:
         counts = Counter(_why(v) for v in pruned.values())

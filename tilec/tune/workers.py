@@ -71,14 +71,24 @@ def _first_line(e: BaseException) -> str:
 
 class Pool:
     """Worker processes for a tuning run: children running `serve()`, started on first use,
-    stopped by `close`, each fed one pickled job at a time over its stdin (not
+    given back by `close`, each fed one pickled job at a time over its stdin (not
     multiprocessing: its spawn method re-runs the user's main script in every child). With
-    one job, or TILEC_TUNE_JOBS=1, the work runs in this process."""
+    one job, or TILEC_TUNE_JOBS=1, the work runs in this process. Children given back wait
+    IDLE_SECONDS for the next tuning run of this process (another shape, another kernel),
+    which then skips their start-up."""
 
     def __init__(self, label: str):
         self.label = label
         self.jobs = config.tune_jobs()
         self._children: list[subprocess.Popen] = []
+        self._broken: set[int] = set()     # pids of children whose stream failed
+
+    def start(self, expected_jobs: int) -> None:
+        """Start the children now, so that their interpreter start-up and imports (about a
+        second) overlap with the parent's own work before the first `map`."""
+        if self.jobs > 1 and expected_jobs > 1:
+            while len(self._children) < min(self.jobs, expected_jobs, MAX_CHILDREN):
+                self._children.append(_take_child())
 
     def map(self, fn: Callable[[Job], Outcome], jobs: Sequence[Job], what: str) -> list[Outcome]:
         """fn over jobs, in parallel when there are workers; a progress bar on a terminal."""
@@ -89,8 +99,8 @@ class Pool:
                 results.append(fn(job))
                 progress.step()
         else:
-            while len(self._children) < min(self.jobs, len(jobs), 32):
-                self._children.append(_start_child())
+            while len(self._children) < min(self.jobs, len(jobs), MAX_CHILDREN):
+                self._children.append(_take_child())
             pending = list(enumerate(jobs))
             lock = threading.Lock()
 
@@ -104,6 +114,9 @@ class Pool:
                     with lock:
                         results.append(out)
                         progress.step()
+                    if out.error is not None and out.error.startswith(_BROKEN):
+                        self._broken.add(child.pid)
+                        return  # the other children take the remaining jobs
 
             threads = [threading.Thread(target=serve, args=(c,), daemon=True)
                        for c in self._children[:len(jobs)]]
@@ -111,22 +124,94 @@ class Pool:
                 t.start()
             for t in threads:
                 t.join()
+            results += [Outcome(job.index, error=f"{_BROKEN}: every worker process failed")
+                        for _, job in pending]
         progress.done()
         return sorted(results, key=lambda o: o.index)
 
     def close(self) -> None:
-        for child in self._children:
-            try:
-                child.stdin.close()
-                child.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                child.kill()
-        self._children = []
+        """Give the healthy children back to wait for the next run; stop the others."""
+        children, self._children = self._children, []
+        healthy = [c for c in children if c.poll() is None and c.pid not in self._broken]
+        _stop([c for c in children if c not in healthy])
+        if healthy:
+            with _IDLE_LOCK:
+                _IDLE.setdefault(_environment_key(), []).extend(healthy)
+                _schedule_retirement()
+
+
+def _stop(children: list[subprocess.Popen]) -> None:
+    """Tell every child to exit at once and return: a child's exit (interpreter and LLVM
+    teardown) takes about 0.1 s, which waiting for each in turn would add up. A daemon thread
+    reaps them."""
+    for child in children:
+        try:
+            child.stdin.close()
+        except OSError:
+            pass
+    if children:
+        threading.Thread(target=_reap, args=(children,), daemon=True).start()
+
+
+def _reap(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+# Never more worker processes than this, however many CPUs.
+MAX_CHILDREN = 32
+# Idle children are stopped this long after the last tuning run gave them back (they hold
+# memory); they exit with this process in any case (their stdin closes).
+IDLE_SECONDS = 30.0
+_IDLE: dict[tuple, list[subprocess.Popen]] = {}   # by the environment they were started in
+_IDLE_LOCK = threading.Lock()
+_IDLE_TIMER: list[threading.Timer] = []
+_BROKEN = "worker process failed"
+
+
+def _import_root() -> str:
+    return str(Path(__file__).resolve().parent.parent.parent)  # where `tilec` is imported from
+
+
+def _environment_key() -> tuple:
+    return tuple(sorted(config.child_environment(_import_root()).items()))
+
+
+def _take_child() -> subprocess.Popen:
+    """An idle child started in the same environment, else a new one."""
+    with _IDLE_LOCK:
+        idle = _IDLE.get(_environment_key(), [])
+        while idle:
+            child = idle.pop()
+            if child.poll() is None:
+                return child
+    return _start_child()
+
+
+def _schedule_retirement() -> None:
+    """(Re)start the idle timer; the caller holds _IDLE_LOCK."""
+    for timer in _IDLE_TIMER:
+        timer.cancel()
+    timer = threading.Timer(IDLE_SECONDS, retire_idle)
+    timer.daemon = True
+    _IDLE_TIMER[:] = [timer]
+    timer.start()
+
+
+def retire_idle() -> None:
+    """Stop every idle child now."""
+    with _IDLE_LOCK:
+        children = [c for idle in _IDLE.values() for c in idle]
+        _IDLE.clear()
+    _stop(children)
 
 
 def _start_child() -> subprocess.Popen:
-    root = str(Path(__file__).resolve().parent.parent.parent)  # where `tilec` is imported from
-    env = config.child_environment(root)
+    env = config.child_environment(_import_root())
     command = [sys.executable, "-c", "from tilec.tune.workers import serve; serve()"]
     return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 
@@ -137,7 +222,7 @@ def _ask(child: subprocess.Popen, fn_name: str, job: Job) -> Outcome:
         _send(child.stdin, (fn_name, job))
         return _receive(child.stdout)
     except Exception as e:  # a broken child fails its job, never the tuning run
-        return Outcome(job.index, error=f"worker process failed: {type(e).__name__}: {e}")
+        return Outcome(job.index, error=f"{_BROKEN}: {type(e).__name__}: {e}")
 
 
 def _send(stream: Any, obj: Any) -> None:
@@ -155,9 +240,14 @@ def _receive(stream: Any) -> Any:
 
 
 def serve() -> None:
-    """A worker's loop: jobs from stdin until it closes, outcomes to stdout."""
+    """A worker's loop: jobs from stdin until it closes, outcomes to stdout. The modules every
+    job needs are imported before the first job arrives (while the parent builds the jobs)."""
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # anything printed by the compiler must not corrupt the stream
+    import tilec.backends.nvidia.compiler  # noqa: F401
+    import tilec.ir.parser  # noqa: F401
+    import tilec.ir.passes.manager  # noqa: F401
+    import tilec.tune.resources  # noqa: F401
     fns = {"analyse": analyse, "compile_job": compile_job}
     while True:
         try:
