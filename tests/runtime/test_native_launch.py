@@ -137,17 +137,19 @@ def test_c_path_writes_what_the_python_path_writes(fake_torch, monkeypatch, case
     assert results[0] == results[1]
 
 
-@pytest.mark.parametrize("arg", ["host_tensor", "subclass", "bool", "numpy_int", "float_for_int"])
+@pytest.mark.parametrize("arg", ["host_tensor", "subclass", "bool", "numpy_int", "float_for_int",
+                                 "f32_overflow"])
 def test_what_c_does_not_take_goes_to_python(fake_torch, arg):
     x = np.ones((6, 10), np.float32)
     over = {"host_tensor": {"x": FakeTensor(x, fake_torch.float32, is_cuda=False)},
             "subclass": {"x": FakeTensorSubclass(x, fake_torch.float32)},
             "bool": {"n": True}, "numpy_int": {"n": np.int32(4)},
-            "float_for_int": {"n": 2.5}}[arg]
+            "float_for_int": {"n": 2.5}, "f32_overflow": {"f": 1e300}}[arg]
     launcher, driver = make()
     args = echo_args(fake_torch, **over)
-    if arg in ("host_tensor", "float_for_int"):  # the Python path reports these
-        with pytest.raises(LaunchError, match="'x'" if arg == "host_tensor" else "'n'"):
+    if arg in ("host_tensor", "float_for_int", "f32_overflow"):  # the Python path reports these
+        with pytest.raises(LaunchError, match={"host_tensor": "'x'", "float_for_int": "'n'",
+                                               "f32_overflow": "'f'"}[arg]):
             launcher.launch((1,), args)
         assert driver.calls == []
     else:

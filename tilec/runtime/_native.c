@@ -17,6 +17,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -206,6 +208,8 @@ static PyObject *FastLaunch_call(FastLaunch *self, PyObject *const *args, size_t
                 d = PyLong_AsDouble(v);
                 if (d == -1.0 && PyErr_Occurred()) { PyErr_Clear(); goto miss; }
             } else goto miss;
+            /* A finite value beyond f32's range: the Python path reports it. */
+            if (p->kind == K_F32 && isfinite(d) && fabs(d) > FLT_MAX) goto miss;
             *slot = 0;
             if (p->kind == K_F32) { float f = (float)d; memcpy(slot, &f, sizeof f); }
             else memcpy(slot, &d, sizeof d);
