@@ -18,6 +18,10 @@ then does only what cannot be done ahead:
    libcuda (`tilec/runtime/cuda.py`), declared without argtypes so that ctypes converts
    nothing (pointers go as c_void_p).
 
+Where the install built the C extension (`_native.c`), `launch` is its `FastLaunch`, which
+does steps 1-3 in C for plain torch CUDA tensors and Python scalars and hands every other
+call to the generated Python function (`python_launch`) described here.
+
 Any exception in reading or packing sends the call to a slow path that finds the offending
 argument and raises a LaunchError naming it. Checks that need more than the values
 themselves (dtype against the specialisation) are `Launcher.validate`, for the caller to
