@@ -2,7 +2,10 @@
 user's file and line, the quoted source line and a caret."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
+
 import pytest
 
 import tilec as tc
@@ -244,8 +247,9 @@ def test_bad_launch_options_are_named():
     assert info.value.loc is not None and info.value.loc.file == __file__
     with pytest.raises(LaunchError, match="fast_math must be True or False, got 1"):
         k[(1,)](x, BLOCK=16, fast_math=1)
-    with pytest.raises(CompileError, match="fast_math must be True or False, got 'yes'"):
+    with pytest.raises(CompileError, match="fast_math must be True or False, got 'yes'") as info:
         tc.kernel(fast_math="yes")(k.fn)
+    assert info.value.loc.file == __file__ and info.value.loc.line == sys._getframe().f_lineno - 1
     with pytest.raises(CompileError, match="fast_math must be True or False"):
         k.compile("X: tensor<?xf32>, BLOCK=16, fast_math=3")
 

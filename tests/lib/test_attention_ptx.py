@@ -9,6 +9,7 @@ import re
 import ml_dtypes
 import numpy as np
 import pytest
+from launch_recorder import Recorder as _Recorder
 
 from tilec.backends.nvidia import compile_kernel
 from tilec.lib import attention, paged_attention
@@ -16,19 +17,6 @@ from tilec.lib.paged_attention import PagedConfig
 
 attn_mod = importlib.import_module("tilec.lib.attention")
 paged_mod = importlib.import_module("tilec.lib.paged_attention")
-
-
-class _Recorder:
-    """Stands in for a kernel: records the launch, builds its IR module instead."""
-
-    def __init__(self, kernel):
-        self.kernel = kernel
-        self.modules = []
-
-    def __getitem__(self, grid):
-        def launch(*args, **kwargs):
-            self.modules.append((self.kernel.ir(*args, **kwargs), kwargs.get("num_warps", 4)))
-        return launch
 
 
 def _compile(module, warps, arch):

@@ -413,11 +413,12 @@ class Kernel(JITFunction):
                 self._entries[key] = entry
         entry(grid, args, kwargs)
         if isinstance(entry, _GpuEntry) and entry.prefix == len(args):
-            self._hot = _HotLaunch(entry.launcher.launch, len(args), dict(kwargs),
-                                   tuple(map(type, kwargs.values())))
             if self._native_hot is not None:
                 self._native_hot.set(entry.launcher.launch, len(args), tuple(kwargs),
                                      tuple(kwargs.values()))
+            else:
+                self._hot = _HotLaunch(entry.launcher.launch, len(args), dict(kwargs),
+                                       tuple(map(type, kwargs.values())))
 
     def _prepare(self, args: tuple, kwargs: dict[str, Any]) -> Callable[..., None]:
         """Bind, check and specialise a call in full; compile; the entry that runs it."""
@@ -586,6 +587,11 @@ def kernel(fn: Callable | None = None, *, signature: str | None = None,
     is accurate (within 1.5 ulp, division correctly rounded). The interpreter is always exact.
     """
     options = {} if fast_math is None else {"fast_math": fast_math}
+    try:
+        check_options(options, CompileError)
+    except CompileError as e:  # point at the decorator line
+        e.loc = caller_location(1)
+        raise e.with_traceback(None) from None
     if fn is None:
         return lambda f: Kernel(f, signature, options)
     return Kernel(fn, signature, options)

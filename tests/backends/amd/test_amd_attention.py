@@ -10,25 +10,13 @@ import ml_dtypes
 import numpy as np
 import pytest
 from amd_util import compile_checked, disassembly, instructions
+from launch_recorder import Recorder as _Recorder
 
 from tilec.lib import attention, paged_attention
 from tilec.lib.paged_attention import PagedConfig
 
 attn_mod = importlib.import_module("tilec.lib.attention")
 paged_mod = importlib.import_module("tilec.lib.paged_attention")
-
-
-class _Recorder:
-    """Stands in for a kernel: records the IR module of each launch instead of running it."""
-
-    def __init__(self, kernel):
-        self.kernel = kernel
-        self.modules = []
-
-    def __getitem__(self, grid):
-        def launch(*args, **kwargs):
-            self.modules.append((self.kernel.ir(*args, **kwargs), kwargs.get("num_warps", 4)))
-        return launch
 
 
 def _link(module, warps, arch="gfx942", scratch_free=True):
