@@ -135,6 +135,15 @@ def test_ir_from_arrays_records_specialisation():
     assert text.count("tensor_stride") == 2
 
 
+@pytest.mark.parametrize("cols,aligned", [(64, True), (60, False)])
+def test_aligned_means_every_row_starts_16_byte_aligned(cols, aligned):
+    """60 f16 are 120 bytes: the base is aligned, the second row is not."""
+    x = np.zeros((4, cols), np.float16)
+    assert x.ctypes.data % 16 == 0
+    text = check(softmax.ir(x, x, cols, BLOCK=64))
+    assert ("aligned = 16" in text) is aligned
+
+
 def test_locations_point_at_user_source():
     m = softmax.compile()
     f = m.functions[0]

@@ -123,8 +123,10 @@ def _signature(wd: str, cfg: QuantConfig, act: str = "f16") -> str:
     out = "?x?x?xf32" if cfg.split_k > 1 else f"?x?x{act}"
     bits = dt.dtype(wd).bits
     wl, el = weight_layout(cfg.BN, cfg.BK, cfg.num_warps, bits)
-    return (f"A: tensor<?x?x{act}> {{divisible = 16}}, W: tensor<?x?xu32>, "
-            f"S: tensor<?x?x{act}>, Z: tensor<?x?x{act}>, C: tensor<{out}>, split_k: i32, "
+    facts = "{contiguous = true, aligned = 16}"  # what a launch on torch tensors gives
+    return (f"A: tensor<?x?x{act}> {facts}, W: tensor<?x?xu32> {facts}, "
+            f"S: tensor<?x?x{act}> {facts}, Z: tensor<?x?x{act}> {facts}, "
+            f"C: tensor<{out}> {facts}, split_k: i32, "
             f"BM={cfg.BM}, BN={cfg.BN}, BK={cfg.BK}, G=128, PARTIAL={cfg.split_k > 1}, "
             f"HAS_ZERO=True, "
             f"WDT={wd}, WB={cfg.BK * bits // 32}, WL=\"{wl}\", EL=\"{el}\", "

@@ -355,7 +355,8 @@ def test_threads_never_launch_with_each_others_parameters():
 
 # ---- guards: the specialisation's facts, checked while the arguments are read ----------
 
-def _guarded(contiguous=True, aligned=True, equal_to_1=False, divisible_16=False):
+def _guarded(contiguous=True, aligned=False, equal_to_1=False, divisible_16=False):
+    # aligned: x's rows (10 f32) are 40 bytes apart, so they do not all start 16-byte aligned
     from tilec.ir import dtypes as dt
     from tilec.runtime.launcher import IntGuard, TensorGuard
     params = abi.kernel_params(ECHO)
@@ -373,8 +374,8 @@ def test_guards_pass_when_the_facts_hold():
     assert len(fake.calls) == 1
 
 
-@pytest.mark.parametrize("change", ["dtype", "rank", "strided", "int_is_1", "int_div16",
-                                    "int_over_i32"])
+@pytest.mark.parametrize("change", ["dtype", "rank", "strided", "rows_aligned", "int_is_1",
+                                    "int_div16", "int_over_i32"])
 def test_guard_miss_launches_nothing(change):
     from tilec.runtime.launcher import GuardMiss
     launcher, fake = _guarded()
@@ -382,6 +383,7 @@ def test_guard_miss_launches_nothing(change):
     over = {"dtype": {"x": DeviceArray(x.astype(np.float64))},
             "rank": {"x": DeviceArray(x.reshape(-1))},
             "strided": {"x": DeviceArray(x[:, ::2])},
+            "rows_aligned": {"x": DeviceArray(np.zeros((6, 12), np.float32))},
             "int_is_1": {"n": 1},
             "int_div16": {"n": 32},
             "int_over_i32": {"n": 2**40}}[change]

@@ -161,12 +161,13 @@ def test_what_c_does_not_take_goes_to_python(fake_torch, arg):
 
 
 def _guards():
-    return [TensorGuard(dt.float32, 2, True, True), IntGuard(False, False), None, None, None,
+    # x's rows (10 f32) are 40 bytes apart: they do not all start 16-byte aligned
+    return [TensorGuard(dt.float32, 2, True, False), IntGuard(False, False), None, None, None,
             None, None, TensorGuard(dt.int64, 1, True, True)]
 
 
-@pytest.mark.parametrize("change", ["dtype", "rank", "strided", "int_is_1", "int_div16",
-                                    "int_over_i32"])
+@pytest.mark.parametrize("change", ["dtype", "rank", "strided", "rows_aligned", "int_is_1",
+                                    "int_div16", "int_over_i32"])
 def test_guard_miss_in_c_launches_nothing(fake_torch, change):
     launcher, driver = make(_guards())
     launcher.launch((1,), echo_args(fake_torch))
@@ -175,6 +176,7 @@ def test_guard_miss_in_c_launches_nothing(fake_torch, change):
     over = {"dtype": {"x": FakeTensor(x, fake_torch.float64)},
             "rank": {"x": FakeTensor(x.reshape(-1), fake_torch.float32)},
             "strided": {"x": FakeTensor(x[:, ::2], fake_torch.float32)},
+            "rows_aligned": {"x": FakeTensor(np.zeros((6, 12), np.float32), fake_torch.float32)},
             "int_is_1": {"n": 1}, "int_div16": {"n": 32}, "int_over_i32": {"n": 2**40}}[change]
     with pytest.raises(GuardMiss):
         launcher.launch((1,), echo_args(fake_torch, **over))

@@ -45,6 +45,12 @@ def is_packed(dtype: DType) -> bool:
     return dtype.storage_dtype is None
 
 
+def stride_bits(dtype: DType) -> int:
+    """Bits in one unit of a tensor of `dtype`'s ABI strides: 1 for packed dtypes, else the
+    element's storage size."""
+    return 1 if is_packed(dtype) else dtype.itemsize_bits
+
+
 def scalar_machine_type(dtype: DType) -> str:
     if dtype.is_float:
         return F64 if dtype.bits > 32 else F32

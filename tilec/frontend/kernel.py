@@ -8,9 +8,9 @@
     add.compile("X: tensor<?xf32>, Y: tensor<?xf32>, n: i32, BLOCK=1024")
 
 A launch specialises on: per tensor parameter its dtype, rank, whether the last dimension
-is contiguous and whether the data is 16-byte aligned; per int parameter whether it equals
-1 (then it is the constant 1 inside the kernel) and whether it is divisible by 16; the
-constexpr values; num_warps and num_stages. The facts become function-argument attributes
+is contiguous and whether every row starts 16-byte aligned (`rows_aligned`); per int
+parameter whether it equals 1 (then it is the constant 1 inside the kernel) and whether it
+is divisible by 16; the constexpr values; num_warps and num_stages. The facts become function-argument attributes
 (`{contiguous = true, aligned = 16}`, `{divisible = 16}`, `{equal_to_1 = true}`), and
 constexprs and options become function attributes.
 """
@@ -25,12 +25,13 @@ from typing import Any, Callable
 import numpy as np
 
 from tilec.errors import CompileError, DTypeError, IRError, LaunchError, Location, TilecError
-from tilec.backends.abi import is_packed
+from tilec.backends.abi import is_packed, stride_bits
 from tilec.frontend.codegen import CodeGen, JITFunction, get_source
 from tilec.frontend.launch import (NoFastKey, device_of, fast_key, is_gpu_tensor,
                                    runs_on_gpu as runtime_on_gpu, to_host_copy)
 from tilec.frontend.source import caller_location
 from tilec.runtime.launcher import GuardMiss, IntGuard, TensorGuard, native_module
+from tilec.runtime.tensor import rows_aligned
 from tilec.frontend.values import Emitter, TensorArg, TVal, annotation_kind, constexpr
 from tilec.ir import dtypes as dt
 from tilec.ir.builder import Builder
@@ -316,8 +317,8 @@ class Kernel(JITFunction):
             attrs["contiguous"] = True
         # (hasattr(arr, "data") raises for ml_dtypes arrays: numpy has no buffer format for them)
         data = arr if isinstance(arr, np.ndarray) else getattr(arr, "data", arr)
-        if isinstance(data, np.ndarray) and data.ctypes.data % 16 == 0:
-            attrs["aligned"] = 16
+        if isinstance(data, np.ndarray) and rows_aligned(data.ctypes.data, data.strides, 8):
+            attrs["aligned"] = 16  # (numpy strides count bytes)
         return ArgSpec(name, "tensor", TensorType(info.dtype, rank), attrs, contiguous)
 
     @staticmethod
@@ -335,7 +336,7 @@ class Kernel(JITFunction):
         contiguous = shape[-1] <= 1 or strides[-1] == (dtype.bits if is_packed(dtype) else 1)
         if contiguous:
             attrs["contiguous"] = True
-        if ptr % 16 == 0:
+        if rows_aligned(ptr, strides, stride_bits(dtype)):
             attrs["aligned"] = 16
         return ArgSpec(name, "tensor", TensorType(dtype, len(shape)), attrs, contiguous)
 

@@ -17,7 +17,8 @@ import numpy as np
 
 import tilec.config as config
 from tilec.errors import LaunchError
-from tilec.runtime.tensor import PackedTensor
+from tilec.backends.abi import stride_bits
+from tilec.runtime.tensor import PackedTensor, packed_abi_strides, rows_aligned
 
 # -- fast keys --------------------------------------------------------------------------
 
@@ -32,13 +33,15 @@ def _int_key(v: int) -> tuple:
 
 def _numpy_key(v: np.ndarray) -> tuple:
     contiguous = v.ndim > 0 and (v.strides[-1] == v.itemsize or v.shape[-1] <= 1)
-    return ("N", v.dtype, v.ndim, contiguous, v.ctypes.data % 16 == 0)
+    return ("N", v.dtype, v.ndim, contiguous, rows_aligned(v.ctypes.data, v.strides, 8))
 
 
 def _torch_key(v: Any) -> tuple:
     n = v.dim()
-    contiguous = n > 0 and (v.stride(-1) == 1 or v.shape[-1] <= 1)
-    return ("T", v.dtype, n, v.is_cuda, contiguous, v.data_ptr() % 16 == 0)
+    strides = v.stride()
+    contiguous = n > 0 and (strides[-1] == 1 or v.shape[-1] <= 1)
+    return ("T", v.dtype, n, v.is_cuda, contiguous,
+            rows_aligned(v.data_ptr(), strides, 8 * v.element_size()))
 
 
 def _packed_key(v: PackedTensor) -> tuple:
@@ -49,7 +52,8 @@ def _packed_key(v: PackedTensor) -> tuple:
         address = data.data_ptr()
     else:
         raise NoFastKey
-    return ("P", v.dtype, len(v.shape), v.on_device, address % 16 == 0)
+    return ("P", v.dtype, len(v.shape), v.on_device,
+            rows_aligned(address, packed_abi_strides(v), stride_bits(v.dtype)))
 
 
 _KEYERS: dict[type, Callable[[Any], Any]] = {

@@ -2,8 +2,8 @@
  *
  * A `FastLaunch` holds one specialisation's launch plan: for each argument its kind (a
  * tensor of some rank, an i32/i64/f32/f64 scalar, a raw pointer) and the facts the kernel was
- * specialised for (the tensor's torch dtype, whether its last dimension is contiguous and its
- * address 16-byte aligned; whether an int equals 1 or is divisible by 16). Calling it with
+ * specialised for (the tensor's torch dtype, whether its last dimension is contiguous and
+ * every row starts 16-byte aligned; whether an int equals 1 or is divisible by 16). Calling it with
  * (grid, args[, stream]) reads plain torch CUDA tensors and Python ints and floats straight
  * into its parameter slots and calls cuLaunchKernel through the driver's function pointer.
  *
@@ -34,9 +34,11 @@ typedef struct {
     int rank;          /* tensors */
     PyObject *dtype;   /* tensors: the torch dtype required, or NULL for any */
     int contiguous;    /* tensors: -1 unchecked, else required value */
-    int aligned;       /* tensors: -1 unchecked, else required value */
+    int aligned;       /* tensors: -1 unchecked, else required value of "every row starts
+                          16-byte aligned" (rows_aligned in tilec/runtime/tensor.py) */
     int equal_to_1;    /* ints: -1 unchecked, else required value */
     int divisible_16;  /* ints: -1 unchecked, else required value */
+    int itemsize;      /* tensors: bytes per element (torch strides count elements) */
 } ArgPlan;
 
 typedef struct {
@@ -113,6 +115,8 @@ static int read_tensor(FastLaunch *self, const ArgPlan *p, PyObject *t, uint64_t
     if (PyTuple_GET_SIZE(shape) != rank || PyTuple_GET_SIZE(stride) != rank) goto done;
     slot[0] = addr;
     long long last_size = 0, last_stride = 0;
+    int rows_aligned = (addr & 15) == 0;
+    long long per16 = p->itemsize > 0 && p->itemsize < 16 ? 16 / p->itemsize : 1;
     for (int d = 0; d < rank; d++) {
         long long n, s;
         if (read_int(PyTuple_GET_ITEM(shape, d), 0, 0x7fffffffULL, &n) < 0) goto done;
@@ -121,12 +125,13 @@ static int read_tensor(FastLaunch *self, const ArgPlan *p, PyObject *t, uint64_t
         slot[1 + rank + d] = (uint64_t)s;
         last_size = n;
         last_stride = s;
+        if (d < rank - 1 && s % per16 != 0) rows_aligned = 0;
     }
     if (p->contiguous >= 0) {
         if (rank == 0) goto done;
         if ((last_stride == 1 || last_size <= 1) != p->contiguous) goto done;
     }
-    if (p->aligned >= 0 && ((addr & 15) == 0) != p->aligned) goto done;
+    if (p->aligned >= 0 && rows_aligned != p->aligned) goto done;
     ok = 0;
 done:
     if (PyErr_Occurred()) PyErr_Clear();
@@ -260,7 +265,7 @@ static PyObject *launch_slots(FastLaunch *self, const unsigned *dims, int saw_te
 
 /* FastLaunch(launch_ptr, function, block, smem, device, plans, tensor_type, raw_stream,
  *            fallback); plans: a tuple of (kind, rank, dtype or None, contiguous,
- *            aligned, equal_to_1, divisible_16) with -1 for "not checked". */
+ *            aligned, equal_to_1, divisible_16, itemsize) with -1 for "not checked". */
 static PyObject *FastLaunch_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     unsigned long long launch_ptr, function;
     unsigned block, smem;
@@ -290,8 +295,9 @@ static PyObject *FastLaunch_new(PyTypeObject *type, PyObject *args, PyObject *kw
     for (Py_ssize_t i = 0; i < self->nargs; i++) {
         ArgPlan *p = &self->plans[i];
         PyObject *dtype;
-        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(plans, i), "iiOiiii", &p->kind, &p->rank, &dtype,
-                              &p->contiguous, &p->aligned, &p->equal_to_1, &p->divisible_16)) {
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(plans, i), "iiOiiiii", &p->kind, &p->rank, &dtype,
+                              &p->contiguous, &p->aligned, &p->equal_to_1, &p->divisible_16,
+                              &p->itemsize)) {
             Py_DECREF(self);
             return NULL;
         }

@@ -46,7 +46,7 @@ from tilec.errors import LaunchError
 from tilec.ir.dtypes import DType, dtype as to_dtype, dtype_from_numpy
 from tilec.ir.types import PointerType, ScalarType, TensorType
 from tilec.runtime import cuda
-from tilec.runtime.tensor import PackedTensor, packed_abi_strides
+from tilec.runtime.tensor import PackedTensor, packed_abi_strides, rows_aligned
 
 __all__ = ["Launcher", "ArgPlan"]
 
@@ -86,7 +86,7 @@ class GuardMiss(Exception):
 @dataclass(frozen=True)
 class TensorGuard:
     """What a tensor argument must be for the specialisation: its dtype and rank, whether its
-    last dimension is contiguous and whether its address is 16-byte aligned."""
+    last dimension is contiguous and whether its rows start 16-byte aligned (`rows_aligned`)."""
 
     dtype: DType
     rank: int
@@ -252,20 +252,21 @@ class Launcher:
             g = self.guards[k] if self.guards is not None else None
             if plan.kind == "tensor":
                 if not isinstance(g, TensorGuard):
-                    plans.append((_NATIVE_TENSOR, plan.rank, None, -1, -1, -1, -1))
+                    plans.append((_NATIVE_TENSOR, plan.rank, None, -1, -1, -1, -1, 0))
                     continue
                 dtype = _torch_dtype(sys.modules.get("torch"), g.dtype)
                 if dtype is None:
                     return None  # no torch dtype to compare with: the Python path decides
+                # (the C side checks rows_aligned with strides in elements of this many bytes)
                 plans.append((_NATIVE_TENSOR, plan.rank, dtype, int(g.contiguous),
-                              int(g.aligned), -1, -1))
+                              int(g.aligned), -1, -1, g.dtype.itemsize_bits // 8))
             elif plan.kind == "pointer":
-                plans.append((_NATIVE_POINTER, 0, None, -1, -1, -1, -1))
+                plans.append((_NATIVE_POINTER, 0, None, -1, -1, -1, -1, 0))
             elif isinstance(g, IntGuard):
                 plans.append((_NATIVE_SCALAR[plan.machine], 0, None, -1, -1,
-                              int(g.equal_to_1), int(g.divisible_16)))
+                              int(g.equal_to_1), int(g.divisible_16), 0))
             else:
-                plans.append((_NATIVE_SCALAR[plan.machine], 0, None, -1, -1, -1, -1))
+                plans.append((_NATIVE_SCALAR[plan.machine], 0, None, -1, -1, -1, -1, 0))
         address = ctypes.cast(launch_fn, ctypes.c_void_p).value
         return native.FastLaunch(address, function.value or 0, self.block, self.shared_bytes,
                                  self.device, tuple(plans), tensor_type, raw_stream,
@@ -357,8 +358,12 @@ def _generate_source(plans: Sequence[ArgPlan],
             if isinstance(g, TensorGuard):
                 # The specialisation's facts, read from what was just fetched anyway.
                 last = f"(st{i}[-1] == 1 or sh{i}[-1] <= 1)"
+                # rows_aligned, spelled out: torch strides count elements of the guard's dtype
+                per16 = max(1, 128 // g.dtype.itemsize_bits)
+                rows = "".join(f" and st{i}[{d}] % {per16} == 0" for d in range(g.rank - 1)
+                               if per16 > 1)
                 body.append(f"            if {a}.dtype is not gd{i} or len(sh{i}) != {g.rank} or "
-                            f"{last} is not {g.contiguous} or (p{i} & 15 == 0) is not "
+                            f"{last} is not {g.contiguous} or (p{i} & 15 == 0{rows}) is not "
                             f"{g.aligned}: raise GuardMiss")
             body += [
                 "        else:",
@@ -689,4 +694,5 @@ def _guard_fails(g: TensorGuard, value: Any, ptr: int, shape: tuple, strides: tu
         return True
     unit = d.itemsize_bits if abi.is_packed(d) else 1
     contiguous = shape[-1] <= 1 or strides[-1] == unit
-    return contiguous is not g.contiguous or (ptr % 16 == 0) is not g.aligned
+    aligned = rows_aligned(ptr, strides, abi.stride_bits(d))
+    return contiguous is not g.contiguous or aligned is not g.aligned

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -18,7 +18,15 @@ from tilec.ir import packing
 from tilec.ir.dtypes import DType, dtype as to_dtype, dtype_from_numpy
 
 __all__ = ["PackedTensor", "pack", "unpack", "TensorInfo", "tensor_info", "contiguous_strides",
-           "packed_abi_strides"]
+           "rows_aligned", "packed_abi_strides"]
+
+
+def rows_aligned(address: int, strides: Sequence[int], unit_bits: int) -> bool:
+    """The `aligned` specialisation fact: every row of the tensor starts on a 16-byte
+    boundary, i.e. its address is 16-byte aligned and each stride but the last spans a
+    multiple of 16 bytes (`strides` count units of `unit_bits` bits: elements, or bits for
+    packed dtypes). Kernels then read rows in 16-byte vectors without checking each one."""
+    return address % 16 == 0 and all(s * unit_bits % 128 == 0 for s in strides[:-1])
 
 
 def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:

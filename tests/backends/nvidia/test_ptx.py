@@ -2,6 +2,7 @@
 byte-identical output for identical input."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,16 @@ def test_fast_math_divides_with_div_full(arch, dtype):
     assert "div.full.f32" in fast.ptx and "div.rn.f32" not in fast.ptx
     assert "div.rn.f32" in accurate.ptx and "div.full.f32" not in accurate.ptx
     assert "ex2.approx" in fast.ptx
+
+
+def test_shared_addresses_are_32_bit():
+    """The module's data layout is the target machine's (32-bit shared pointers), and PTX
+    addresses shared memory with 32-bit registers."""
+    from tilec.backends.nvidia.llvm_passes import target_machine
+    from tilec.backends.nvidia.target import DATA_LAYOUT
+    assert str(target_machine("sm_90a", 80).target_data) == DATA_LAYOUT
+    path = HERE.parents[1] / "ir" / "corpus" / "flash_attention.tile"
+    ptx = compile_checked(parse_file(path), "flash_fwd", "sm_90a").ptx
+    assert "ldmatrix" in ptx
+    assert not re.search(r"(ld|st|ldmatrix\S*)\.shared\S*\s.*\[%rd", ptx)
+    assert re.search(r"\.shared\S*\s.*\[%r\d", ptx)

@@ -290,22 +290,25 @@ def _copy_async(lw: Lowering, op: Operation) -> list:
 
 def _chunks_aligned(lw: Lowering, op: Operation, vector: int) -> ir.Value:
     """Whether every chunk's source is 16 contiguous, 16-byte aligned bytes, from facts that
-    do not depend on the chunk: a last dim of stride 1, a 16-byte aligned base, every other
-    stride a multiple of 16 bytes and the tile's offset along the last dim a multiple of the
-    chunk (chunks start at multiples of `vector` inside the tile). These are loop-invariant
-    but for the offset, whose low bits LLVM usually knows (`k * BK`), so the check costs
-    next to nothing per copy; it implies the per-chunk alignment, and the synchronous path
-    stays for the rest."""
+    do not depend on the chunk: a last dim of stride 1, rows that start 16-byte aligned (a
+    16-byte aligned base and every other stride a multiple of 16 bytes) and the tile's
+    offset along the last dim a multiple of the chunk (chunks start at multiples of `vector`
+    inside the tile). The launch usually specialised on the first two (a constant stride,
+    `rows_aligned`), and LLVM knows the offset's low bits (`k * BK`): then the check folds
+    away with the synchronous path, leaving the copies in one block with the loop's mma
+    instructions, for ptxas to interleave. Otherwise it is loop-invariant but for the
+    offset, and implies the per-chunk alignment."""
     b = lw.b
     tensor = lw.get(op.tensor)
     elem_bytes = op.dst.type.element.itemsize_bits // 8
     zero = ir.Constant(I64, 0)
     ok = b.icmp_unsigned("==", tensor.strides[-1], ir.Constant(I64, 1))
-    base = b.and_(b.ptrtoint(tensor.ptr, I64), ir.Constant(I64, 15))
-    ok = b.and_(ok, b.icmp_unsigned("==", base, zero))
-    for stride in tensor.strides[:-1]:
-        step = b.and_(b.mul(stride, ir.Constant(I64, elem_bytes)), ir.Constant(I64, 15))
-        ok = b.and_(ok, b.icmp_unsigned("==", step, zero))
+    if not tensor.rows_aligned:
+        base = b.and_(b.ptrtoint(tensor.ptr, I64), ir.Constant(I64, 15))
+        ok = b.and_(ok, b.icmp_unsigned("==", base, zero))
+        for stride in tensor.strides[:-1]:
+            step = b.and_(b.mul(stride, ir.Constant(I64, elem_bytes)), ir.Constant(I64, 15))
+            ok = b.and_(ok, b.icmp_unsigned("==", step, zero))
     last = offsets_i32(lw, op.offsets)[-1]
     ok = b.and_(ok, b.icmp_unsigned("==", b.and_(last, i32(vector - 1)), i32(0)))
     return ok
@@ -352,6 +355,9 @@ def _chunk_addresses(lw: Lowering, op: Operation, vector: int) -> list:
     strides = row_major_strides(shape)
     threads = lw.num_threads
     out = []
+    # The tile's corner once per copy, each chunk's offset from it (loop-invariant) apart:
+    # one 64-bit product per copy instead of one per chunk.
+    corner = b.gep(tensor.ptr, [linear_index(b, offsets, tensor.strides)], source_etype=et_mem)
     for k in range(-(-math.prod(shape) // threads)):
         flat = b.add(lw.thread_id, i32(k * threads))
         coords = [b.urem(b.udiv(flat, i32(s_)), i32(n)) if s_ > 1 else b.urem(flat, i32(n))
@@ -366,7 +372,7 @@ def _chunk_addresses(lw: Lowering, op: Operation, vector: int) -> list:
         left = b.select(b.icmp_signed("<", left, i32(0)), i32(0), left)
         left = b.select(b.icmp_signed(">", left, i32(vector)), i32(vector), left)
         left = b.select(inside, left, i32(0))
-        src = b.gep(tensor.ptr, [linear_index(b, gcoords, tensor.strides)], source_etype=et_mem)
+        src = b.gep(corner, [linear_index(b, coords, tensor.strides)], source_etype=et_mem)
         dst = element_pointer(b, tile.base, et_smem, tile_offset(b, tile, coords))
         out.append((src, dst, b.mul(left, i32(elem_bytes))))
     return out

@@ -22,8 +22,9 @@ from tilec.backends.abi import F32 as ABI_F32
 from tilec.backends.abi import F64 as ABI_F64
 from tilec.backends.abi import I32 as ABI_I32
 from tilec.backends.abi import I64 as ABI_I64
-from tilec.backends.abi import POINTER, Param, kernel_params
+from tilec.backends.abi import POINTER, Param, is_packed, kernel_params, stride_bits
 from tilec.backends.llvm import dtypes as ltypes
+from tilec.backends.llvm.casts import call_intrinsic
 from tilec.backends.llvm.shared import SharedPlan, plan_shared
 from tilec.backends.llvm.values import I1, LayoutIndex, TensorValue, element_type
 from tilec.backends.target import Target
@@ -135,11 +136,33 @@ class Lowering:
                 sizes = tuple(a for p, a in parts if p.part == "size")
                 strides = tuple(a for p, a in parts if p.part == "stride")
                 ptr = parts[0][1]
-                self.set(value, TensorValue(ptr, sizes, strides, t.dtype))
+                facts = self.fn.arg_attrs[i] if i < len(self.fn.arg_attrs) else {}
+                if facts.get("contiguous") and strides:
+                    unit = t.dtype.bits if is_packed(t.dtype) else 1
+                    strides = (*strides[:-1], ir.Constant(strides[-1].type, unit))
+                aligned = facts.get("aligned") == 16
+                if aligned:
+                    self._assume_rows_aligned(ptr, strides, t.dtype)
+                self.set(value, TensorValue(ptr, sizes, strides, t.dtype, aligned))
             elif isinstance(t, PointerType):
                 self.set(value, [parts[0][1]])
             else:
                 self.set(value, [self._scalar_argument(parts[0][1], t.dtype)])
+
+    def _assume_rows_aligned(self, ptr: ir.Argument, strides: tuple[ir.Value, ...],
+                             d: dt.DType) -> None:
+        """Tell LLVM the `aligned` fact (rows start 16-byte aligned): the address's and every
+        stride but the last's low bits are zero, so that it can prove the alignment of
+        vectors that pointer arithmetic reaches (pointer tiles: `base + rows * stride + d`)
+        and fold their run-time checks."""
+        ptr.attributes.align = 16
+        per16 = 128 // stride_bits(d)  # stride units in 16 bytes
+        if per16 <= 1:
+            return
+        for s in strides[:-1]:
+            low = self.entry.and_(s, ir.Constant(s.type, per16 - 1))
+            call_intrinsic(self.entry, "llvm.assume", ir.VoidType(),
+                           [self.entry.icmp_unsigned("==", low, ir.Constant(s.type, 0))])
 
     def _scalar_argument(self, a: ir.Value, d: dt.DType) -> ir.Value:
         """A machine parameter (see abi.py) as a value of dtype `d`."""

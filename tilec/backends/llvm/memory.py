@@ -326,12 +326,17 @@ def _view_access(lw: Lowering, op: Operation, t: TensorValue, tile: TileType,
         # Few elements: pointers and predicates up front, shared by both paths.
         ptrs = [ptr_of(i) for i in range(layout.local_size)]
         preds = [pred_of(i) for i in range(layout.local_size)]
-        stride1 = None
+        stride1 = fast = None
         if v > 1:
             stride1 = b.icmp_unsigned("==", t.strides[-1], i64(1))
             if extra_pred is not None:
                 stride1 = b.and_(stride1, extra_pred)
-        return Access(lw, t.dtype, ptrs, preds, v, stride1), None, None
+            if t.rows_aligned:
+                # Alignment from each group's column, whose low bits LLVM often knows.
+                fast = _all(b, [stride1, *preds] + [
+                    _column_aligned(b, coords_of(g)[-1], v)
+                    for g in range(0, layout.local_size, v)])
+        return Access(lw, t.dtype, ptrs, preds, v, stride1, fast=fast), None, None
     fast = None
     if v > 1:
         fast = _view_fast(lw, t, offsets, index, v, extra_pred, ptr_of(0))
@@ -359,11 +364,21 @@ def _view_fast(lw: Lowering, t: TensorValue, offsets: list[ir.Value], index, v: 
         hi = b.add(start, i32(int(local[:, d].max())))
         conds.append(b.icmp_signed(">=", lo, i32(0)))
         conds.append(b.icmp_unsigned("<", hi, size))
-        if d < len(offsets) - 1:
+        if d < len(offsets) - 1 and not t.rows_aligned:
             step = b.mul(t.strides[d], i64(elem_bytes))
             conds.append(b.icmp_unsigned("==", b.and_(step, i64(nbytes - 1)), i64(0)))
-    conds.append(_aligned(b, first, nbytes))
+    if t.rows_aligned:
+        column = b.add(b.add(offsets[-1], index.thread_part[-1]), i32(int(local[0, -1])))
+        conds.append(_column_aligned(b, column, v))
+    else:
+        conds.append(_aligned(b, first, nbytes))
     return _all(b, conds)
+
+
+def _column_aligned(b: ir.IRBuilder, column: ir.Value, v: int) -> ir.Value:
+    """Whether a group of v elements starting at `column` of a row is aligned to its size,
+    in a tensor whose rows start 16-byte aligned (v elements: at most 16 bytes)."""
+    return b.icmp_unsigned("==", b.and_(column, i32(v - 1)), i32(0))
 
 
 @lowers("load_view")

@@ -45,12 +45,15 @@ def i64(value: int) -> ir.Constant:
 @dataclass(frozen=True)
 class TensorValue:
     """A tensor argument as the kernel sees it: base address, sizes (i32), strides (i64;
-    bits for packed dtypes, see `is_packed`)."""
+    bits for packed dtypes, see `is_packed`; the last one a constant where the launch
+    specialised on a contiguous last dim), and whether every row starts 16-byte aligned
+    (the launch's `aligned` fact: `tilec.runtime.tensor.rows_aligned`)."""
 
     ptr: ir.Value
     sizes: tuple[ir.Value, ...]
     strides: tuple[ir.Value, ...]
     dtype: DType
+    rows_aligned: bool = False
 
 
 def local_parts(layout: RegisterLayout) -> np.ndarray:

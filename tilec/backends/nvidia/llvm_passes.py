@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 def _initialise() -> None:
     llvm.initialize_all_targets()
     llvm.initialize_all_asmprinters()
+    llvm.set_option("", "--nvptx-short-ptr")  # before any target machine: see DATA_LAYOUT
 
 
 @functools.cache
