@@ -10,9 +10,9 @@
 A launch specialises on: per tensor parameter its dtype, rank, whether the last dimension
 is contiguous and whether every row starts 16-byte aligned (`rows_aligned`); per int
 parameter whether it equals 1 (then it is the constant 1 inside the kernel) and whether it
-is divisible by 16; the constexpr values; num_warps and num_stages. The facts become function-argument attributes
-(`{contiguous = true, aligned = 16}`, `{divisible = 16}`, `{equal_to_1 = true}`), and
-constexprs and options become function attributes.
+is divisible by 16; the constexpr values; num_warps and num_stages. The facts become
+function-argument attributes (`{contiguous = true, aligned = 16}`, `{divisible = 16}`,
+`{equal_to_1 = true}`), and constexprs and options become function attributes.
 """
 from __future__ import annotations
 

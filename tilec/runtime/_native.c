@@ -3,9 +3,10 @@
  * A `FastLaunch` holds one specialisation's launch plan: for each argument its kind (a
  * tensor of some rank, an i32/i64/f32/f64 scalar, a raw pointer) and the facts the kernel was
  * specialised for (the tensor's torch dtype, whether its last dimension is contiguous and
- * every row starts 16-byte aligned; whether an int equals 1 or is divisible by 16). Calling it with
- * (grid, args[, stream]) reads plain torch CUDA tensors and Python ints and floats straight
- * into its parameter slots and calls cuLaunchKernel through the driver's function pointer.
+ * every row starts 16-byte aligned; whether an int equals 1 or is divisible by 16). Calling
+ * it with (grid, args[, stream]) reads plain torch CUDA tensors and Python ints and floats
+ * straight into its parameter slots and calls cuLaunchKernel through the driver's function
+ * pointer.
  *
  * Anything else (another kind of tensor, a fact that differs, a value out of range, a stream
  * object, a grid that is not 1 to 3 positive ints, a launch the driver refuses) calls the
