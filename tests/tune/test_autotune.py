@@ -4,6 +4,7 @@ the errors a user can make, compilation in worker processes, pruning by ptxas's 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -253,6 +254,10 @@ def test_progress_bar_only_on_a_terminal():
     assert term.text.endswith("chosen\n")
 
 
+def _broken_jobs(n: int) -> list[workers.Job]:
+    return [workers.Job(i, "func @broken(", "<bad>", "broken", "sm_90a", 4, {}) for i in range(n)]
+
+
 def test_pool_starts_children_early_and_reuses_them(monkeypatch):
     # start(): the children start (and import the compiler) before the first map, which uses
     # those same processes; close() gives them back, the next pool (same environment) takes
@@ -263,9 +268,7 @@ def test_pool_starts_children_early_and_reuses_them(monkeypatch):
     pool.start(5)
     children = list(pool._children)
     assert len(children) == 2 and all(c.poll() is None for c in children)
-    jobs = [workers.Job(i, "func @broken(", "<bad>", "broken", "sm_90a", 4, {})
-            for i in range(3)]
-    out = pool.map(workers.analyse, jobs, "analysing")
+    out = pool.map(workers.analyse, _broken_jobs(3), "analysing")
     assert pool._children == children
     assert [o.error.split(":")[0] for o in out] == ["IRError"] * 3
     pool.close()
@@ -293,11 +296,11 @@ def test_a_broken_child_is_not_reused(monkeypatch):
     workers.retire_idle()
     pool = workers.Pool("test")
     pool.start(2)
+    jobs = _broken_jobs(4)
+    assert all(o.error.startswith("IRError") for o in pool.map(workers.analyse, jobs, "a"))
     victim, survivor = pool._children
     victim.kill()
     victim.wait()
-    jobs = [workers.Job(i, "func @broken(", "<bad>", "broken", "sm_90a", 4, {})
-            for i in range(4)]
     out = pool.map(workers.analyse, jobs, "analysing")
     # one job fails with the dead child; the survivor does the rest
     assert [o.index for o in out] == [0, 1, 2, 3]
@@ -312,6 +315,46 @@ def test_a_broken_child_is_not_reused(monkeypatch):
     assert survivor.wait(timeout=30) == 0
 
 
+def test_a_child_failing_its_start_up_takes_no_job(monkeypatch):
+    # A child takes jobs once it has said it started up: one that dies before fails none.
+    monkeypatch.setenv("TILEC_TUNE_JOBS", "2")
+    workers.retire_idle()
+    pool = workers.Pool("test")
+    pool.start(2)
+    victim, survivor = pool._children
+    victim.kill()
+    victim.wait()
+    out = pool.map(workers.analyse, _broken_jobs(4), "analysing")
+    assert [o.error.split(":")[0] for o in out] == ["IRError"] * 4
+    pool.close()
+    assert victim not in workers._IDLE.get(workers._environment_key(), [])
+    workers.retire_idle()
+    assert survivor.wait(timeout=30) == 0
+
+
+def test_this_process_takes_jobs_while_the_children_start_up(monkeypatch):
+    # With `here`, this process starts on the jobs at once; the children join once started
+    # up (here they never do: their start-up is held back), and nothing is left undone.
+    monkeypatch.setenv("TILEC_TUNE_JOBS", "2")
+    workers.retire_idle()
+    pool = workers.Pool("test")
+    pool.start(2)
+    release = threading.Event()
+    monkeypatch.setattr(workers, "_started", lambda child: release.wait(30) and False)
+    done_here = []
+
+    def here(job):
+        done_here.append(job.index)
+        if len(done_here) == 5:
+            release.set()
+        return workers.Outcome(job.index, "here")
+    out = pool.map(workers.analyse, _broken_jobs(5), "analysing", here=here)
+    assert [(o.index, o.value) for o in out] == [(i, "here") for i in range(5)]
+    assert done_here == [0, 1, 2, 3, 4]
+    pool.close()
+    workers.retire_idle()
+
+
 def test_every_job_has_an_outcome_when_every_child_fails(monkeypatch):
     monkeypatch.setenv("TILEC_TUNE_JOBS", "2")
     workers.retire_idle()
@@ -320,9 +363,7 @@ def test_every_job_has_an_outcome_when_every_child_fails(monkeypatch):
     for child in pool._children:
         child.kill()
         child.wait()
-    jobs = [workers.Job(i, "func @broken(", "<bad>", "broken", "sm_90a", 4, {})
-            for i in range(5)]
-    out = pool.map(workers.analyse, jobs, "analysing")
+    out = pool.map(workers.analyse, _broken_jobs(5), "analysing")
     assert [o.index for o in out] == [0, 1, 2, 3, 4]
     assert all(o.value is None and o.error.startswith("worker process failed") for o in out)
     pool.close()

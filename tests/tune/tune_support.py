@@ -30,10 +30,13 @@ def gemm_profile(cfg: tc.Config, m: int = 4096, n: int = 4096, k: int = 4096,
     values = gemm_values(m, n, k, dtype)
     module, _, _ = tuned_gemm._build(cfg, values)
     job = workers.Job(0, print_module(module, locations=True), "<gemm>", "gemm_kernel",
-                      "sm_90a", cfg.num_warps, _facts(values))
+                      "sm_90a", cfg.num_warps, _facts(values),
+                      ((cfg.num_warps, cfg.num_stages),))
     out = workers.analyse(job)
     assert out.error is None, out.error
-    return out.value
+    (variant,) = out.value
+    assert variant.error is None, variant.error
+    return variant.value
 
 
 __all__ = ["FLAGS", "H100", "gemm_profile", "gemm_values", "_tuned_grid"]

@@ -9,8 +9,9 @@
 
 The first launch with a new key on a GPU looks the key up in the tuning database; on a miss
 it tunes: prune hooks, then the resource model (candidates that cannot fit the device,
-judged from their IR after the GPU passes, computed in worker processes), then the cost
-model's order (the first `budget` candidates go on), then compilation in worker processes
+judged from their IR after the GPU passes, run once per tile shape up to layouts and once per
+num_warps up to pipelining, in this process and worker processes), then the cost model's
+order (the first `budget` candidates go on), then compilation in worker processes
 and ptxas's report (spills, shared memory), then timing on the device (tilec.tune.timing:
 a first few samples each, more for the close ones, interleaved); a candidate that fails
 or whose results differ from the first valid candidate's is discarded. The winner goes into
@@ -291,7 +292,7 @@ class Autotuner:
         call = dict(values)
         call.update(cfg.all())
         options = {o: call.pop(o) for o in ("num_warps", "num_stages")}
-        group = tuple(sorted((k, repr(v)) for k, v in cfg.kwargs.items()))
+        group = _group(cfg)
         if built is not None and group in built:
             module, specs = built[group]
             kernel_fn = module.get(self.kernel.__name__)
@@ -311,18 +312,34 @@ class Autotuner:
         cost model, with their predicted times."""
         from tilec.ir.printer import print_module
         facts = _facts(values)
-        built, jobs, memo = [], [], {}
-        for i, cfg in enumerate(cands):
+        built, memo = [], {}
+        groups: dict[tuple, list[int]] = {}   # constexpr values -> indices into `built`
+        for cfg in cands:
             try:
                 module, specs, options = self._build(cfg, values, memo)
             except TilecError as e:
                 report.failed[cfg.short()] = f"{type(e).__name__}: {e.message}"
                 continue
+            groups.setdefault(_group(cfg), []).append(len(built))
             built.append((cfg, module, specs, options))
+        # One job per group: its candidates share the IR up to layouts (workers.profiles).
+        # This process takes jobs too, from its own modules, while the children start up.
+        jobs, modules = [], []
+        for members in groups.values():
+            cfg, module = built[members[0]][:2]
+            modules.append(module)
             jobs.append(workers.Job(len(jobs), print_module(module, locations=True),
                                     module.source or "<kernel>", self.kernel.__name__,
-                                    limits.arch, cfg.num_warps, facts))
-        outcomes = pool.map(workers.analyse, jobs, "analysing")
+                                    limits.arch, cfg.num_warps, facts,
+                                    tuple((built[i][0].num_warps, built[i][0].num_stages)
+                                          for i in members)))
+        outcomes: list[Any] = [None] * len(built)
+        analysed = pool.map(workers.analyse, jobs, "analysing",
+                            here=lambda job: workers.profiles(modules[job.index], job))
+        for members, out in zip(groups.values(), analysed):
+            # A job failing as a whole (its IR, its worker) fails each of its candidates.
+            for i, result in zip(members, [out] * len(members) if out.error else out.value):
+                outcomes[i] = result
         fits, profiles = [], []
         for item, out in zip(built, outcomes):
             cfg = item[0]
@@ -598,6 +615,12 @@ def autotune(configs: Sequence[Config] | None = None, *, key: Sequence[str] = ()
 PER_GROUP = 2
 
 
+def _group(cfg: Config) -> tuple:
+    """The constexpr values of a candidate: what the candidates differing only in num_warps
+    and num_stages share."""
+    return tuple(sorted((k, repr(v)) for k, v in cfg.kwargs.items()))
+
+
 def _within_budget(ranked: list, budget: int) -> tuple[list, list]:
     """The first `budget` candidates of the cost model's order, spread over the constexpr
     values: the model is surest about tile shapes (work, bytes, occupancy) and least about
@@ -606,7 +629,7 @@ def _within_budget(ranked: list, budget: int) -> tuple[list, list]:
     taken: set[int] = set()
     per_group: dict[tuple, int] = {}
     for i, item in enumerate(ranked):
-        group = tuple(sorted((k, repr(v)) for k, v in item[0].kwargs.items()))
+        group = _group(item[0])
         if len(taken) < budget and per_group.get(group, 0) < PER_GROUP:
             taken.add(i)
             per_group[group] = per_group.get(group, 0) + 1
