@@ -9,19 +9,19 @@
 
 The first launch with a new key on a GPU looks the key up in the tuning database; on a miss
 it tunes: prune hooks, then the resource model (candidates that cannot fit the device,
-judged from their IR after the GPU passes, run once per tile shape up to layouts and once per
-num_warps up to pipelining, in this process and worker processes), then the cost model's
-order (the first `budget` candidates go on), then compilation in worker processes
-and ptxas's report (spills, shared memory), then timing on the device (tilec.tune.timing:
-a first few samples each, more for the close ones, interleaved). Before the close ones are
+judged from their IR after the GPU passes, run once per tile shape up to layouts and once
+per num_warps up to pipelining, in this process and worker processes), then the cost model's
+order (the first `budget` candidates go on), then compilation in worker processes and
+ptxas's report (spills, shared memory), then timing on the device (tilec.tune.timing: a
+first few samples each, more for the close ones, interleaved). Before the close ones are
 timed again, a refinement beyond the budget: the untimed neighbours of the best one or two
 (their tile shape with the other num_warps and num_stages, which the cost model knows least
 well), REFINE_BUDGET at most, are compiled and timed too. A candidate that fails or whose
-results differ from the first valid candidate's is discarded. The winner goes into
-the database with the search's report and is used from then on, in this process and later
-ones. With TILEC_AUTOTUNE=0 nothing is timed: the stored winner, else the cost model's first
-choice. On the CPU interpreter nothing is tuned: the first configuration runs, and a
-warning says so.
+results differ from the first valid candidate's is discarded. The winner goes into the
+database with the search's report and is used from then on, in this process and later ones.
+With TILEC_AUTOTUNE=0 nothing is timed: the stored winner, else the cost model's first
+choice. On the CPU interpreter nothing is tuned: the first configuration runs, and a warning
+says so.
 """
 from __future__ import annotations
 

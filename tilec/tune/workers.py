@@ -1,8 +1,9 @@
 """Work done for the autotuner in worker processes: tile IR travels as text (the frontend runs
 in the parent, which holds the kernel's Python function) and comes back as `KernelProfile`s
 (after the GPU pass pipeline; one job profiles every candidate that shares the IR, differing
-in num_warps and num_stages only) or a `CompiledKernel` (with its cubin bytes); the parent
-loads cubins itself. Nothing here touches the GPU, so workers never create a CUDA context.
+in num_warps and num_stages only, and the parent takes such jobs too, from its own modules)
+or a `CompiledKernel` (with its cubin bytes); the parent loads cubins itself. Nothing here
+touches the GPU, so workers never create a CUDA context.
 """
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import tilec.config as config
+
+if TYPE_CHECKING:
+    from tilec.ir.core import Module
 
 
 @dataclass(frozen=True)
@@ -36,9 +40,11 @@ class Job:
 
 @dataclass(frozen=True)
 class Outcome:
+    """A job's result: for `analyse`, an Outcome per variant holding its KernelProfile; for
+    `compile_job`, a CompiledKernel."""
+
     index: int
-    value: Any = None          # for `analyse`, an Outcome per variant holding its
-    #                            KernelProfile; for `compile_job`, a CompiledKernel
+    value: Any = None
     error: str | None = None   # the first line of the error when the job failed
 
 
@@ -52,7 +58,7 @@ def analyse(job: Job) -> Outcome:
     return profiles(module, job)
 
 
-def profiles(module: Any, job: Job) -> Outcome:
+def profiles(module: Module, job: Job) -> Outcome:
     """Each variant's resource and work profile, from `module` (the job's IR, left as it is)
     after the GPU pass pipeline. The passes before layout assignment run once, those before
     software pipelining once per num_warps (they read neither num_stages nor, the first ones,
@@ -64,7 +70,7 @@ def profiles(module: Any, job: Job) -> Outcome:
     by_warps = GPU_PIPELINE.index(FIRST_READING_NUM_WARPS)
     by_stages = GPU_PIPELINE.index(FIRST_READING_NUM_STAGES)
 
-    def run(module: Any, passes: list[str], warps: int, **attrs: int) -> Any:
+    def run(module: Module, passes: list[str], warps: int, **attrs: int) -> Module:
         module = clone_module(module)  # passes rewrite in place
         module.get(job.name).attrs.update(attrs)
         return run_passes(module, passes, PassOptions(target=job.arch, num_warps=warps))
@@ -73,7 +79,7 @@ def profiles(module: Any, job: Job) -> Outcome:
         common = run(module, GPU_PIPELINE[:by_warps], job.num_warps)
     except Exception as e:
         return Outcome(job.index, error=_first_line(e))
-    laid_out: dict[int, Any] = {}
+    laid_out: dict[int, Module] = {}   # num_warps -> the module after layout assignment
     results = []
     for i, (warps, stages) in enumerate(job.variants):
         try:
@@ -114,9 +120,8 @@ class Pool:
     given back by `close`, each fed one pickled job at a time over its stdin once it has said
     that its start-up is done (not multiprocessing: its spawn method re-runs the user's main
     script in every child). With one job, or TILEC_TUNE_JOBS=1, the work runs in this
-    process. Children given back wait
-    IDLE_SECONDS for the next tuning run of this process (another shape, another kernel),
-    which then skips their start-up."""
+    process. Children given back wait IDLE_SECONDS for the next tuning run of this process
+    (another shape, another kernel), which then skips their start-up."""
 
     def __init__(self, label: str):
         self.label = label
