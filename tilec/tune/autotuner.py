@@ -14,9 +14,9 @@ per num_warps up to pipelining, in this process and worker processes), then the 
 order (the first `budget` candidates go on), then compilation in worker processes and
 ptxas's report (spills, shared memory), then timing on the device (tilec.tune.timing: a
 first few samples each, more for the close ones, interleaved). Before the close ones are
-timed again, a refinement beyond the budget: the untimed neighbours of the best one or two
-(their tile shape with the other num_warps and num_stages, which the cost model knows least
-well), REFINE_BUDGET at most, are compiled and timed too. A candidate that fails or whose
+timed again, a refinement beyond the budget: the untimed neighbours of the best of the best
+one or two tile shapes (the same tile shape with the other num_warps and num_stages, which
+the cost model knows least well), REFINE_BUDGET at most, are compiled and timed too. A candidate that fails or whose
 results differ from the first valid candidate's is discarded. The winner goes into the
 database with the search's report and is used from then on, in this process and later ones.
 With TILEC_AUTOTUNE=0 nothing is timed: the stored winner, else the cost model's first
@@ -454,12 +454,15 @@ class Autotuner:
 
     def _refine(self, session: timing.Session, spare: list[tuple[Config, Any, list, dict]],
                 limits: DeviceLimits, pool: workers.Pool, report: Report) -> None:
-        """Compile and time, beyond the budget, the neighbours of the best one or two timed
-        candidates: their tile shape with the other num_warps and num_stages (the cost model
-        is least sure of those), REFINE_BUDGET at most. One round: a neighbour that wins
-        is not refined around in turn."""
+        """Compile and time, beyond the budget, the neighbours of the best timed candidates
+        of the best one or two tile shapes: the same tile shape with the other num_warps and
+        num_stages (the cost model is least sure of those), REFINE_BUDGET at most. One
+        round: a neighbour that wins is not refined around in turn."""
         medians = session.medians()
-        best = sorted(medians, key=lambda c: medians[c])[:REFINE_FROM]
+        best: list[Config] = []
+        for cfg in sorted(medians, key=lambda c: medians[c]):
+            if len(best) < REFINE_FROM and all(_group(cfg) != _group(b) for b in best):
+                best.append(cfg)
         near = _neighbours(best, [cfg for cfg, *_ in spare])[:REFINE_BUDGET]
         if not near:
             return
@@ -607,8 +610,8 @@ def _within_budget(ranked: list, budget: int) -> tuple[list, list]:
 
 
 # Refinement: after the budget's candidates are timed, at most REFINE_BUDGET neighbours (same
-# constexpr values, other num_warps / num_stages) of the REFINE_FROM best are compiled and
-# timed too.
+# constexpr values, other num_warps / num_stages) of the best of the REFINE_FROM best tile
+# shapes are compiled and timed too.
 REFINE_FROM = 2
 REFINE_BUDGET = 4
 
