@@ -2,7 +2,8 @@
 in one run. For each GEMM shape (f16, 4096^3 and an LLM projection, M=128 N=11008 K=4096):
 
   tilec            `tilec.lib.gemm`'s search: its space (72 configurations), resource model,
-                   cost model, the first 16 compiled in worker processes and timed
+                   cost model, the first 16 compiled in worker processes and timed, then
+                   up to 4 untimed neighbours of the best (refinement)
   tilec-exhaustive the same space with no budget: every configuration that fits is timed
   tilec-tutorial   tilec over the Triton tutorial's 8 matmul configurations
   triton           `triton.autotune` over those 8, on the Triton tutorial's matmul kernel
@@ -129,7 +130,8 @@ def run_tilec(method: str, m: int, n: int, k: int) -> dict:
         out.update(timed=len(report.timed), pruned=len(report.pruned), failed=len(report.failed),
                    mismatched=len(report.mismatched), seconds=report.seconds,
                    all_ms={c.short(): t for c, t in report.timed}, spread=report.spread,
-                   predicted=[c.short() for c, _ in report.predicted[:8]])
+                   predicted=[c.short() for c, _ in report.predicted[:8]],
+                   refined=report.refined)
     return out
 
 

@@ -188,3 +188,41 @@ def test_bank_conflicts_of_whole_warps_at_once_match_the_loop(text, bits):
             phase = 32 if nbytes <= 4 else 128 // nbytes
             assert _bank_conflicts_whole_warps(offs, bits, vector, 32, phase, 32) == \
                 _bank_conflicts_each_warp(offs, bits, vector, 32, phase, 32)
+
+
+def _best_swizzle_by_definition(base, accesses, elem_bits):
+    """best_swizzle as its docstring reads: every candidate layout built and measured."""
+    low = int(np.log2(128 // elem_bits))
+    top = max(1, int(np.log2(base.size)))
+
+    def cost(layout):
+        return sum(bank_conflicts(r, layout, elem_bits, vector=v) for r, v in accesses)
+
+    best, best_cost = base, cost(base)
+    for bits in (1, 2, 3):
+        for shift in range(bits, top - low - bits + 1):
+            candidate = base.swizzle(bits, low, shift)
+            if candidate.size == base.size and candidate.is_injective() and \
+                    cost(candidate) < best_cost:
+                best, best_cost = candidate, cost(candidate)
+    return best
+
+
+@pytest.mark.parametrize("writes, reads, bits", [
+    ("spatial(8,4)*local(1,8)", "column_spatial(8,4)*local(1,8)", 16),
+    ("spatial(16,2)*local(4,16)", "spatial(2,16)*local(32,2)", 16),
+    ("spatial(32,1)*local(2,32)", "column_spatial(8,4)*local(8,8)", 8),
+    ("spatial(4,8)*local(16,4)", "spatial(32,1)*local(2,32)", 32),
+])
+def test_best_swizzle_is_the_search_its_definition_describes(writes, reads, bits):
+    # best_swizzle swizzles base's offsets instead of building each candidate layout, stops
+    # at a conflict-free one and drops a candidate once its conflicts reach the best's: the
+    # same choice as the search written out.
+    from tilec.ir.shared_layout import best_swizzle
+    w, r = parse_layout(writes), parse_layout(reads)
+    accesses = [(w, min(contiguous_vector(w, row_major(*w.shape)), 128 // bits)), (r, 1)]
+    for base in (row_major(*w.shape), row_major(*w.shape, pad=8 * 32 // bits)):
+        assert best_swizzle(base, accesses, bits) == \
+            _best_swizzle_by_definition(base, accesses, bits)
+    conflict_free = [(spatial(8, 4) * local(1, 8), 8)]
+    assert best_swizzle(row_major(8, 32), conflict_free, 16) == row_major(8, 32)

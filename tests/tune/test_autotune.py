@@ -4,6 +4,7 @@ the errors a user can make, compilation in worker processes, pruning by ptxas's 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -253,6 +254,10 @@ def test_progress_bar_only_on_a_terminal():
     assert term.text.endswith("chosen\n")
 
 
+def _broken_jobs(n: int) -> list[workers.Job]:
+    return [workers.Job(i, "func @broken(", "<bad>", "broken", "sm_90a", 4, {}) for i in range(n)]
+
+
 def test_pool_starts_children_early_and_reuses_them(monkeypatch):
     # start(): the children start (and import the compiler) before the first map, which uses
     # those same processes; close() gives them back, the next pool (same environment) takes
@@ -263,9 +268,7 @@ def test_pool_starts_children_early_and_reuses_them(monkeypatch):
     pool.start(5)
     children = list(pool._children)
     assert len(children) == 2 and all(c.poll() is None for c in children)
-    jobs = [workers.Job(i, "func @broken(", "<bad>", "broken", "sm_90a", 4, {})
-            for i in range(3)]
-    out = pool.map(workers.analyse, jobs, "analysing")
+    out = pool.map(workers.analyse, _broken_jobs(3), "analysing")
     assert pool._children == children
     assert [o.error.split(":")[0] for o in out] == ["IRError"] * 3
     pool.close()
@@ -293,11 +296,11 @@ def test_a_broken_child_is_not_reused(monkeypatch):
     workers.retire_idle()
     pool = workers.Pool("test")
     pool.start(2)
+    jobs = _broken_jobs(4)
+    assert all(o.error.startswith("IRError") for o in pool.map(workers.analyse, jobs, "a"))
     victim, survivor = pool._children
     victim.kill()
     victim.wait()
-    jobs = [workers.Job(i, "func @broken(", "<bad>", "broken", "sm_90a", 4, {})
-            for i in range(4)]
     out = pool.map(workers.analyse, jobs, "analysing")
     # one job fails with the dead child; the survivor does the rest
     assert [o.index for o in out] == [0, 1, 2, 3]
@@ -312,6 +315,46 @@ def test_a_broken_child_is_not_reused(monkeypatch):
     assert survivor.wait(timeout=30) == 0
 
 
+def test_a_child_failing_its_start_up_takes_no_job(monkeypatch):
+    # A child takes jobs once it has said it started up: one that dies before fails none.
+    monkeypatch.setenv("TILEC_TUNE_JOBS", "2")
+    workers.retire_idle()
+    pool = workers.Pool("test")
+    pool.start(2)
+    victim, survivor = pool._children
+    victim.kill()
+    victim.wait()
+    out = pool.map(workers.analyse, _broken_jobs(4), "analysing")
+    assert [o.error.split(":")[0] for o in out] == ["IRError"] * 4
+    pool.close()
+    assert victim not in workers._IDLE.get(workers._environment_key(), [])
+    workers.retire_idle()
+    assert survivor.wait(timeout=30) == 0
+
+
+def test_this_process_takes_jobs_while_the_children_start_up(monkeypatch):
+    # With `here`, this process starts on the jobs at once; the children join once started
+    # up (here they never do: their start-up is held back), and nothing is left undone.
+    monkeypatch.setenv("TILEC_TUNE_JOBS", "2")
+    workers.retire_idle()
+    pool = workers.Pool("test")
+    pool.start(2)
+    release = threading.Event()
+    monkeypatch.setattr(workers, "_started", lambda child: release.wait(30) and False)
+    done_here = []
+
+    def here(job):
+        done_here.append(job.index)
+        if len(done_here) == 5:
+            release.set()
+        return workers.Outcome(job.index, "here")
+    out = pool.map(workers.analyse, _broken_jobs(5), "analysing", here=here)
+    assert [(o.index, o.value) for o in out] == [(i, "here") for i in range(5)]
+    assert done_here == [0, 1, 2, 3, 4]
+    pool.close()
+    workers.retire_idle()
+
+
 def test_every_job_has_an_outcome_when_every_child_fails(monkeypatch):
     monkeypatch.setenv("TILEC_TUNE_JOBS", "2")
     workers.retire_idle()
@@ -320,9 +363,7 @@ def test_every_job_has_an_outcome_when_every_child_fails(monkeypatch):
     for child in pool._children:
         child.kill()
         child.wait()
-    jobs = [workers.Job(i, "func @broken(", "<bad>", "broken", "sm_90a", 4, {})
-            for i in range(5)]
-    out = pool.map(workers.analyse, jobs, "analysing")
+    out = pool.map(workers.analyse, _broken_jobs(5), "analysing")
     assert [o.index for o in out] == [0, 1, 2, 3, 4]
     assert all(o.value is None and o.error.startswith("worker process failed") for o in out)
     pool.close()
@@ -332,19 +373,15 @@ def test_every_job_has_an_outcome_when_every_child_fails(monkeypatch):
 @pytest.mark.skipif(ptxas_path() is None, reason="needs ptxas (the nvidia-cuda-nvcc wheel)")
 def test_search_compiles_what_a_launch_will_look_up(monkeypatch, tmp_path):
     # The whole search up to the timing (which needs a GPU): analysis with one frontend build
-    # per tile shape, the budget, compilation in the workers; every candidate handed to the
-    # timing has its cubin in the compile cache under the key a fresh launch computes.
+    # per tile shape, the budget, compilation in the workers, then the refinement's
+    # compilation in the same workers; every candidate handed to the timing has its cubin in
+    # the compile cache under the key a fresh launch computes.
     from tilec.lib.gemm import _tuned_grid, tuned_gemm
     from tilec.runtime import cache
-    from tune_support import FLAGS, gemm_values
+    from tune_support import FLAGS, fake_timing, gemm_values
     monkeypatch.setenv("TILEC_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("TILEC_TUNE_JOBS", "2")
-    handed: list = []
-
-    def fake_time(self, grid, args, kwargs, device, cands, report):
-        handed.extend(cands)
-        report.timed += [(c, 1.0 + i) for i, c in enumerate(cands)]
-    monkeypatch.setattr(Autotuner, "_time", fake_time)
+    sessions = fake_timing(monkeypatch, lambda cfg: cfg.num_warps + cfg.num_stages / 10)
     space = [tc.Config(BM=64, BN=64, BK=32, num_warps=w, num_stages=s)
              for w in (4, 8) for s in (3, 4)] + [tc.Config(BM=256, BN=256, BK=64, num_warps=4,
                                                           num_stages=4)]
@@ -352,12 +389,59 @@ def test_search_compiles_what_a_launch_will_look_up(monkeypatch, tmp_path):
     values = gemm_values(128, 256, 256)
     args = tuple(values[n] for n in ("A", "B", "C", "Bias", "scale"))
     report = tuner.tune(_tuned_grid(128, 256), args, dict(FLAGS), 0, H100)
-    assert len(handed) == 2 and report.winner == handed[0]
-    assert "BK=64 BM=256 BN=256 w4 s4" in report.pruned          # too much shared memory
-    assert sum("budget" in why for why in report.pruned.values()) == 2
-    assert set(report.seconds) >= {"analyse", "compile", "time", "total"}
-    for cfg in handed:
+    (session,) = sessions
+    budgeted, refined = session.rounds
+    assert len(budgeted) == len(refined) == 2 and set(budgeted + refined) == set(space[:4])
+    assert report.refined == [c.short() for c in refined]
+    assert report.winner == space[0] and len(report.timed) == 4
+    assert list(report.pruned) == ["BK=64 BM=256 BN=256 w4 s4"]   # too much shared memory
+    assert set(report.seconds) >= {"analyse", "compile", "time", "refine", "total"}
+    for cfg in budgeted + refined:
         module, specs, options = tuner._build(cfg, values)        # a fresh build, no memo
         key = tuned_gemm.kernel.gpu_cache_key(module, specs, options, "sm_90a")
         assert cache.get(key) is not None, cfg
     workers.retire_idle()
+
+
+def test_refinement_times_the_best_ones_untimed_neighbours(monkeypatch, tmp_path):
+    # The budget (4; the cost model below puts s3 first, and two of a tile shape at most go
+    # in before every shape has had its turn) leaves s4 out. The refinement takes the
+    # untimed neighbours of the best (one option away before two), then those of the best
+    # of the second best tile shape, REFINE_BUDGET at most; the best's s4 sibling, fastest
+    # of all, wins.
+    from tilec.lib.gemm import _tuned_grid, tuned_gemm
+    from tilec.tune import autotuner
+    from tilec.tune.show import format_entry
+    from tune_support import FLAGS, fake_compiler, fake_timing, gemm_values
+    monkeypatch.setenv("TILEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(autotuner, "REFINE_BUDGET", 3)
+    fake_compiler(monkeypatch)
+    small, large = ([tc.Config(BM=bm, BN=bm, BK=64, num_warps=w, num_stages=s)
+                     for w in (4, 8) for s in (3, 4)] for bm in (64, 128))
+    ms = {small[0]: 1.0, small[2]: 1.1, large[0]: 1.2, large[2]: 2.0,    # w4 s3, w8 s3
+          small[1]: 0.7, small[3]: 0.9, large[1]: 1.1, large[3]: 1.3}   # w4 s4, w8 s4
+    sessions = fake_timing(monkeypatch, ms.get)
+
+    class StagesFirst:
+        def predict(self, candidates, limits):
+            return [c.num_stages + c.profile.threads / 1e4 for c in candidates]
+    values = gemm_values(128, 256, 256)
+    args = tuple(values[n] for n in ("A", "B", "C", "Bias", "scale"))
+    tuner = Autotuner(tuned_gemm.kernel, small + large, tuned_gemm.key, budget=4,
+                      cost_model=StagesFirst())
+    report = tuner.tune(_tuned_grid(128, 256), args, dict(FLAGS), 0, H100)
+    (session,) = sessions
+    assert session.rounds == [[small[0], small[2], large[0], large[2]],
+                              [small[1], small[3], large[1]]]
+    assert report.refined == [c.short() for c in (small[1], small[3], large[1])]
+    assert report.winner == small[1] and len(report.timed) == 7
+    assert report.pruned == {large[3].short(): "cost model: outside the budget of 4"}
+    entry = SimpleNamespace(key=TuningKey(tuner.kernel_id, (128,), "H100"),
+                            config=report.winner, report=report.to_json())
+    assert ("refined  3 timed beyond the budget: neighbours of the best (other num_warps / "
+            "num_stages); the winner is one of them") in format_entry(entry)
+    # With no budget every candidate is timed at once: nothing to refine.
+    exhaustive = Autotuner(tuned_gemm.kernel, small + large, tuned_gemm.key)
+    report = exhaustive.tune(_tuned_grid(128, 256), args, dict(FLAGS), 0, H100)
+    assert len(sessions[1].rounds) == 1 and not report.refined
+    assert report.winner == small[1] and len(report.timed) == 8

@@ -156,3 +156,48 @@ def test_frontend_runs_once_per_tile_shape_with_each_candidates_options():
     assert texts == fresh
     assert len(set(texts)) == 3 and "num_stages = 4" in texts[1]
     assert tuned_gemm._build(first, values, memo)[2] == {"num_warps": 4, "num_stages": 3}
+
+
+def test_one_job_profiles_a_tile_shape_as_each_candidate_alone():
+    # A tile shape's candidates are one analysis job: the passes before layouts run once,
+    # those before pipelining once per num_warps. Each profile is the one the whole GPU
+    # pipeline gives on the candidate's own IR, whether the job is read from text (a worker)
+    # or runs on this process's module, which it leaves as it was.
+    from tilec.ir.passes.manager import GPU_PIPELINE, PassOptions, run_passes
+    from tilec.ir.printer import print_module
+    from tilec.tune.autotuner import _facts
+    from tilec.tune.resources import profile
+    values = gemm_values(128, 11008, 4096)
+    facts = _facts(values)
+    for tile in (dict(BM=64, BN=64, BK=64), dict(BM=128, BN=256, BK=32)):
+        cfgs = [tc.Config(**tile, num_warps=w, num_stages=s) for w in (4, 8) for s in (3, 4)]
+        alone = []
+        for cfg in cfgs:
+            module, _, _ = tuned_gemm._build(cfg, values)
+            module = run_passes(module, GPU_PIPELINE, PassOptions("sm_90a", cfg.num_warps))
+            alone.append(profile(module.get("gemm_kernel"), cfg.num_warps, facts))
+        assert len({(p.threads, p.shared_bytes) for p in alone}) == 4
+        module, _, _ = tuned_gemm._build(cfgs[0], values)
+        text = print_module(module, locations=True)
+        job = workers.Job(0, text, "<gemm>", "gemm_kernel", "sm_90a", 4, facts,
+                          tuple((c.num_warps, c.num_stages) for c in cfgs))
+        for out in (workers.analyse(job), workers.profiles(module, job)):
+            assert out.error is None
+            assert [o.value for o in out.value] == alone
+        assert print_module(module, locations=True) == text
+
+
+def test_a_candidate_failing_its_analysis_fails_alone():
+    # A variant the layouts reject (no warps) fails; the others of its job are profiled.
+    from tilec.ir.printer import print_module
+    from tilec.tune.autotuner import _facts
+    values = gemm_values(128, 11008, 4096)
+    cfg = tc.Config(BM=64, BN=64, BK=64, num_warps=4, num_stages=3)
+    module, _, _ = tuned_gemm._build(cfg, values)
+    job = workers.Job(0, print_module(module, locations=True), "<gemm>", "gemm_kernel",
+                      "sm_90a", 4, _facts(values), ((4, 3), (0, 3), (4, 4)))
+    out = workers.analyse(job)
+    assert [o.error is None for o in out.value] == [True, False, True]
+    assert out.value[1].error == "LayoutError: num_threads must be positive, got 0"
+    assert out.value[2].value == gemm_profile(tc.Config(BM=64, BN=64, BK=64, num_stages=4),
+                                              128, 11008, 4096)

@@ -78,3 +78,71 @@ def test_spread_is_the_10th_and_90th_percentile():
     lo, hi = timing.spread([float(x) for x in range(1, 12)])   # 1..11
     assert (lo, hi) == (2.0, 10.0)
     assert timing.spread([3.0]) == (3.0, 3.0)
+
+
+def test_a_session_times_the_close_ones_again_interleaved():
+    # `add` (once per round of candidates) takes the first samples; `finish` times those
+    # within the margin of the fastest again, ROUNDS more batches each, whichever round
+    # they came in.
+    import tilec as tc
+    from tilec.tune.autotuner import Report
+    from tune_support import FakeSession
+    a, b, c = (tc.Config(BLOCK=v) for v in (1, 2, 3))
+    report = Report("timed", a)
+    session = FakeSession(report, {a: 1.0, b: 2.0, c: 1.05}.get)
+    session.add([a, b])
+    session.add([c])
+    assert session.medians() == {a: 1.0, b: 2.0, c: 1.05}
+    session.finish()
+    assert report.timed == [(a, 1.0), (b, 2.0), (c, 1.05)]
+    more = timing.ROUNDS * max(timing.FIRST_REPS, 25 // timing.ROUNDS)
+    assert {k: n for k, (_, _, n) in report.spread.items()} == {
+        a.short(): timing.FIRST_REPS + more, b.short(): timing.FIRST_REPS,
+        c.short(): timing.FIRST_REPS + more}
+
+
+def test_device_session_checks_results_and_resets_arguments(monkeypatch):
+    # The device session's wiring, with CPU tensors standing in for device ones: results
+    # checked against the first valid candidate's, `reset_to_zero` and `restore` before each
+    # run on every rotated argument set, and the arguments left as given.
+    from types import SimpleNamespace
+
+    import tilec as tc
+    from tilec.tune.autotuner import Report
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(timing, "_is_device_tensor", timing._is_torch)
+    monkeypatch.setattr(timing.cuda, "device_properties",
+                        lambda device: SimpleNamespace(l2_bytes=4096))
+    monkeypatch.setattr(timing, "current_stream", lambda device: 0)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    ran: list[int] = []
+
+    def time_ms(run, sets, device, stream, warmup, reps, stall, start):
+        for i in range(start, start + reps):
+            ran.append(i % sets)
+            run(i % sets)
+        return [1.0] * reps
+    monkeypatch.setattr(timing, "time_ms", time_ms)
+
+    def launcher(cfg):
+        def launch(X, Y, *, K, num_warps, num_stages):
+            Y.add_(X * K)   # accumulates: needs Y zeroed before each run
+            X.add_(1.0)     # writes over its input: needs X restored
+        return launch
+    x0 = torch.arange(256, dtype=torch.float32)
+    x, y = x0.clone(), torch.zeros(256)
+    tuner = SimpleNamespace(warmup=3, reps=25, reset_to_zero=["Y"], restore=["X"],
+                            kernel=SimpleNamespace(params=[SimpleNamespace(name="X"),
+                                                           SimpleNamespace(name="Y")]))
+    two, also_two, three = (tc.Config(K=k, num_warps=w) for k, w in ((2, 4), (2, 8), (3, 4)))
+    report = Report("timed", two)
+    session = timing.DeviceSession(tuner, launcher, {"X": x, "Y": y}, (x, y), {}, 0, report)
+    assert len(session.sets) == 4     # L2_MULTIPLE x 4096 bytes of L2, 2048 bytes a set
+    session.add([two, also_two, three])
+    assert report.mismatched == [three.short()] and set(session.samples) == {two, also_two}
+    assert sorted(set(ran)) == [0, 1, 2, 3]
+    for a, _ in session.sets[1:]:                      # (the first is the check runs')
+        assert torch.equal(a[1], 2 * x0)               # one run after the reset
+    session.finish()
+    assert [c for c, _ in report.timed] == [two, also_two]
+    assert torch.equal(x, x0) and torch.equal(y, torch.zeros(256))

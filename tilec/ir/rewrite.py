@@ -7,6 +7,7 @@ rewrite as `before => after` in tile-IR text.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Sequence
 
 from tilec.errors import IRError
@@ -81,6 +82,16 @@ def clone_region(region: Region, mapping: dict[Value, Value]) -> Region:
     for op in old.ops:
         block.append(clone_op(op, mapping))
     return Region(block)
+
+
+def clone_module(module: Module) -> Module:
+    """A deep copy of `module` (passes rewrite in place: runs that start from one module each
+    take a copy)."""
+    return Module([replace(f, body=clone_region(f.body, {}), result_types=list(f.result_types),
+                           attrs={k: _copy_attr(v) for k, v in f.attrs.items()},
+                           arg_attrs=[{k: _copy_attr(v) for k, v in a.items()}
+                                      for a in f.arg_attrs])
+                   for f in module.functions], source=module.source)
 
 
 def inline_region_before(region: Region, op: Operation, args: Sequence[Value]) -> list[Value]:

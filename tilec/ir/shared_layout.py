@@ -338,6 +338,12 @@ def bank_conflicts(
     offs = shared.offsets(register_layout)
     if vector is None:
         vector = min(contiguous_vector(register_layout, shared), max(1, 128 // elem_bits))
+    return _conflicts(offs, elem_bits, vector, warp_size, banks)
+
+
+def _conflicts(offs: np.ndarray, elem_bits: int, vector: int, warp_size: int = 32,
+               banks: int = 32) -> int:
+    """`bank_conflicts` of the thread offsets `offs` ([num_threads, local_size])."""
     num_threads, num_local = offs.shape
     if num_local % vector:
         raise LayoutError(f"vector {vector} does not divide {num_local} local elements")
@@ -407,18 +413,35 @@ def best_swizzle(
     no swizzle when none helps. Deterministic."""
     chunk = max(1, chunk_bytes * 8 // elem_bits)
     low = int(math.log2(chunk))
-    top = max(1, int(math.log2(max(1, base.size))))
+    every = base.offsets()
+    size = int(every.max()) + 1 if every.size else 0
+    top = max(1, int(math.log2(max(1, size))))
+    # A candidate's offsets are its swizzle applied to base's, computed once; and a swizzle is
+    # its own inverse, so a candidate is injective exactly when base is.
+    plain = [(base.offsets(r), v) for r, v in accesses]
 
-    def cost(layout: SharedLayout) -> int:
-        return sum(bank_conflicts(r, layout, elem_bits, vector=v) for r, v in accesses)
+    def cost(z: Swizzle | None, bound: float) -> float:
+        """The conflicts of `z`, or inf once they reach `bound` (then it cannot win)."""
+        total = 0
+        for offs, v in plain:
+            total += _conflicts(offs if z is None else z.apply(offs), elem_bits, v)
+            if total >= bound:
+                return math.inf
+        return total
 
-    best, best_cost = base, cost(base)
+    # Nothing beats conflict-free (a tie keeps the earlier), nor is anything else injective
+    # when base is not.
+    best, best_cost = base, cost(None, math.inf)
+    if best_cost == 0 or not base.is_injective():
+        return best
     for bits in (1, 2, 3):
         for shift in range(bits, top - low - bits + 1):
-            candidate = base.swizzle(bits, low, shift)
-            if candidate.size != base.size or not candidate.is_injective():
+            z = Swizzle(bits, low, shift)
+            if int(z.apply(every).max()) + 1 != size:
                 continue
-            c = cost(candidate)
+            c = cost(z, best_cost)
             if c < best_cost:
-                best, best_cost = candidate, c
+                best, best_cost = base.swizzle(bits, low, shift), c
+                if c == 0:
+                    return best
     return best

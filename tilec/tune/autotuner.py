@@ -9,15 +9,19 @@
 
 The first launch with a new key on a GPU looks the key up in the tuning database; on a miss
 it tunes: prune hooks, then the resource model (candidates that cannot fit the device,
-judged from their IR after the GPU passes, computed in worker processes), then the cost
-model's order (the first `budget` candidates go on), then compilation in worker processes
-and ptxas's report (spills, shared memory), then timing on the device (tilec.tune.timing:
-a first few samples each, more for the close ones, interleaved); a candidate that fails
-or whose results differ from the first valid candidate's is discarded. The winner goes into
-the database with the search's report and is used from then on, in this process and later
-ones. With TILEC_AUTOTUNE=0 nothing is timed: the stored winner, else the cost model's first
-choice. On the CPU interpreter nothing is tuned: the first configuration runs, and a
-warning says so.
+judged from their IR after the GPU passes, run once per tile shape up to layouts and once
+per num_warps up to pipelining, in this process and worker processes), then the cost model's
+order (the first `budget` candidates go on), then compilation in worker processes and
+ptxas's report (spills, shared memory), then timing on the device (tilec.tune.timing: a
+first few samples each, more for the close ones, interleaved). Before the close ones are
+timed again, a refinement beyond the budget: the untimed neighbours of the best of the best
+one or two tile shapes (the same tile shape with the other num_warps and num_stages, which
+the cost model knows least well), REFINE_BUDGET at most, are compiled and timed too. A candidate that fails or whose
+results differ from the first valid candidate's is discarded. The winner goes into the
+database with the search's report and is used from then on, in this process and later ones.
+With TILEC_AUTOTUNE=0 nothing is timed: the stored winner, else the cost model's first
+choice. On the CPU interpreter nothing is tuned: the first configuration runs, and a warning
+says so.
 """
 from __future__ import annotations
 
@@ -26,7 +30,6 @@ import inspect
 import logging
 import math
 import re
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -43,17 +46,12 @@ from tilec.tune.cost import DEFAULT_MODEL, Candidate, CostModel
 from tilec.tune.database import TuningDatabase, TuningKey
 from tilec.tune.resources import DeviceLimits, check
 from tilec.tune.space import Config, expand
-from tilec.tune import workers
+from tilec.tune import timing, workers
 
 log = logging.getLogger("tilec.tune")
 
 Prune = Callable[[list[Config], dict[str, Any]], Iterable[Config]]
 _KEY = re.compile(r"^(?P<name>[A-Za-z_]\w*)(?:\.(?P<attr>shape|dtype)(?:\[(?P<index>\d+)\])?)?$")
-
-# Results of two candidates agree when every element is within this fraction of the largest
-# magnitude of the reference (they round differently, not wrongly).
-RELATIVE_TOLERANCE = {8: 0.1, 16: 1e-2, 32: 1e-4}
-
 
 @dataclass
 class Report:
@@ -67,8 +65,9 @@ class Report:
     failed: dict[str, str] = field(default_factory=dict)              # config -> error
     mismatched: list[str] = field(default_factory=list)
     predicted: list[tuple[Config, float]] = field(default_factory=list)  # cost model order
-    seconds: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # per phase, and "total"
     spread: dict[str, list[float]] = field(default_factory=dict)  # config -> [p10, p90, n]
+    refined: list[str] = field(default_factory=list)  # beyond the budget: the best's neighbours
 
     def to_json(self) -> dict[str, Any]:
         return {"method": self.method, "winner": self.winner.to_json(),
@@ -76,7 +75,7 @@ class Report:
                 "timed": [[c.to_json(), ms] for c, ms in self.timed],
                 "pruned": self.pruned, "failed": self.failed, "mismatched": self.mismatched,
                 "predicted": [[c.to_json(), s] for c, s in self.predicted[:8]],
-                "seconds": self.seconds, "spread": self.spread}
+                "seconds": self.seconds, "spread": self.spread, "refined": self.refined}
 
 
 class Autotuner:
@@ -291,7 +290,7 @@ class Autotuner:
         call = dict(values)
         call.update(cfg.all())
         options = {o: call.pop(o) for o in ("num_warps", "num_stages")}
-        group = tuple(sorted((k, repr(v)) for k, v in cfg.kwargs.items()))
+        group = _group(cfg)
         if built is not None and group in built:
             module, specs = built[group]
             kernel_fn = module.get(self.kernel.__name__)
@@ -311,18 +310,34 @@ class Autotuner:
         cost model, with their predicted times."""
         from tilec.ir.printer import print_module
         facts = _facts(values)
-        built, jobs, memo = [], [], {}
-        for i, cfg in enumerate(cands):
+        built, memo = [], {}
+        groups: dict[tuple, list[int]] = {}   # constexpr values -> indices into `built`
+        for cfg in cands:
             try:
                 module, specs, options = self._build(cfg, values, memo)
             except TilecError as e:
                 report.failed[cfg.short()] = f"{type(e).__name__}: {e.message}"
                 continue
+            groups.setdefault(_group(cfg), []).append(len(built))
             built.append((cfg, module, specs, options))
+        # One job per group: its candidates share the IR up to layouts (workers.profiles).
+        # This process takes jobs too, from its own modules, while the children start up.
+        jobs, modules = [], []
+        for members in groups.values():
+            cfg, module = built[members[0]][:2]
+            modules.append(module)
             jobs.append(workers.Job(len(jobs), print_module(module, locations=True),
                                     module.source or "<kernel>", self.kernel.__name__,
-                                    limits.arch, cfg.num_warps, facts))
-        outcomes = pool.map(workers.analyse, jobs, "analysing")
+                                    limits.arch, cfg.num_warps, facts,
+                                    tuple((built[i][0].num_warps, built[i][0].num_stages)
+                                          for i in members)))
+        outcomes: list[Any] = [None] * len(built)
+        analysed = pool.map(workers.analyse, jobs, "analysing",
+                            here=lambda job: workers.profiles(modules[job.index], job))
+        for members, out in zip(groups.values(), analysed):
+            # A job failing as a whole (its IR, its worker) fails each of its candidates.
+            for i, result in zip(members, [out] * len(members) if out.error else out.value):
+                outcomes[i] = result
         fits, profiles = [], []
         for item, out in zip(built, outcomes):
             cfg = item[0]
@@ -335,7 +350,7 @@ class Autotuner:
                 continue
             fits.append(item)
             profiles.append(out.value)
-        unique = float(sum(_nbytes(v) for v in values.values()))
+        unique = float(sum(timing.nbytes(v) for v in values.values()))
         cands_cost = [Candidate(p, _programs(grid, values, item[0]), unique, item[0].num_stages)
                       for item, p in zip(fits, profiles)]
         predicted = self.cost_model.predict(cands_cost, limits) if fits else []
@@ -363,7 +378,6 @@ class Autotuner:
              limits: DeviceLimits | None = None) -> Report:
         """Search for the best configuration for these arguments on `device` (nothing is
         read from or written to the database here)."""
-        from tilec.runtime import cache
         start = time.perf_counter()
         limits = limits or DeviceLimits.of_device(device)
         values = self._bind(args, kwargs, self.configs[0])
@@ -377,41 +391,28 @@ class Autotuner:
         try:
             ranked, _ = self._analyse(cands, values, grid, limits, pool, report)
             report.seconds["analyse"] = time.perf_counter() - start
+            spare: list[tuple[Config, Any, list, dict]] = []
             if self.budget is not None:
-                ranked, dropped = _within_budget(ranked, self.budget)
-                for cfg, *_ in dropped:
+                ranked, spare = _within_budget(ranked, self.budget)
+                for cfg, *_ in spare:
                     report.pruned[cfg.short()] = f"cost model: outside the budget of {self.budget}"
-            # Compile what the compile cache lacks, in the workers; store it under the key a
-            # launch looks up, so the launches below load it.
-            from tilec.ir.printer import print_module
-            jobs, keys, compiled = [], [], {}
-            for cfg, module, specs, options in ranked:
-                ckey = self.kernel.gpu_cache_key(module, specs, options, limits.arch)
-                hit = cache.get(ckey)
-                if hit is not None:
-                    compiled[cfg] = hit
-                    continue
-                keys.append((cfg, ckey))
-                jobs.append(workers.Job(len(jobs), print_module(module, locations=True),
-                                        module.source or "<kernel>", self.kernel.__name__,
-                                        limits.arch, cfg.num_warps, {}))
             t = time.perf_counter()
-            for (cfg, ckey), out in zip(keys, pool.map(workers.compile_job, jobs, "compiling")):
-                if out.error is not None:
-                    report.failed[cfg.short()] = out.error
-                    continue
-                cache.put(ckey, out.value)
-                compiled[cfg] = out.value
+            survivors = self._compile(ranked, limits, pool, report)
             report.seconds["compile"] = time.perf_counter() - t
+            # In the order the user gave them: the first one that runs is the reference result.
+            survivors.sort(key=self.configs.index)
+            t = time.perf_counter()
+            session = self._timing(grid, args, kwargs, device, report)
+            session.add(survivors)
+            report.seconds["time"] = time.perf_counter() - t
+            t = time.perf_counter()
+            self._refine(session, spare, limits, pool, report)  # compiles, first samples
+            report.seconds["refine"] = time.perf_counter() - t
         finally:
             pool.close()
-        survivors = self._after_ptxas([c for c, *_ in ranked if c in compiled], compiled,
-                                      limits, report)
-        # In the order the user gave them: the first one that runs is the reference result.
-        survivors.sort(key=self.configs.index)
         t = time.perf_counter()
-        self._time(grid, args, kwargs, device, survivors, report)
-        report.seconds["time"] = time.perf_counter() - t
+        session.finish()
+        report.seconds["time"] += time.perf_counter() - t
         report.seconds["total"] = time.perf_counter() - start
         if not report.timed:
             raise LaunchError(f"tc.autotune: no configuration of kernel "
@@ -423,11 +424,60 @@ class Autotuner:
         self.tuning_count += 1
         return report
 
+    def _compile(self, items: list[tuple[Config, Any, list, dict]], limits: DeviceLimits,
+                 pool: workers.Pool, report: Report, kept_before: bool = False
+                 ) -> list[Config]:
+        """Compile what the compile cache lacks, in the workers, and store it under the key
+        a launch looks up (the launches that time it load it); the candidates that
+        ptxas's report keeps (`_after_ptxas`), in the order of `items`."""
+        from tilec.ir.printer import print_module
+        from tilec.runtime import cache
+        jobs, keys, compiled = [], [], {}
+        for cfg, module, specs, options in items:
+            ckey = self.kernel.gpu_cache_key(module, specs, options, limits.arch)
+            hit = cache.get(ckey)
+            if hit is not None:
+                compiled[cfg] = hit
+                continue
+            keys.append((cfg, ckey))
+            jobs.append(workers.Job(len(jobs), print_module(module, locations=True),
+                                    module.source or "<kernel>", self.kernel.__name__,
+                                    limits.arch, cfg.num_warps, {}))
+        for (cfg, ckey), out in zip(keys, pool.map(workers.compile_job, jobs, "compiling")):
+            if out.error is not None:
+                report.failed[cfg.short()] = out.error
+                continue
+            cache.put(ckey, out.value)
+            compiled[cfg] = out.value
+        return self._after_ptxas([c for c, *_ in items if c in compiled], compiled, limits,
+                                 report, kept_before)
+
+    def _refine(self, session: timing.Session, spare: list[tuple[Config, Any, list, dict]],
+                limits: DeviceLimits, pool: workers.Pool, report: Report) -> None:
+        """Compile and time, beyond the budget, the neighbours of the best timed candidates
+        of the best one or two tile shapes: the same tile shape with the other num_warps and
+        num_stages (the cost model is least sure of those), REFINE_BUDGET at most. One
+        round: a neighbour that wins is not refined around in turn."""
+        medians = session.medians()
+        best: list[Config] = []
+        for cfg in sorted(medians, key=lambda c: medians[c]):
+            if len(best) < REFINE_FROM and all(_group(cfg) != _group(b) for b in best):
+                best.append(cfg)
+        near = _neighbours(best, [cfg for cfg, *_ in spare])[:REFINE_BUDGET]
+        if not near:
+            return
+        for cfg in near:
+            del report.pruned[cfg.short()]
+        report.refined = [cfg.short() for cfg in near]
+        by_config = {item[0]: item for item in spare}
+        session.add(self._compile([by_config[cfg] for cfg in near], limits, pool, report,
+                                  kept_before=True))
+
     @staticmethod
     def _after_ptxas(cands: list[Config], compiled: dict[Config, Any], limits: DeviceLimits,
-                     report: Report) -> list[Config]:
+                     report: Report, kept_before: bool = False) -> list[Config]:
         """Drop candidates whose ptxas report spills or whose shared memory does not fit
-        (spilling ones stay when nothing else would)."""
+        (spilling ones stay when nothing else would: none here, and none `kept_before`)."""
         kept, spilling = [], []
         for cfg in cands:
             ck = compiled[cfg]
@@ -439,7 +489,7 @@ class Autotuner:
                 spilling.append(cfg)
             else:
                 kept.append(cfg)
-        if not kept:
+        if not kept and not kept_before:
             return spilling
         for cfg in spilling:
             res = compiled[cfg].resources
@@ -447,79 +497,13 @@ class Autotuner:
                                           f"{res.registers} registers)")
         return kept
 
-    def _time(self, grid: Any, args: tuple, kwargs: dict[str, Any], device: int,
-              cands: list[Config], report: Report) -> None:
-        """Check each candidate's results against the first valid one's, then time it."""
-        from tilec.runtime import cuda
-        from tilec.tune import timing
-        torch = sys.modules.get("torch")
-        if torch is None:
-            raise LaunchError("tc.autotune: timing on the GPU needs torch tensors")
-        names = [p.name for p in self.kernel.params]
+    def _timing(self, grid: Any, args: tuple, kwargs: dict[str, Any], device: int,
+                report: Report) -> timing.Session:
+        """The timing session of one search, on the device."""
         values = self._bind(args, kwargs, self.configs[0])
-        saved = {n: _clone(values[n]) for n in self.restore}
-
-        def prepare(call_args: tuple, call_kwargs: dict) -> None:
-            bound = dict(zip(names, call_args), **call_kwargs)
-            for n in self.reset_to_zero:
-                _data(bound[n]).zero_()
-            for n in self.restore:
-                if n in saved:
-                    _data(bound[n]).copy_(_data(saved[n]))
-
-        tensors = {n for n, v in values.items() if _is_device_tensor(v)}
-        l2 = cuda.device_properties(device).l2_bytes
-        sets = [(args, kwargs)] + [_copy_set(args, kwargs, names, tensors) for _ in range(
-            timing.copies_needed(sum(_nbytes(values[n]) for n in tensors), l2) - 1)]
-        stream = timing.current_stream(device)
-        stall = timing.torch_stall
-        samples: dict[Config, list[float]] = {}
-        runs: dict[Config, Callable[[int], None]] = {}
-        reference: dict[str, Any] | None = None
-        for cfg in cands:
-            # A tuple grid: the kernel's launch hot path, so the host keeps ahead of the GPU.
-            launch = self.kernel[_grid_of(grid, values, cfg)]
-            extra = cfg.all()
-            try:
-                prepare(args, kwargs)
-                launch(*args, **kwargs, **extra)
-                torch.cuda.synchronize(device)
-                outputs = {n: _clone(values[n]) for n in tensors}
-                if reference is None:
-                    reference = outputs
-                elif not _agree(reference, outputs):
-                    report.mismatched.append(cfg.short())
-                    continue
-
-                def run(i: int, launch=launch, extra=extra) -> None:
-                    a, kw = sets[i]
-                    if self.reset_to_zero or self.restore:
-                        prepare(a, kw)
-                    launch(*a, **kw, **extra)
-                samples[cfg] = timing.time_ms(run, len(sets), device, stream, self.warmup,
-                                              min(self.reps, timing.FIRST_REPS), stall=stall)
-                runs[cfg] = run
-            except TilecError as e:
-                report.failed[cfg.short()] = f"{type(e).__name__}: {e.message.splitlines()[0]}"
-        # Early stop for the clearly slower ones; the close ones again, interleaved.
-        close = timing.contenders({c: timing.median(t) for c, t in samples.items()})
-        per_round = max(timing.FIRST_REPS, self.reps // timing.ROUNDS)
-        for r in range(timing.ROUNDS if len(close) > 1 else 0):
-            for cfg in close:
-                if cfg not in samples:
-                    continue
-                try:
-                    samples[cfg] += timing.time_ms(runs[cfg], len(sets), device, stream, 1,
-                                                   per_round, stall=stall, start=r + 1)
-                except TilecError as e:
-                    report.failed[cfg.short()] = (f"{type(e).__name__}: "
-                                                  f"{e.message.splitlines()[0]}")
-                    del samples[cfg]
-        for cfg, times in samples.items():
-            report.timed.append((cfg, timing.median(times)))
-            report.spread[cfg.short()] = [*timing.spread(times), len(times)]
-        prepare(args, kwargs)  # the caller's launch sees the arguments as they were given
-        torch.cuda.synchronize(device)
+        # A tuple grid: the kernel's launch hot path, so the host keeps ahead of the GPU.
+        return timing.DeviceSession(self, lambda cfg: self.kernel[_grid_of(grid, values, cfg)],
+                                    values, args, kwargs, device, report)
 
     # -- ahead of time -----------------------------------------------------------------------
     def tune_example(self, force: bool = False, **shape: Any) -> tuple[TuningKey, Report | None]:
@@ -556,7 +540,8 @@ def autotune(configs: Sequence[Config] | None = None, *, key: Sequence[str] = ()
     """Decorator above `@tc.kernel`: tune the kernel's constexprs, num_warps and num_stages
     over `configs` (a list of `tc.Config`) or `space` (name -> values), per distinct `key`
     (parameter names, 'A.shape[0]', 'A.dtype'; tensor dtypes are always part of the key).
-    `budget`: the most candidates compiled and timed (the cost model's first ones).
+    `budget`: the most candidates compiled and timed (the cost model's first ones), before
+    the refinement adds up to REFINE_BUDGET neighbours of the best.
     `prune(configs, args) -> configs`: drop candidates before anything else (one or a list).
     `reset_to_zero` / `restore`: tensor parameters zeroed / restored before every run, for
     kernels that accumulate into or write over their inputs. `cost_model`: replaces the
@@ -598,6 +583,12 @@ def autotune(configs: Sequence[Config] | None = None, *, key: Sequence[str] = ()
 PER_GROUP = 2
 
 
+def _group(cfg: Config) -> tuple:
+    """The constexpr values of a candidate: what the candidates differing only in num_warps
+    and num_stages share."""
+    return tuple(sorted((k, repr(v)) for k, v in cfg.kwargs.items()))
+
+
 def _within_budget(ranked: list, budget: int) -> tuple[list, list]:
     """The first `budget` candidates of the cost model's order, spread over the constexpr
     values: the model is surest about tile shapes (work, bytes, occupancy) and least about
@@ -606,7 +597,7 @@ def _within_budget(ranked: list, budget: int) -> tuple[list, list]:
     taken: set[int] = set()
     per_group: dict[tuple, int] = {}
     for i, item in enumerate(ranked):
-        group = tuple(sorted((k, repr(v)) for k, v in item[0].kwargs.items()))
+        group = _group(item[0])
         if len(taken) < budget and per_group.get(group, 0) < PER_GROUP:
             taken.add(i)
             per_group[group] = per_group.get(group, 0) + 1
@@ -618,65 +609,26 @@ def _within_budget(ranked: list, budget: int) -> tuple[list, list]:
         [x for i, x in enumerate(ranked) if i not in taken]
 
 
+# Refinement: after the budget's candidates are timed, at most REFINE_BUDGET neighbours (same
+# constexpr values, other num_warps / num_stages) of the best of the REFINE_FROM best tile
+# shapes are compiled and timed too.
+REFINE_FROM = 2
+REFINE_BUDGET = 4
+
+
+def _neighbours(best: list[Config], cands: list[Config]) -> list[Config]:
+    """The candidates of `cands` sharing constexpr values with one of `best`: those of the
+    first before those of the second, each one's differing in one option before those
+    differing in both, and otherwise in the order of `cands`."""
+    out: list[Config] = []
+    for b in best:
+        near = [c for c in cands if _group(c) == _group(b) and c not in out]
+        near.sort(key=lambda c: (c.num_warps != b.num_warps) + (c.num_stages != b.num_stages))
+        out += near
+    return out
+
+
 # -- arguments ---------------------------------------------------------------------------------
-def _data(x: Any) -> Any:
-    """The torch tensor holding a tensor argument (a PackedTensor's bytes)."""
-    return getattr(x, "data", x) if not _is_torch(x) else x
-
-
-def _is_torch(x: Any) -> bool:
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(x, torch.Tensor)
-
-
-def _is_device_tensor(x: Any) -> bool:
-    return _is_torch(_data(x)) and _data(x).is_cuda
-
-
-def _clone(x: Any) -> Any:
-    if _is_torch(x):
-        return x.clone()
-    from tilec.runtime.tensor import PackedTensor
-    if isinstance(x, PackedTensor):
-        return PackedTensor(x.data.clone(), x.dtype, x.shape)
-    return x
-
-
-def _nbytes(x: Any) -> int:
-    d = _data(x)
-    if _is_torch(d):
-        return int(d.numel() * d.element_size())
-    return int(getattr(d, "nbytes", 0) or 0)
-
-
-def _copy_set(args: tuple, kwargs: dict[str, Any], names: list[str],
-              tensors: set[str]) -> tuple[tuple, dict[str, Any]]:
-    """The call's arguments with every device tensor replaced by a copy."""
-    new_args = tuple(_clone(v) if i < len(names) and names[i] in tensors else v
-                     for i, v in enumerate(args))
-    new_kwargs = {k: _clone(v) if k in tensors else v for k, v in kwargs.items()}
-    return new_args, new_kwargs
-
-
-def _agree(reference: dict[str, Any], outputs: dict[str, Any]) -> bool:
-    """Every tensor equal (integers) or close relative to the reference's largest element."""
-    torch = sys.modules["torch"]
-    for name, ref in reference.items():
-        a, b = _data(ref), _data(outputs[name])
-        if a.dtype.is_floating_point:
-            tol = RELATIVE_TOLERANCE.get(8 * a.element_size(), 1e-2)
-            a64, b64 = a.double(), b.double()
-            if not torch.equal(torch.isnan(a64), torch.isnan(b64)):
-                return False
-            a64, b64 = torch.nan_to_num(a64), torch.nan_to_num(b64)
-            scale = float(a64.abs().max()) if a64.numel() else 0.0
-            if a64.numel() and float((a64 - b64).abs().max()) > tol * max(scale, 1e-30):
-                return False
-        elif not torch.equal(a, b):
-            return False
-    return True
-
-
 def _facts(values: Mapping[str, Any]) -> dict[str, Any]:
     """Shapes of tensor arguments and values of int arguments, for the resource model."""
     facts: dict[str, Any] = {}

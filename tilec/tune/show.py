@@ -39,6 +39,11 @@ def format_entry(entry: Entry) -> str:
         ratio = ms / timed[0][1] if timed[0][1] else float("inf")
         lines.append(f"  then     {Config.from_json(cfg).short()}   {ms:.4f} ms  (x{ratio:.2f})"
                      f"{samples(cfg)}")
+    refined = r.get("refined", [])
+    if refined:
+        lines.append(f"  refined  {len(refined)} timed beyond the budget: neighbours of the best "
+                     f"(other num_warps / num_stages)" +
+                     ("; the winner is one of them" if entry.config.short() in refined else ""))
     pruned = r.get("pruned", {})
     if pruned:
         counts = Counter(_why(v) for v in pruned.values())

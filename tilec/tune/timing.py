@@ -4,16 +4,25 @@ problem's inputs between launches, and the median of the repeats.
 
 The GPU is held back (`stall`, a sleep kernel) while the host queues a batch of launches, so
 that the events time the kernels back to back and not the host's launch path (a 60 us kernel
-would otherwise measure the Python launch code as much as itself)."""
+would otherwise measure the Python launch code as much as itself).
+
+A search times its candidates in a `Session`: each one's results checked against the first
+valid candidate's, a first few samples each (in as many rounds of candidates as the search
+adds), then more for the close ones, interleaved."""
 from __future__ import annotations
 
 import math
 import statistics
 import sys
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from tilec.errors import LaunchError, TilecError
 from tilec.runtime import cuda
+
+if TYPE_CHECKING:
+    from tilec.tune.autotuner import Autotuner, Report
+    from tilec.tune.space import Config
 
 # Rotate through enough copies of the tensor arguments that one launch's data has left a cache
 # this many times the L2's size by the time it comes round again; and never more copies than
@@ -130,3 +139,190 @@ def contenders(medians: dict[Any, float], margin: float = CONTENDER_MARGIN) -> l
     best = min(medians.values())
     return sorted((c for c, ms in medians.items() if ms <= best * (1 + margin)),
                   key=lambda c: medians[c])
+
+
+class Session:
+    """The timing of one search: `add` checks each candidate's results against the first
+    valid candidate's and takes FIRST_REPS samples of it (a search adds candidates in
+    rounds); `finish` times the close ones again, interleaved, and fills the report. The
+    device's part (`check`, `sample`, `close`) is a subclass's."""
+
+    def __init__(self, report: Report, warmup: int, reps: int):
+        self.report = report
+        self.warmup, self.reps = warmup, reps
+        self.samples: dict[Config, list[float]] = {}
+
+    def add(self, cands: list[Config]) -> None:
+        for cfg in cands:
+            try:
+                if not self.check(cfg):
+                    self.report.mismatched.append(cfg.short())
+                    continue
+                self.samples[cfg] = self.sample(cfg, self.warmup,
+                                                min(self.reps, FIRST_REPS), 0)
+            except TilecError as e:
+                self._failed(cfg, e)
+
+    def medians(self) -> dict[Config, float]:
+        return {c: median(t) for c, t in self.samples.items()}
+
+    def finish(self) -> None:
+        """Early stop for the clearly slower ones; the close ones again, interleaved."""
+        close = contenders(self.medians())
+        per_round = max(FIRST_REPS, self.reps // ROUNDS)
+        for r in range(ROUNDS if len(close) > 1 else 0):
+            for cfg in close:
+                if cfg not in self.samples:
+                    continue
+                try:
+                    self.samples[cfg] += self.sample(cfg, 1, per_round, r + 1)
+                except TilecError as e:
+                    self._failed(cfg, e)
+                    del self.samples[cfg]
+        for cfg, times in self.samples.items():
+            self.report.timed.append((cfg, median(times)))
+            self.report.spread[cfg.short()] = [*spread(times), len(times)]
+        self.close()
+
+    def _failed(self, cfg: Config, e: TilecError) -> None:
+        self.report.failed[cfg.short()] = f"{type(e).__name__}: {e.message.splitlines()[0]}"
+
+    def check(self, cfg: Config) -> bool:
+        """Run `cfg` once: whether its results agree with the first valid candidate's."""
+        raise NotImplementedError
+
+    def sample(self, cfg: Config, warmup: int, reps: int, start: int) -> list[float]:
+        """Milliseconds of `reps` runs of `cfg` after `warmup`, from argument set `start`."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Leave the arguments as the caller gave them."""
+        raise NotImplementedError
+
+
+class DeviceSession(Session):
+    """A session on the GPU: `launcher(cfg)` launches the kernel with `cfg`'s grid (call it
+    with the arguments and `cfg.all()`); `values` are the tuner's bound arguments."""
+
+    def __init__(self, tuner: Autotuner, launcher: Callable[[Config], Callable[..., None]],
+                 values: Mapping[str, Any], args: tuple, kwargs: dict[str, Any], device: int,
+                 report: Report):
+        super().__init__(report, tuner.warmup, tuner.reps)
+        self.torch = sys.modules.get("torch")
+        if self.torch is None:
+            raise LaunchError("tc.autotune: timing on the GPU needs torch tensors")
+        self.launcher, self.values, self.device = launcher, values, device
+        self.args, self.kwargs = args, kwargs
+        self.reset_to_zero, self.restore = list(tuner.reset_to_zero), list(tuner.restore)
+        self.names = [p.name for p in tuner.kernel.params]
+        self.saved = {n: _clone(values[n]) for n in self.restore}
+        self.tensors = {n for n, v in values.items() if _is_device_tensor(v)}
+        l2 = cuda.device_properties(device).l2_bytes
+        copies = copies_needed(sum(nbytes(values[n]) for n in self.tensors), l2)
+        self.sets = [(args, kwargs)] + [_copy_set(args, kwargs, self.names, self.tensors)
+                                        for _ in range(copies - 1)]
+        self.stream = current_stream(device)
+        self.runs: dict[Config, Callable[[int], None]] = {}
+        self.reference: dict[str, Any] | None = None
+
+    def _prepare(self, call_args: tuple, call_kwargs: dict[str, Any]) -> None:
+        bound = dict(zip(self.names, call_args), **call_kwargs)
+        for n in self.reset_to_zero:
+            _data(bound[n]).zero_()
+        for n in self.restore:
+            if n in self.saved:
+                _data(bound[n]).copy_(_data(self.saved[n]))
+
+    def check(self, cfg: Config) -> bool:
+        launch = self.launcher(cfg)
+        extra = cfg.all()
+        self._prepare(self.args, self.kwargs)
+        launch(*self.args, **self.kwargs, **extra)
+        self.torch.cuda.synchronize(self.device)
+        outputs = {n: _clone(self.values[n]) for n in self.tensors}
+        if self.reference is None:
+            self.reference = outputs
+        elif not _agree(self.reference, outputs):
+            return False
+        prepare_each = bool(self.reset_to_zero or self.restore)
+
+        def run(i: int) -> None:
+            a, kw = self.sets[i]
+            if prepare_each:
+                self._prepare(a, kw)
+            launch(*a, **kw, **extra)
+        self.runs[cfg] = run
+        return True
+
+    def sample(self, cfg: Config, warmup: int, reps: int, start: int) -> list[float]:
+        return time_ms(self.runs[cfg], len(self.sets), self.device, self.stream, warmup, reps,
+                       stall=torch_stall, start=start)
+
+    def close(self) -> None:
+        self._prepare(self.args, self.kwargs)
+        self.torch.cuda.synchronize(self.device)
+
+
+# -- arguments --------------------------------------------------------------------------------
+# Results of two candidates agree when every element is within this fraction of the largest
+# magnitude of the reference (they round differently, not wrongly).
+RELATIVE_TOLERANCE = {8: 0.1, 16: 1e-2, 32: 1e-4}
+
+
+def _data(x: Any) -> Any:
+    """The torch tensor holding a tensor argument (a PackedTensor's bytes)."""
+    return getattr(x, "data", x) if not _is_torch(x) else x
+
+
+def _is_torch(x: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _is_device_tensor(x: Any) -> bool:
+    return _is_torch(_data(x)) and _data(x).is_cuda
+
+
+def _clone(x: Any) -> Any:
+    if _is_torch(x):
+        return x.clone()
+    from tilec.runtime.tensor import PackedTensor
+    if isinstance(x, PackedTensor):
+        return PackedTensor(x.data.clone(), x.dtype, x.shape)
+    return x
+
+
+def nbytes(x: Any) -> int:
+    """Bytes of a tensor argument (0 for anything else)."""
+    d = _data(x)
+    if _is_torch(d):
+        return int(d.numel() * d.element_size())
+    return int(getattr(d, "nbytes", 0) or 0)
+
+
+def _copy_set(args: tuple, kwargs: dict[str, Any], names: list[str],
+              tensors: set[str]) -> tuple[tuple, dict[str, Any]]:
+    """The call's arguments with every device tensor replaced by a copy."""
+    new_args = tuple(_clone(v) if i < len(names) and names[i] in tensors else v
+                     for i, v in enumerate(args))
+    new_kwargs = {k: _clone(v) if k in tensors else v for k, v in kwargs.items()}
+    return new_args, new_kwargs
+
+
+def _agree(reference: dict[str, Any], outputs: dict[str, Any]) -> bool:
+    """Every tensor equal (integers) or close relative to the reference's largest element."""
+    torch = sys.modules["torch"]
+    for name, ref in reference.items():
+        a, b = _data(ref), _data(outputs[name])
+        if a.dtype.is_floating_point:
+            tol = RELATIVE_TOLERANCE.get(8 * a.element_size(), 1e-2)
+            a64, b64 = a.double(), b.double()
+            if not torch.equal(torch.isnan(a64), torch.isnan(b64)):
+                return False
+            a64, b64 = torch.nan_to_num(a64), torch.nan_to_num(b64)
+            scale = float(a64.abs().max()) if a64.numel() else 0.0
+            if a64.numel() and float((a64 - b64).abs().max()) > tol * max(scale, 1e-30):
+                return False
+        elif not torch.equal(a, b):
+            return False
+    return True

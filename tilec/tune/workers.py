@@ -1,8 +1,9 @@
-"""Work done for the autotuner in worker processes: each candidate's tile IR travels as text
-(the frontend runs in the parent, which holds the kernel's Python function) and comes back as
-a `KernelProfile` (after the GPU pass pipeline) or a `CompiledKernel` (with its cubin bytes);
-the parent loads cubins itself. Nothing here touches the GPU, so workers never create a CUDA
-context.
+"""Work done for the autotuner in worker processes: tile IR travels as text (the frontend runs
+in the parent, which holds the kernel's Python function) and comes back as `KernelProfile`s
+(after the GPU pass pipeline; one job profiles every candidate that shares the IR, differing
+in num_warps and num_stages only, and the parent takes such jobs too, from its own modules)
+or a `CompiledKernel` (with its cubin bytes); the parent loads cubins itself. Nothing here
+touches the GPU, so workers never create a CUDA context.
 """
 from __future__ import annotations
 
@@ -14,14 +15,18 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import tilec.config as config
+
+if TYPE_CHECKING:
+    from tilec.ir.core import Module
 
 
 @dataclass(frozen=True)
 class Job:
-    """One candidate: its IR (text with locations), kernel name, target and options."""
+    """One candidate: its IR (text with locations), kernel name, target and options. For
+    `analyse`, `variants` are the (num_warps, num_stages) of every candidate with this IR."""
 
     index: int
     ir: str
@@ -30,27 +35,62 @@ class Job:
     arch: str
     num_warps: int
     facts: dict[str, Any]
+    variants: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
 class Outcome:
+    """A job's result: for `analyse`, an Outcome per variant holding its KernelProfile; for
+    `compile_job`, a CompiledKernel."""
+
     index: int
-    value: Any = None          # KernelProfile for `analyse`, CompiledKernel for `compile`
+    value: Any = None
     error: str | None = None   # the first line of the error when the job failed
 
 
 def analyse(job: Job) -> Outcome:
-    """The candidate's resource and work profile, from its IR after the GPU pass pipeline."""
+    """`profiles` of the job's IR, read from its text (in a worker process)."""
     try:
         from tilec.ir.parser import parse_module
-        from tilec.ir.passes.manager import GPU_PIPELINE, PassOptions, run_passes
-        from tilec.tune.resources import profile
         module = parse_module(job.ir, job.source)
-        module = run_passes(module, GPU_PIPELINE,
-                            PassOptions(target=job.arch, num_warps=job.num_warps))
-        return Outcome(job.index, profile(module.get(job.name), job.num_warps, job.facts))
     except Exception as e:  # a candidate the compiler rejects is reported, not fatal
         return Outcome(job.index, error=_first_line(e))
+    return profiles(module, job)
+
+
+def profiles(module: Module, job: Job) -> Outcome:
+    """Each variant's resource and work profile, from `module` (the job's IR, left as it is)
+    after the GPU pass pipeline. The passes before layout assignment run once, those before
+    software pipelining once per num_warps (they read neither num_stages nor, the first ones,
+    num_warps)."""
+    from tilec.ir.passes.manager import (FIRST_READING_NUM_STAGES, FIRST_READING_NUM_WARPS,
+                                         GPU_PIPELINE, PassOptions, run_passes)
+    from tilec.ir.rewrite import clone_module
+    from tilec.tune.resources import profile
+    by_warps = GPU_PIPELINE.index(FIRST_READING_NUM_WARPS)
+    by_stages = GPU_PIPELINE.index(FIRST_READING_NUM_STAGES)
+
+    def run(module: Module, passes: list[str], warps: int, **attrs: int) -> Module:
+        module = clone_module(module)  # passes rewrite in place
+        module.get(job.name).attrs.update(attrs)
+        return run_passes(module, passes, PassOptions(target=job.arch, num_warps=warps))
+
+    try:
+        common = run(module, GPU_PIPELINE[:by_warps], job.num_warps)
+    except Exception as e:
+        return Outcome(job.index, error=_first_line(e))
+    laid_out: dict[int, Module] = {}   # num_warps -> the module after layout assignment
+    results = []
+    for i, (warps, stages) in enumerate(job.variants):
+        try:
+            if warps not in laid_out:
+                laid_out[warps] = run(common, GPU_PIPELINE[by_warps:by_stages], warps,
+                                      num_warps=warps)
+            module = run(laid_out[warps], GPU_PIPELINE[by_stages:], warps, num_stages=stages)
+            results.append(Outcome(i, profile(module.get(job.name), warps, job.facts)))
+        except Exception as e:
+            results.append(Outcome(i, error=_first_line(e)))
+    return Outcome(job.index, results)
 
 
 def compile_job(job: Job) -> Outcome:
@@ -69,18 +109,24 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text.strip().splitlines()[0]}"
 
 
+class _Child(subprocess.Popen):
+    """A worker process; `ready` once it has said that its start-up is done."""
+
+    ready = False
+
+
 class Pool:
     """Worker processes for a tuning run: children running `serve()`, started on first use,
-    given back by `close`, each fed one pickled job at a time over its stdin (not
-    multiprocessing: its spawn method re-runs the user's main script in every child). With
-    one job, or TILEC_TUNE_JOBS=1, the work runs in this process. Children given back wait
-    IDLE_SECONDS for the next tuning run of this process (another shape, another kernel),
-    which then skips their start-up."""
+    given back by `close`, each fed one pickled job at a time over its stdin once it has said
+    that its start-up is done (not multiprocessing: its spawn method re-runs the user's main
+    script in every child). With one job, or TILEC_TUNE_JOBS=1, the work runs in this
+    process. Children given back wait IDLE_SECONDS for the next tuning run of this process
+    (another shape, another kernel), which then skips their start-up."""
 
     def __init__(self, label: str):
         self.label = label
         self.jobs = config.tune_jobs()
-        self._children: list[subprocess.Popen] = []
+        self._children: list[_Child] = []
         self._broken: set[int] = set()     # pids of children whose stream failed
 
     def start(self, expected_jobs: int) -> None:
@@ -90,13 +136,16 @@ class Pool:
             while len(self._children) < min(self.jobs, expected_jobs, MAX_CHILDREN):
                 self._children.append(_take_child())
 
-    def map(self, fn: Callable[[Job], Outcome], jobs: Sequence[Job], what: str) -> list[Outcome]:
-        """fn over jobs, in parallel when there are workers; a progress bar on a terminal."""
+    def map(self, fn: Callable[[Job], Outcome], jobs: Sequence[Job], what: str,
+            here: Callable[[Job], Outcome] | None = None) -> list[Outcome]:
+        """fn over jobs, in parallel when there are workers; a progress bar on a terminal.
+        With `here` (fn's work from this process's own objects), this process takes jobs too:
+        from the start, while the children are still starting up, then beside them."""
         progress = Progress(f"{self.label}: {what}", len(jobs))
         results: list[Outcome] = []
         if self.jobs <= 1 or len(jobs) <= 1:
             for job in jobs:
-                results.append(fn(job))
+                results.append((here or fn)(job))
                 progress.step()
         else:
             while len(self._children) < min(self.jobs, len(jobs), MAX_CHILDREN):
@@ -104,17 +153,23 @@ class Pool:
             pending = list(enumerate(jobs))
             lock = threading.Lock()
 
-            def serve(child: subprocess.Popen) -> None:
+            def serve(child: _Child | None) -> None:
+                # A child takes its first job once started up, so that `here` takes the jobs
+                # the children are not ready for.
+                if child is not None and not _started(child):
+                    self._broken.add(child.pid)
+                    return  # it took no job: the others take them all
                 while True:
                     with lock:
                         if not pending:
                             return
                         _, job = pending.pop(0)
-                    out = _ask(child, fn.__name__, job)
+                    out = here(job) if child is None else _ask(child, fn.__name__, job)
                     with lock:
                         results.append(out)
                         progress.step()
-                    if out.error is not None and out.error.startswith(_BROKEN):
+                    if child is not None and out.error is not None and \
+                            out.error.startswith(_BROKEN):
                         self._broken.add(child.pid)
                         return  # the other children take the remaining jobs
 
@@ -122,6 +177,8 @@ class Pool:
                        for c in self._children[:len(jobs)]]
             for t in threads:
                 t.start()
+            if here is not None:
+                serve(None)
             for t in threads:
                 t.join()
             results += [Outcome(job.index, error=f"{_BROKEN}: every worker process failed")
@@ -167,10 +224,11 @@ MAX_CHILDREN = 32
 # Idle children are stopped this long after the last tuning run gave them back (they hold
 # memory); they exit with this process in any case (their stdin closes).
 IDLE_SECONDS = 30.0
-_IDLE: dict[tuple, list[subprocess.Popen]] = {}   # by the environment they were started in
+_IDLE: dict[tuple, list[_Child]] = {}   # by the environment they were started in
 _IDLE_LOCK = threading.Lock()
 _IDLE_TIMER: list[threading.Timer] = []
 _BROKEN = "worker process failed"
+_READY = "ready"   # what a child says once, when its start-up is done
 
 
 def _import_root() -> str:
@@ -181,7 +239,7 @@ def _environment_key() -> tuple:
     return tuple(sorted(config.child_environment(_import_root()).items()))
 
 
-def _take_child() -> subprocess.Popen:
+def _take_child() -> _Child:
     """An idle child started in the same environment, else a new one."""
     with _IDLE_LOCK:
         idle = _IDLE.get(_environment_key(), [])
@@ -210,10 +268,20 @@ def retire_idle() -> None:
     _stop(children)
 
 
-def _start_child() -> subprocess.Popen:
+def _start_child() -> _Child:
     env = config.child_environment(_import_root())
     command = [sys.executable, "-c", "from tilec.tune.workers import serve; serve()"]
-    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    return _Child(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+
+
+def _started(child: _Child) -> bool:
+    """Wait for the child's start-up; False when it failed."""
+    if not child.ready:
+        try:
+            child.ready = _receive(child.stdout) == _READY
+        except Exception:  # it exited, or wrote something else: a broken child
+            return False
+    return child.ready
 
 
 def _ask(child: subprocess.Popen, fn_name: str, job: Job) -> Outcome:
@@ -248,6 +316,7 @@ def serve() -> None:
     import tilec.ir.parser  # noqa: F401
     import tilec.ir.passes.manager  # noqa: F401
     import tilec.tune.resources  # noqa: F401
+    _send(out, _READY)
     fns = {"analyse": analyse, "compile_job": compile_job}
     while True:
         try:

@@ -8,8 +8,8 @@ from filecheck import CheckError, filecheck, split_cases
 from tilec.errors import IRError
 from tilec.ir.core import Function, Module
 from tilec.ir.parser import parse_module
-from tilec.ir.rewrite import (apply_patterns, clone_region, inline_region_before,
-                              replace_all_uses, replace_op)
+from tilec.ir.rewrite import (apply_patterns, clone_module, clone_region,
+                              inline_region_before, replace_all_uses, replace_op)
 from tilec.ir.verifier import verify
 
 LOOP = """
@@ -43,6 +43,18 @@ def test_clone_region_is_a_deep_copy():
     assert Module([copy]) == parse_module(LOOP)
     verify(Module([copy]))
     assert all(op.parent is not None for op in copy.walk())
+
+
+def test_clone_module_is_a_deep_copy():
+    m = parse_module(LOOP)
+    copy = clone_module(m)
+    assert copy == m
+    # Rewriting the copy, body and attributes, leaves the original whole.
+    f = copy.functions[0]
+    f.attrs["num_stages"] = 4
+    replace_op(f.body.block.ops[2], [f.args[0]])
+    assert m == parse_module(LOOP) and "num_stages" not in m.functions[0].attrs
+    verify(m)
 
 
 def test_clone_maps_outer_values():

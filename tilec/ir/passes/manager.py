@@ -33,6 +33,11 @@ GPU_PIPELINE = DEFAULT_PIPELINE + [
     "cse",
     "dce",
 ]
+# The first pass of GPU_PIPELINE that reads num_warps (from PassOptions) and the first that
+# reads the function's num_stages: the passes before each give one module whatever its value,
+# so the autotuner runs them once for candidates that differ only there.
+FIRST_READING_NUM_WARPS = "layout_assignment"
+FIRST_READING_NUM_STAGES = "pipeline"
 
 Dump = Callable[[str, str], None]
 
