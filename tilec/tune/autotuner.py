@@ -17,8 +17,9 @@ first few samples each, more for the close ones, interleaved). Before the close 
 timed again, a refinement beyond the budget: the untimed neighbours of the best of the best
 one or two tile shapes (the same tile shape with the other num_warps and num_stages, which
 the cost model knows least well), REFINE_BUDGET at most, are compiled and timed too. A
-candidate that fails or whose results differ from the first valid candidate's is discarded. The winner goes into the
-database with the search's report and is used from then on, in this process and later ones.
+candidate that fails or whose results differ from the first valid candidate's is discarded.
+The winner goes into the database with the search's report and is used from then on, in
+this process and later ones.
 With TILEC_AUTOTUNE=0 nothing is timed: the stored winner, else the cost model's first
 choice. On the CPU interpreter nothing is tuned: the first configuration runs, and a warning
 says so.
