@@ -101,6 +101,7 @@ def test_a_session_times_the_close_ones_again_interleaved():
         c.short(): timing.FIRST_REPS + more}
 
 
+@pytest.mark.torch  # run with the GPU suite (`-m "gpu or torch"`), where torch is installed
 def test_device_session_checks_results_and_resets_arguments(monkeypatch):
     # The device session's wiring, with CPU tensors standing in for device ones: results
     # checked against the first valid candidate's, `reset_to_zero` and `restore` before each
@@ -109,7 +110,7 @@ def test_device_session_checks_results_and_resets_arguments(monkeypatch):
 
     import tilec as tc
     from tilec.tune.autotuner import Report
-    torch = pytest.importorskip("torch")
+    import torch
     monkeypatch.setattr(timing, "_is_device_tensor", timing._is_torch)
     monkeypatch.setattr(timing.cuda, "device_properties",
                         lambda device: SimpleNamespace(l2_bytes=4096))
