@@ -11,6 +11,7 @@ valid candidate's, a first few samples each (in as many rounds of candidates as 
 adds), then more for the close ones, interleaved."""
 from __future__ import annotations
 
+import abc
 import math
 import statistics
 import sys
@@ -141,7 +142,7 @@ def contenders(medians: dict[Any, float], margin: float = CONTENDER_MARGIN) -> l
                   key=lambda c: medians[c])
 
 
-class Session:
+class Session(abc.ABC):
     """The timing of one search: `add` checks each candidate's results against the first
     valid candidate's and takes FIRST_REPS samples of it (a search adds candidates in
     rounds); `finish` times the close ones again, interleaved, and fills the report. The
@@ -187,17 +188,20 @@ class Session:
     def _failed(self, cfg: Config, e: TilecError) -> None:
         self.report.failed[cfg.short()] = f"{type(e).__name__}: {e.message.splitlines()[0]}"
 
+    @abc.abstractmethod
     def check(self, cfg: Config) -> bool:
         """Run `cfg` once: whether its results agree with the first valid candidate's."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def sample(self, cfg: Config, warmup: int, reps: int, start: int) -> list[float]:
         """Milliseconds of `reps` runs of `cfg` after `warmup`, from argument set `start`."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def close(self) -> None:
         """Leave the arguments as the caller gave them."""
-        raise NotImplementedError
+        ...
 
 
 class DeviceSession(Session):

@@ -154,6 +154,18 @@ def _aligned(b: ir.IRBuilder, ptr: ir.Value, nbytes: int) -> ir.Value:
     return b.icmp_unsigned("==", b.and_(addr, i64(nbytes - 1)), i64(0))
 
 
+def _merge(b: ir.IRBuilder, fast: list[ir.Value], fast_end: ir.Block, slow: list[ir.Value],
+           slow_end: ir.Block) -> list[ir.Value]:
+    """At the join of a fast and a slow path: each value from whichever path ran."""
+    merged = []
+    for f, s in zip(fast, slow):
+        phi = b.phi(f.type)
+        phi.add_incoming(f, fast_end)
+        phi.add_incoming(s, slow_end)
+        merged.append(phi)
+    return merged
+
+
 def _all(b: ir.IRBuilder, conds: Sequence[ir.Value]) -> ir.Value:
     acc: ir.Value = ir.Constant(I1, 1)
     for c in conds:
@@ -208,13 +220,7 @@ class Access:
         b.position_at_end(done)
         if fast_values is None:
             return None
-        merged = []
-        for f, s in zip(fast_values, slow_values):
-            phi = b.phi(f.type)
-            phi.add_incoming(f, fast_end)
-            phi.add_incoming(s, slow_end)
-            merged.append(phi)
-        return merged
+        return _merge(b, fast_values, fast_end, slow_values, slow_end)
 
     def load(self, others: list[ir.Value] | None) -> list[ir.Value]:
         b, v = self.lw.b, self.v
@@ -563,13 +569,7 @@ def packed_view_load(lw: Lowering, t: TensorValue, offsets: list[ir.Value],
     slow_end = b.block
     b.branch(done)
     b.position_at_end(done)
-    out = []
-    for x, y in zip(fast_values, slow_values):
-        phi = b.phi(x.type)
-        phi.add_incoming(x, fast_end)
-        phi.add_incoming(y, slow_end)
-        out.append(phi)
-    return out
+    return _merge(b, fast_values, fast_end, slow_values, slow_end)
 
 
 def _extract_bits(b: ir.IRBuilder, words: list[ir.Value], bit: int, w: int,
