@@ -12,12 +12,13 @@ ROOT = Path(__file__).resolve().parent.parent / "tilec"
 
 # What each layer may import from tilec (besides itself).
 ALLOWED = {
-    "ir": {"tilec.errors", "tilec.config"},
-    "backends": {"tilec.errors", "tilec.config", "tilec.ir"},
-    "runtime": {"tilec.errors", "tilec.config", "tilec.ir", "tilec.backends"},
-    "frontend": {"tilec.errors", "tilec.config", "tilec.ir", "tilec.runtime", "tilec.backends"},
-    "tune": {"tilec.errors", "tilec.config", "tilec.ir", "tilec.runtime", "tilec.backends",
-             "tilec.frontend"},
+    "ir": {"tilec.errors", "tilec.config", "tilec.files"},
+    "backends": {"tilec.errors", "tilec.config", "tilec.files", "tilec.ir"},
+    "runtime": {"tilec.errors", "tilec.config", "tilec.files", "tilec.ir", "tilec.backends"},
+    "frontend": {"tilec.errors", "tilec.config", "tilec.files", "tilec.ir", "tilec.runtime",
+                 "tilec.backends"},
+    "tune": {"tilec.errors", "tilec.config", "tilec.files", "tilec.ir", "tilec.runtime",
+             "tilec.backends", "tilec.frontend"},
 }
 
 

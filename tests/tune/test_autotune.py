@@ -4,6 +4,7 @@ the errors a user can make, compilation in worker processes, pruning by ptxas's 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 import tilec as tc
+import tilec.config as tc_config
 from tilec.backends.nvidia.compiler import Resources, ptxas_path
 from tilec.cli import main
 from tilec.ir.printer import print_module
@@ -126,6 +128,14 @@ def test_worker_processes_compile_to_cubins(monkeypatch):
         assert o.error is None and o.value.cubin[:4] == b"\x7fELF"
         assert o.value.resources.registers > 0
     assert out[2].value is None and out[2].error.startswith("IRError")
+
+
+def test_children_import_this_tilec_with_one_blas_thread(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "16")
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    env = tc_config.child_environment("/here")
+    assert env["PYTHONPATH"].split(os.pathsep) == ["/here", "/elsewhere"]
+    assert env["OPENBLAS_NUM_THREADS"] == env["OMP_NUM_THREADS"] == "1"
 
 
 def test_ptxas_report_prunes_spills_and_shared_memory():

@@ -5,11 +5,16 @@ value is defined before it is used; types and shapes are left to the verifier.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import io
 import json
 from pathlib import Path
 
 import lark
 
+from tilec.config import cache_dir
+from tilec.files import write_atomically
 from tilec.errors import DTypeError, IRError, Location, TilecError
 from tilec.ir import ops as _ops  # noqa: F401  (registers every op)
 from tilec.ir.core import OPS, Block, Function, Module, Operation, Region, SymbolRef, Value
@@ -17,7 +22,29 @@ from tilec.ir.dtypes import dtype as parse_dtype
 from tilec.ir.types import SHARED, PointerType, ScalarType, TensorType, TileType, Type
 
 _GRAMMAR = (Path(__file__).parent / "grammar.lark").read_text()
-_PARSER = lark.Lark(_GRAMMAR, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+_OPTIONS = dict(parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+@functools.cache
+def _parser() -> lark.Lark:
+    """The LALR parser, made on first use: building its tables takes ~0.25 s, which every
+    `import tilec` and every tuning worker's start-up would pay, so they are kept in the cache
+    directory (keyed by the grammar, the options and lark's version) and loaded in ~0.02 s."""
+    digest = hashlib.sha256(f"{lark.__version__}\n{_OPTIONS}\n{_GRAMMAR}".encode()).hexdigest()
+    path = cache_dir() / f"ir-parser-{digest[:16]}.lark"
+    try:
+        with open(path, "rb") as f:
+            return lark.Lark.load(f)
+    except Exception:  # absent, or unreadable: build it (and replace it)
+        pass
+    parser = lark.Lark(_GRAMMAR, **_OPTIONS)
+    data = io.BytesIO()
+    parser.save(data)
+    try:
+        write_atomically(path, data.getvalue())
+    except OSError:  # a read-only cache directory costs time, nothing else
+        pass
+    return parser
 
 
 def parse_module(text: str, file: str = "<string>") -> Module:
@@ -26,7 +53,7 @@ def parse_module(text: str, file: str = "<string>") -> Module:
     if not text.endswith("\n"):
         text += "\n"
     try:
-        tree = _PARSER.parse(text)
+        tree = _parser().parse(text)
     except lark.exceptions.UnexpectedInput as e:
         line, col = getattr(e, "line", 1), getattr(e, "column", 1)
         if line < 1:  # lark reports the end of input as line -1
@@ -60,7 +87,7 @@ def _unexpected(e: lark.exceptions.UnexpectedInput, text: str) -> str:
 
 def _expected(e: lark.exceptions.UnexpectedInput) -> str | None:
     names = getattr(e, "expected", None) or getattr(e, "allowed", None) or []
-    terminals = {t.name: t for t in _PARSER.terminals}
+    terminals = {t.name: t for t in _parser().terminals}
     shown = set()
     for n in names:
         t = terminals.get(n)

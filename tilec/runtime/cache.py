@@ -27,12 +27,12 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from tilec.config import cache_dir
+from tilec.files import write_atomically
 from tilec.backends.abi import Param
 
 __all__ = ["key", "get", "put", "KernelCache", "source_hash", "tilec_version",
@@ -272,7 +272,7 @@ class KernelCache:
                             sort_keys=True).encode()
         path = self.path(key)
         try:
-            _write_atomically(path, header + b"\n" + payload)
+            write_atomically(path, header + b"\n" + payload)
         except OSError as e:
             log.warning("tilec cache: cannot write %s: %s", path, e)
             self.stats.write_errors += 1
@@ -309,32 +309,6 @@ def _read_entry(data: bytes, key: str) -> dict[str, Any]:
     if not isinstance(fields, dict):
         raise ValueError("payload is not an object")
     return fields
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see either the old file or all of the new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
 
 
 _default = KernelCache()

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from tilec.config import cache_dir
-from tilec.runtime.cache import _write_atomically, tilec_version
+from tilec.files import write_atomically
+from tilec.runtime.cache import tilec_version
 from tilec.tune.space import Config
 
 FORMAT = "tilec-tuning-1"
@@ -77,7 +78,7 @@ class TuningDatabase:
         document = {"format": FORMAT, "sha256": hashlib.sha256(payload.encode()).hexdigest(),
                     "entry": body}
         try:
-            _write_atomically(self.path(key), json.dumps(document, sort_keys=True).encode())
+            write_atomically(self.path(key), json.dumps(document, sort_keys=True).encode())
         except OSError as e:
             log.warning("tilec tune: cannot write the tuning database at %s: %s",
                         self.directory(), e)

@@ -15,9 +15,9 @@ from tilec.backends.amd.llvm_passes import optimize_and_emit
 from tilec.backends.amd.target import AmdTarget
 from tilec.backends.llvm.lower import lower_kernel
 from tilec.ir.core import Module
-from tilec.ir.parser import parse_module
 from tilec.ir.passes.manager import GPU_PIPELINE, PassOptions, run_passes
 from tilec.ir.printer import print_module
+from tilec.ir.rewrite import clone_module
 
 WAVE = 64
 
@@ -78,7 +78,7 @@ def compile_kernel(module: Module, name: str, arch: str = "gfx942",
     of 64) defaults to the kernel's `num_warps` attribute, else 4. `dump(pass_name, ir_text)`
     sees the IR after every pass. Links with ld.lld when there is one (`hsaco.lld_path`)."""
     target = AmdTarget(arch)
-    work = parse_module(print_module(module, locations=True), module.source or "<module>")
+    work = clone_module(module)  # the passes rewrite in place
     fn = work.get(name)
     warps = int(num_warps if num_warps is not None else fn.attrs.get("num_warps", 4))
     work = run_passes(work, GPU_PIPELINE, PassOptions(target=arch, num_warps=warps),

@@ -7,6 +7,7 @@ import functools
 import llvmlite.binding as llvm
 
 import tilec.config as config
+from tilec.backends.llvm.binding import initialise
 from tilec.errors import TilecError
 
 TRIPLE = "amdgcn-amd-amdhsa"
@@ -26,15 +27,9 @@ def code_object_version() -> int:
 
 
 @functools.cache
-def _initialise() -> None:
-    llvm.initialize_all_targets()
-    llvm.initialize_all_asmprinters()
-
-
-@functools.cache
 def target_machine(arch: str) -> llvm.TargetMachine:
     """The AMDGPU target machine for `arch` (wave64 is the default of gfx9)."""
-    _initialise()
+    initialise()
     target = llvm.Target.from_triple(TRIPLE)
     return target.create_target_machine(cpu=arch, opt=3, reloc="pic")
 

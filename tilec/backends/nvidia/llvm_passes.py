@@ -6,21 +6,16 @@ from typing import TYPE_CHECKING
 
 import llvmlite.binding as llvm
 
+from tilec.backends.llvm.binding import initialise
+
 if TYPE_CHECKING:
     from tilec.backends.nvidia.target import NvidiaTarget
 
 
 @functools.cache
-def _initialise() -> None:
-    llvm.initialize_all_targets()
-    llvm.initialize_all_asmprinters()
-    llvm.set_option("", "--nvptx-short-ptr")  # before any target machine: see DATA_LAYOUT
-
-
-@functools.cache
 def target_machine(arch: str, ptx_version: int) -> llvm.TargetMachine:
     """The NVPTX target machine for `arch` emitting PTX ISA `ptx_version` (e.g. 80)."""
-    _initialise()
+    initialise()
     target = llvm.Target.from_triple("nvptx64-nvidia-cuda")
     return target.create_target_machine(cpu=arch, features=f"+ptx{ptx_version}", opt=3)
 
