@@ -103,11 +103,11 @@ def quant_gemm_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
 @tc.func
 def mma_k_order(x, R: tc.constexpr):
     """The columns of x (rows x 16R) in the order the mma k steps read them, so that the
-    thread holding B fragment column group c (lane % 4) owns the contiguous run
-    c*4R .. c*4R + 4R - 1: column c*4R + 4s + 2h + j (k step s) goes to 16s + 8h + 2c + j,
-    which is where mma.m16n8k16 reads it (PTX ISA 9.7.14.5.8, the B fragment: rows
-    2*(lane%4) + i%2 + 8*(i//2)). A permutation of K on both operands leaves the dot as it
-    is; the reshapes and the permute only rename registers."""
+    thread of column group c (lane % 4) owns the contiguous run c*4R .. c*4R + 4R - 1:
+    column c*4R + 4s + 2h + j (k step s) goes to 16s + 8h + 2c + j, where mma.m16n8k16
+    reads it (PTX ISA 9.7.14.5.8: A fragment columns and B fragment rows are
+    2*(lane%4) + i%2 + 8*(i//2 % 2)). A permutation of K on both operands leaves the dot as
+    it is; the reshapes and the permute only rename registers."""
     rows = x.shape[0]
     return tc.reshape(tc.permute(tc.reshape(x, (rows, 4, R, 2, 2)), (0, 2, 3, 1, 4)),
                       (rows, 16 * R))
@@ -115,19 +115,18 @@ def mma_k_order(x, R: tc.constexpr):
 
 @tc.kernel
 def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C: tc.Tensor,
-                      split_k: int, BN: tc.constexpr, BK: tc.constexpr, G: tc.constexpr,
-                      PARTIAL: tc.constexpr, HAS_ZERO: tc.constexpr, WDT: tc.constexpr,
-                      WB: tc.constexpr, WL: tc.constexpr, EL: tc.constexpr,
-                      ONE_ROW: tc.constexpr, AL: tc.constexpr, SG: tc.constexpr,
-                      GE: tc.constexpr):
-    # The decode template (M <= 16): C (16 x BN tile) = A @ dequant(W).T on mma.m16n8k16
-    # with the weights as the B operand. Each thread loads runs of BK/4 consecutive weights
-    # of a row (layout WL over words, EL over weights: `decode_layouts`) and the matching
-    # runs of A (AL); `mma_k_order` reorders K on both so that these runs already are the
-    # mma fragments: no shared memory, no conversion. A step may span several groups
-    # (BK > G): a BN x BK/G tile of scales, each broadcast over its group.
-    # SG scale columns a step, each covering GE weights (SG = BK / G, or 1 when BK <= G).
-    BM = 16
+                      split_k: int, BM: tc.constexpr, BN: tc.constexpr, BK: tc.constexpr,
+                      G: tc.constexpr, PARTIAL: tc.constexpr, HAS_ZERO: tc.constexpr,
+                      WDT: tc.constexpr, WB: tc.constexpr, WL: tc.constexpr,
+                      EL: tc.constexpr, ONE_ROW: tc.constexpr, AL: tc.constexpr,
+                      SG: tc.constexpr, GE: tc.constexpr):
+    # The decode template (M <= 16): C^T (a BN x BM tile, BM = 8 or 16) = dequant(W) @ A^T
+    # on mma.m16n8k16, the weights as the A operand (16 rows of W a fragment, a row of A
+    # per column of the 8-wide B fragment). Each thread loads runs of BK/4 consecutive
+    # weights of its rows (layout WL over words, EL over weights: `decode_layouts`) and
+    # the same runs of A (AL); `mma_k_order` reorders K on both so that these runs already
+    # are the mma fragments: no shared memory, no conversion, A's words straight into the
+    # B operand. A step may span several groups (BK > G): SG scale columns of GE weights.
     grid_n = tc.cdiv(W.shape[0], BN)
     tiles = tc.cdiv(A.shape[0], BM) * grid_n
     pid = tc.program_id(0)
@@ -138,13 +137,15 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
     steps = tc.cdiv(tc.cdiv(A.shape[1], BK), split_k)
     first = part * steps
     last = tc.minimum(first + steps, tc.cdiv(A.shape[1], BK)) - 1
-    acc = tc.zeros((BM, BN), tc.float32)
+    acc = tc.zeros((BN, BM), tc.float32)
+    # Two steps of packed words in flight ahead of the one computing (a step past this
+    # program's slice re-reads its last one, from cache).
     words = tc.with_layout(tc.load(W, (pn, first), (BN, WB)), WL)
     ahead = tc.with_layout(tc.load(W, (pn, tc.minimum(first + 1, last)), (BN, WB)), WL)
     for i in range(steps):
         k = first + i
         nxt = tc.with_layout(tc.load(W, (pn, tc.minimum(k + 2, last)), (BN, WB)), WL)
-        if ONE_ROW:
+        if ONE_ROW:  # the one row, in every column of the B fragment (only one is stored)
             a = tc.broadcast_to(mma_k_order(tc.with_layout(tc.load(A, (0, k), (1, BK)), AL),
                                             BK // 16), (BM, BK))
         else:
@@ -152,19 +153,19 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
         g = (k * BK) // G
         s = tc.expand_dims(tc.load(S, offsets=(pn * BN, g), shape=(BN, SG)), 2)
         q = tc.reshape(tc.view(words, WDT).to(A.dtype), (BN, SG, GE))
-        if HAS_ZERO:
+        if HAS_ZERO:  # q*s - z*s with one rounding per weight: an fma
             z = tc.expand_dims(tc.load(Z, offsets=(pn * BN, g), shape=(BN, SG)), 2)
             w = tc.fma(q, s, -(z * s))
         else:
             w = q * s
         w = mma_k_order(tc.reshape(w, (BN, BK)), BK // 16)
-        acc = tc.dot(a, tc.trans(w), acc)
+        acc = tc.dot(w, tc.trans(a), acc, warps_n=1)
         words = ahead
         ahead = nxt
-    if PARTIAL:
-        tc.store(C, (part, pm, pn), tc.expand_dims(acc, 0))
+    if PARTIAL:  # C is the f32 workspace split_k x M x N: this slice's partial sums
+        tc.store(C, (part, pm, pn), tc.expand_dims(tc.trans(acc), 0))
     else:
-        tc.store(C, (pm, pn), acc.to(C.dtype))
+        tc.store(C, (pm, pn), tc.trans(acc).to(C.dtype))
 
 
 @tc.kernel
@@ -229,16 +230,17 @@ def decode_bk(bk: int, group_size: int, bits: int) -> int:
     return step
 
 
-def decode_layouts(bn: int, bk: int, num_warps: int, bits: int) -> tuple[str, str, str, str]:
-    """(words WL, weights EL, A row AL (M = 1), A tile AL (16 rows)) of the decode template:
-    warp w holds rows w*BN/W .. of the weight tile, lane l row 8j + l/4 of each of its
-    BN/(8W) blocks of 8 rows and the run of BK/4 weights starting at (l % 4)*BK/4, as words.
-    After `mma_k_order` these are mma.m16n8k16's B fragments of `dot_layouts` (warps along
-    N), and the A runs (lane l: rows l/4 and l/4 + 8, the same columns) its A fragments,
-    up to the order of each thread's registers."""
+def decode_layouts(bn: int, bk: int, num_warps: int,
+                   bits: int) -> tuple[str, str, str, str, str]:
+    """(words WL, weights EL, and A's AL for M = 1 (one row), 8 rows, 16 rows) of the
+    decode template: warp w holds rows w*BN/W .. of the weight tile, lane l row l/4 of each
+    of its BN/(8W) blocks of 8 rows and the run of BK/4 weights starting at (l % 4)*BK/4.
+    After `mma_k_order` these are the A fragments of mma.m16n8k16 as `dot_layouts` places
+    them (warps along M = the weight rows), and the same runs of A (lane l: row l/4, and
+    l/4 + 8 for 16 rows) its B fragments, up to the order of each thread's registers."""
     run = bk // 4
-    if bk % 16 or bn % (8 * num_warps) or run * bits % 32:
-        raise LaunchError(f"quant_gemm: the decode template needs BN a multiple of 8 * "
+    if bk % 16 or bn % (16 * num_warps) or run * bits % 32:
+        raise LaunchError(f"quant_gemm: the decode template needs BN a multiple of 16 * "
                           f"num_warps and BK/4 whole words of {bits}-bit weights, got BN = "
                           f"{bn}, BK = {bk}, {num_warps} warps")
     blocks = bn // (8 * num_warps)
@@ -246,6 +248,7 @@ def decode_layouts(bn: int, bk: int, num_warps: int, bits: int) -> tuple[str, st
     return (f"{outer}spatial(8,4)*local(1,{run * bits // 32})",
             f"{outer}spatial(8,4)*local(1,{run})",
             f"replicate({8 * num_warps})*spatial(1,4)*local(1,{run})",
+            f"replicate({num_warps})*spatial(8,4)*local(1,{run})",
             f"replicate({num_warps})*local(2,1)*spatial(8,4)*local(1,{run})")
 
 
@@ -398,18 +401,19 @@ def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_si
     """M <= 16 on the decode template (`quant_gemv_kernel`), then the split-K sum."""
     (m, k), n, dw = a.shape, w_packed.shape[0], w_packed.dtype
     bk = decode_bk(cfg.BK, group_size, dw.bits)
-    wl, el, a_row, a_tile = decode_layouts(cfg.BN, bk, cfg.num_warps, dw.bits)
+    wl, el, *a_layouts = decode_layouts(cfg.BN, bk, cfg.num_warps, dw.bits)
     target = out
     if cfg.split_k > 1:  # every element of the workspace is written: no zeroing
         shape = (cfg.split_k, m, n)
         target = (_torch().empty(shape, dtype=_torch().float32, device=a.device) if on_torch
                   else np.empty(shape, dtype=np.float32))
-    grid = (tc.cdiv(n, cfg.BN) * cfg.split_k,)
+    bm = 8 if m <= 8 else 16
+    grid = (tc.cdiv(m, bm) * tc.cdiv(n, cfg.BN) * cfg.split_k,)
     quant_gemv_kernel[grid](a, _words(w_packed), scales,
                             zeros if zeros is not None else scales, target, cfg.split_k,
-                            BN=cfg.BN, BK=bk, G=group_size, PARTIAL=cfg.split_k > 1,
+                            BM=bm, BN=cfg.BN, BK=bk, G=group_size, PARTIAL=cfg.split_k > 1,
                             HAS_ZERO=zeros is not None, WDT=dw, WB=bk * dw.bits // 32, WL=wl,
-                            EL=el, ONE_ROW=m == 1, AL=a_row if m == 1 else a_tile,
+                            EL=el, ONE_ROW=m == 1, AL=a_layouts[0 if m == 1 else bm // 8],
                             SG=max(1, bk // group_size), GE=min(bk, group_size),
                             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     if cfg.split_k > 1:

@@ -228,18 +228,26 @@ class Access:
         other_bits = [zero] * self.count if others is None else \
             [to_bits(b, o, self.element) for o in others]
 
+        vt, nbytes = _vector_type(v, self.bits)
+
         def fast():
-            out = []
-            vt, nbytes = _vector_type(v, self.bits)
-            for g in range(0, self.count, v):
-                word = b.load(self.ptr_of(g), typ=vt, align=nbytes)
-                out.extend(_unpack(b, word, v, self.int_t))
-            return out
+            return [b.load(self.ptr_of(g), typ=vt, align=nbytes)
+                    for g in range(0, self.count, v)]
 
         def slow():
             return [masked_load(self.lw, self.ptr_of(i), self.int_t, self.pred_of(i), o)
                     for i, o in enumerate(other_bits)]
-        raw = self._versioned(fast, slow)
+
+        def slow_vectors():
+            # The paths join in the vectors' registers (one phi per 32-bit word): a join of
+            # 8- or 16-bit elements would cost a byte move per element on the fast path.
+            raw = slow()
+            return [_pack(b, raw[g:g + v], vt) for g in range(0, self.count, v)]
+        if self.fast is None or v == 1:
+            raw = slow()
+        else:
+            raw = [x for word in self._versioned(fast, slow_vectors)
+                   for x in _unpack(b, word, v, self.int_t)]
         return [from_bits(b, x, self.element) for x in raw]
 
     def store(self, values: list[ir.Value]) -> None:
