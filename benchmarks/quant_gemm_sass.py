@@ -114,7 +114,8 @@ def fast_path(code: list, loop: list) -> list:
         if not _GUARD.get(off) and "P" not in args.split(",")[0]:
             i = at[t]
             continue
-        options = [j for j in (at.get(t), i + 1) if j is not None and lo <= code[j][0] <= hi]
+        # Both sides clean: the fall-through (an `if`'s body; its skip is the target).
+        options = [j for j in (i + 1, at.get(t)) if j is not None and lo <= code[j][0] <= hi]
         clean = [j for j in options if not _predicated_memory(code, j)]
         i = (clean or options)[0]
     return path
@@ -142,6 +143,9 @@ def report(m: int, d: dt.DType, zeros: bool, n: int = 8192, k: int = 8192, confi
                          shared=ck.shared_bytes + ck.resources.shared_bytes,
                          total=len(code), loop=len(loop), fast=len(path),
                          ops=collections.Counter(c[1].split(".")[0] for c in path),
+                         # an m16n8k16 HMMA multiplies 256 weights by one 8-column block
+                         weights=sum(c[1].startswith("HMMA") for c in path) * 256 // 32
+                         // max(1, kw.get("BM", 16) // 8),
                          kw={k_: v for k_, v in kw.items() if k_ in ("BM", "BN", "BK")},
                          warps=warps)
     return out
@@ -156,4 +160,6 @@ if __name__ == "__main__":
     ns = ap.parse_args()
     for name, r in report(ns.m, dt.dtype(ns.dtype), ns.zeros, dump=ns.dump).items():
         print(name, {k: v for k, v in r.items() if k != "ops"})
+        if r["weights"]:
+            print(f"  {r['fast'] / r['weights']:.2f} SASS instructions per weight")
         print("  fast-path ops:", dict(r["ops"].most_common()))

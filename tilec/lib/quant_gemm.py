@@ -40,6 +40,9 @@ import numpy as np
 import tilec as tc
 from tilec.errors import LaunchError
 from tilec.ir import dtypes as dt
+from tilec.ir import mma
+from tilec.ir.layout import parse_layout
+from tilec.ir.layout_defaults import reshape_layout
 from tilec.lib import _host
 
 __all__ = ["QuantConfig", "dequantize", "pick_config", "quant_gemm", "quant_gemm_kernel",
@@ -113,13 +116,39 @@ def mma_k_order(x, R: tc.constexpr):
                       (rows, 16 * R))
 
 
+@tc.func
+def _decode_step(acc, words, k, A, S, Z, pm, pn, BM: tc.constexpr, BN: tc.constexpr,
+                 BK: tc.constexpr, G: tc.constexpr, HAS_ZERO: tc.constexpr, WDT: tc.constexpr,
+                 ONE_ROW: tc.constexpr, AL: tc.constexpr, SG: tc.constexpr,
+                 GE: tc.constexpr, SL: tc.constexpr):
+    """acc += the K step k of the decode template, its packed weights already loaded."""
+    if ONE_ROW:  # the one row, in every column of the B fragment (only one is stored)
+        a = tc.broadcast_to(mma_k_order(tc.with_layout(tc.load(A, (0, k), (1, BK)), AL),
+                                        BK // 16), (BM, BK))
+    else:
+        a = mma_k_order(tc.with_layout(tc.load(A, (pm, k), (BM, BK)), AL), BK // 16)
+    g = (k * BK) // G
+    # Scales (and zeros) loaded where the weights of their group are (layout SL): z * s
+    # uses s twice, so a conversion would not sink into the load.
+    s = tc.expand_dims(tc.with_layout(tc.load(S, offsets=(pn * BN, g), shape=(BN, SG)), SL), 2)
+    q = tc.reshape(tc.view(words, WDT).to(A.dtype), (BN, SG, GE))
+    if HAS_ZERO:  # q*s - z*s with one rounding per weight: an fma
+        z = tc.expand_dims(tc.with_layout(tc.load(Z, offsets=(pn * BN, g), shape=(BN, SG)),
+                                          SL), 2)
+        w = tc.fma(q, s, -(z * s))
+    else:
+        w = q * s
+    w = mma_k_order(tc.reshape(w, (BN, BK)), BK // 16)
+    return tc.dot(w, tc.trans(a), acc, warps_n=1)
+
+
 @tc.kernel
 def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C: tc.Tensor,
                       split_k: int, BM: tc.constexpr, BN: tc.constexpr, BK: tc.constexpr,
                       G: tc.constexpr, PARTIAL: tc.constexpr, HAS_ZERO: tc.constexpr,
                       WDT: tc.constexpr, WB: tc.constexpr, WL: tc.constexpr,
                       EL: tc.constexpr, ONE_ROW: tc.constexpr, AL: tc.constexpr,
-                      SG: tc.constexpr, GE: tc.constexpr):
+                      SG: tc.constexpr, GE: tc.constexpr, SL: tc.constexpr):
     # The decode template (M <= 16): C^T (a BN x BM tile, BM = 8 or 16) = dequant(W) @ A^T
     # on mma.m16n8k16, the weights as the A operand (16 rows of W a fragment, a row of A
     # per column of the 8-wide B fragment). Each thread loads runs of BK/4 consecutive
@@ -138,30 +167,23 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
     first = part * steps
     last = tc.minimum(first + steps, tc.cdiv(A.shape[1], BK)) - 1
     acc = tc.zeros((BN, BM), tc.float32)
-    # Two steps of packed words in flight ahead of the one computing (a step past this
-    # program's slice re-reads its last one, from cache).
+    # Two steps a trip, so that the two word buffers swap roles without register copies:
+    # the next step's words are in flight while a step computes (a step past this
+    # program's slice re-reads its last one, from cache). With an odd number of steps the
+    # last trip's second step reads A and the scales past K (zeros): it adds nothing, and
+    # the loop has no branch around it (through which the accumulator would lose its mma
+    # layout).
+    beyond = tc.cdiv(A.shape[1], BK)
     words = tc.with_layout(tc.load(W, (pn, first), (BN, WB)), WL)
-    ahead = tc.with_layout(tc.load(W, (pn, tc.minimum(first + 1, last)), (BN, WB)), WL)
-    for i in range(steps):
+    for i in range(0, steps, 2):
         k = first + i
-        nxt = tc.with_layout(tc.load(W, (pn, tc.minimum(k + 2, last)), (BN, WB)), WL)
-        if ONE_ROW:  # the one row, in every column of the B fragment (only one is stored)
-            a = tc.broadcast_to(mma_k_order(tc.with_layout(tc.load(A, (0, k), (1, BK)), AL),
-                                            BK // 16), (BM, BK))
-        else:
-            a = mma_k_order(tc.with_layout(tc.load(A, (pm, k), (BM, BK)), AL), BK // 16)
-        g = (k * BK) // G
-        s = tc.expand_dims(tc.load(S, offsets=(pn * BN, g), shape=(BN, SG)), 2)
-        q = tc.reshape(tc.view(words, WDT).to(A.dtype), (BN, SG, GE))
-        if HAS_ZERO:  # q*s - z*s with one rounding per weight: an fma
-            z = tc.expand_dims(tc.load(Z, offsets=(pn * BN, g), shape=(BN, SG)), 2)
-            w = tc.fma(q, s, -(z * s))
-        else:
-            w = q * s
-        w = mma_k_order(tc.reshape(w, (BN, BK)), BK // 16)
-        acc = tc.dot(w, tc.trans(a), acc, warps_n=1)
-        words = ahead
-        ahead = nxt
+        ahead = tc.with_layout(tc.load(W, (pn, tc.minimum(k + 1, last)), (BN, WB)), WL)
+        acc = _decode_step(acc, words, k, A, S, Z, pm, pn, BM, BN, BK, G, HAS_ZERO, WDT,
+                           ONE_ROW, AL, SG, GE, SL)
+        words = tc.with_layout(tc.load(W, (pn, tc.minimum(k + 2, last)), (BN, WB)), WL)
+        k2 = k + 1 + (beyond - k - 1) * ((i + 1) // steps)    # i + 1 == steps: past K
+        acc = _decode_step(acc, ahead, k2, A, S, Z, pm, pn, BM, BN, BK, G, HAS_ZERO, WDT,
+                           ONE_ROW, AL, SG, GE, SL)
     if PARTIAL:  # C is the f32 workspace split_k x M x N: this slice's partial sums
         tc.store(C, (part, pm, pn), tc.expand_dims(tc.trans(acc), 0))
     else:
@@ -190,7 +212,7 @@ class QuantConfig(NamedTuple):
 
 # M bucket -> tile configuration; `pick_config` is the one place the choice is made, so the
 # autotuner (`@tc.autotune(configs=[tc.Config(...)], key=["M", "N", "K"])`) can take it over.
-_DECODE = QuantConfig(16, 64, 128, 4, 1)       # M <= 16: split-K chosen from the shape
+_DECODE = QuantConfig(16, 128, 128, 4, 1)      # M <= 16 (quant_gemv_kernel): split-K from the shape
 _MEDIUM = QuantConfig(64, 64, 64, 4, 3)        # M <= 256
 _LARGE = QuantConfig(128, 128, 64, 8, 3)
 _TARGET_PROGRAMS = 1024                         # ~8 per SM on an H100: memory-level parallelism
@@ -250,6 +272,21 @@ def decode_layouts(bn: int, bk: int, num_warps: int,
             f"replicate({8 * num_warps})*spatial(1,4)*local(1,{run})",
             f"replicate({num_warps})*spatial(8,4)*local(1,{run})",
             f"replicate({num_warps})*local(2,1)*spatial(8,4)*local(1,{run})")
+
+
+def accumulator_layout(bn: int, bm: int, num_warps: int) -> str:
+    """The decode template's BN x BM accumulator: mma.m16n8k16's C fragments with the warps
+    along the weight rows (`mma.dot_layouts`, warps_n = 1)."""
+    return str(mma.spatial(num_warps, 1) * mma.local(bn // (16 * num_warps), bm // 8)
+               * mma.F.mma_m16n8_c())
+
+
+def scale_layout(el: str, bn: int, bk: int, group_size: int) -> str:
+    """The layout of a step's BN x SG scales (SG = BK/G, or 1) that `decode_layouts`' weight
+    layout `el` broadcasts over each group: every thread holds the scales of its weights."""
+    sg = max(1, bk // group_size)
+    groups = reshape_layout(parse_layout(el), (bn, sg, bk // sg))
+    return str(groups.reduce(2).squeeze(2))
 
 
 def row_layout(bk: int, num_warps: int) -> str:
@@ -415,6 +452,7 @@ def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_si
                             HAS_ZERO=zeros is not None, WDT=dw, WB=bk * dw.bits // 32, WL=wl,
                             EL=el, ONE_ROW=m == 1, AL=a_layouts[0 if m == 1 else bm // 8],
                             SG=max(1, bk // group_size), GE=min(bk, group_size),
+                            SL=scale_layout(el, cfg.BN, bk, group_size),
                             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     if cfg.split_k > 1:
         rm = 1 if m == 1 else 16

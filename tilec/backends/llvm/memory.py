@@ -308,6 +308,8 @@ def linear_index(b: ir.IRBuilder, coords: list[ir.Value], strides: Sequence[ir.V
 # Up to this many elements per thread, a view access computes every pointer and predicate
 # up front; beyond (a 128x128 tile over 128 threads has 128), each path computes its own
 # where it uses them, else they all stay live at once and spill next to a dot's accumulators.
+# Vector accesses to aligned rows always take the second form: their fast path then tests
+# the thread's coordinate box (O(rank) compares) and computes no per-element predicate.
 _EAGER_LOCALS = 32
 
 
@@ -336,7 +338,7 @@ def _view_access(lw: Lowering, op: Operation, t: TensorValue, tile: TileType,
             ok.append(extra_pred)
         return _all(b, ok)
     v = vector_groups(layout, _bits_of(t.dtype))
-    if layout.local_size <= _EAGER_LOCALS:
+    if layout.local_size <= _EAGER_LOCALS and not (v > 1 and t.rows_aligned):
         # Few elements: pointers and predicates up front, shared by both paths.
         ptrs = [ptr_of(i) for i in range(layout.local_size)]
         preds = [pred_of(i) for i in range(layout.local_size)]
