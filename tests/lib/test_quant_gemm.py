@@ -15,8 +15,9 @@ from tilec.backends.nvidia import compile_kernel
 from tilec.ir import dtypes as dt
 from tilec.ir.layout import parse_layout
 from tilec.ir.layout_defaults import view_layout
-from tilec.lib.quant_gemm import (QuantConfig, dequantize, pick_config, quant_gemm,
-                                  quant_gemm_kernel, quantize, row_layout,
+from tilec.lib.quant_gemm import (QuantConfig, accumulator_layout, decode_bk, decode_layouts, dequantize,
+                                  pick_config, quant_gemm, quant_gemm_kernel,
+                                  quant_gemv_kernel, quantize, row_layout, scale_layout,
                                   weight_layout)
 
 INTS = [dt.int_(b) for b in range(1, 9)] + [dt.uint(b) for b in range(1, 9)]
@@ -84,7 +85,7 @@ def test_default_config_and_odd_shapes():
 
 def test_pick_config_table():
     c = pick_config(1, 8192, 8192, 128)
-    assert (c.BM, c.BN, c.BK) == (16, 64, 128) and c.split_k > 1
+    assert (c.BM, c.BN, c.BK) == (16, 128, 128) and c.split_k > 1
     assert -(-8192 // c.BN) * c.split_k >= 512       # many programs in flight at M = 1
     assert pick_config(16, 4096, 4096, 128).BM == 16
     assert pick_config(128, 4096, 4096, 128) == QuantConfig(64, 64, 64, 4, 3)
@@ -167,6 +168,82 @@ def test_ptx_assembles(wd, cfg, act):
         assert "st.shared.b8" not in k.ptx and "st.shared.u8" not in k.ptx
 
 
+# --------------------------------------------------------------------------------------
+# the decode template (M <= 16): quant_gemv_kernel
+
+@pytest.mark.parametrize("d, zero_point, m", [(dt.int4, False, 1), (dt.uint4, True, 16),
+                                              (dt.int3, False, 9), (dt.uint2, True, 1),
+                                              (dt.float6_e3m2, False, 4)], ids=str)
+def test_decode_steps_spanning_groups(d, zero_point, m):
+    """K steps of several groups (BK = 128 > G = 32: a tile of scales a step), K not a
+    multiple of the step (the last one reads zeros past K), N not a multiple of BN."""
+    a, p, s, z, ref = _problem(d, m, 40, 224, 32, zero_point=zero_point, seed=2)
+    for cfg in (QuantConfig(16, 32, 128, 2, 1, 1), QuantConfig(16, 16, 64, 1, 1, 3)):
+        _check(quant_gemm(a, p, s, z, 32, config=cfg), ref, np.float16)
+
+
+def test_decode_bk():
+    assert decode_bk(128, 128, 4) == 128
+    assert decode_bk(32, 128, 3) == 128       # a thread's quarter: whole words of i3
+    assert decode_bk(64, 32, 4) == 64         # two groups a step
+    assert decode_bk(16, 48, 4) == 96         # a multiple of G = 48 with whole words
+    assert decode_bk(16, 128, 8) == 16
+
+
+def test_decode_layouts_are_the_mma_fragments():
+    """After mma_k_order's permutation, the weights' layout is dot_layouts' A operand and
+    A's is its B operand, up to each thread's register order: no data moves."""
+    from tilec.backends.llvm.convert import register_map
+    from tilec.ir import mma
+    from tilec.ir.layout_defaults import reshape_layout
+    bn, bk, warps = 128, 128, 4
+    wl, el, a1, a8, a16 = (parse_layout(x) for x in decode_layouts(bn, bk, warps, 4))
+    assert view_layout(wl, 32, 4) == el
+
+    def k_order(layout, rows):
+        five = reshape_layout(layout, (rows, 4, bk // 16, 2, 2))
+        return reshape_layout(five.permute((0, 2, 3, 1, 4)), (rows, bk))
+    for bm, act in ((8, a8), (16, a16)):
+        want = mma.dot_layouts((bn, bk), (bk, bm), mma.select("sm_90a", dt.float16,
+                                                               dt.float32), warps, 1)
+        assert str(want.c) == accumulator_layout(bn, bm, warps)
+        for got, ref in ((k_order(el, bn), want.a), (k_order(act, bm).permute((1, 0)),
+                                                      want.b)):
+            keys = [1] * 2
+            keys[0] = got.shape[1]
+            assert register_map(got, keys, ref, keys) is not None
+    assert a1.reduce(0) is not None
+
+
+@pytest.mark.parametrize("wd, bits, m, zeros", [("u4", 4, 1, False), ("i4", 4, 16, True),
+                                                ("i3", 3, 1, False), ("f6e3m2", 6, 8, False),
+                                                ("u8", 8, 1, True)], ids=str)
+def test_decode_ptx_has_no_shared_memory(wd, bits, m, zeros):
+    cfg = pick_config(m, 8192, 8192, 128, bits)
+    bk = decode_bk(cfg.BK, 128, bits)
+    wl, el, *acts = decode_layouts(cfg.BN, bk, cfg.num_warps, bits)
+    bm = 8 if m <= 8 else 16
+    facts = "{contiguous = true, aligned = 16}"
+    module = quant_gemv_kernel.compile(
+        f"A: tensor<?x?xf16> {facts}, W: tensor<?x?xu32> {facts}, S: tensor<?x?xf16> "
+        f"{facts}, Z: tensor<?x?xf16> {facts}, C: tensor<?x?x?xf32> {facts}, split_k: i32, "
+        f"BM={bm}, BN={cfg.BN}, BK={bk}, G=128, PARTIAL=True, HAS_ZERO={zeros}, WDT={wd}, "
+        f"WB={bk * bits // 32}, WL=\"{wl}\", EL=\"{el}\", ONE_ROW={m == 1}, "
+        f"AL=\"{acts[0 if m == 1 else bm // 8]}\", SG=1, GE={bk}, "
+        f"SL=\"{scale_layout(el, cfg.BN, bk, 128)}\", "
+        f"num_warps={cfg.num_warps}")
+    for arch in ("sm_80", "sm_90a"):
+        k = compile_kernel(module, "quant_gemv_kernel", arch=arch)
+        assert k.cubin and "mma.sync" in k.ptx
+        # No shared-memory round trip into the mma (the old template's 16 stores and 8
+        # ldmatrix a step): at most the epilogue's transposed store of the accumulator.
+        assert "ldmatrix" not in k.ptx and k.ptx.count("st.shared") <= 8
+        assert k.resources.spill_stores == 0, k.resources
+        assert "ld.global.v4" in k.ptx                              # 16-byte runs
+        if bits == 4:
+            assert "lop3.b32" in k.ptx and "prmt.b32" in k.ptx     # nibble pairs
+
+
 @pytest.mark.torch
 def test_pack_torch_round_trip():
     import torch
@@ -188,6 +265,7 @@ class _NoLaunch:
 @pytest.fixture
 def no_launch(monkeypatch):
     monkeypatch.setattr(qg_mod, "quant_gemm_kernel", _NoLaunch())
+    monkeypatch.setattr(qg_mod, "quant_gemv_kernel", _NoLaunch())
 
 
 f16 = np.float16
@@ -210,9 +288,12 @@ _S = np.ones((8, 2), f16)
      r"'zeros' must be f16 of shape \(8, 2\), got f32"),
     ((np.zeros((2, 64), f16), tc.pack(np.zeros((8, 64)), tc.float4_e2m1), _S,
       np.zeros((8, 2), f16)), {}, r"zero points apply to integer weights, not f4e2m1"),
-    ((np.zeros((2, 64), f16), _W, _S), {"config": QuantConfig(16, 16, 64, 4, 1),
+    ((np.zeros((2, 64), f16), _W, _S), {"config": QuantConfig(32, 16, 64, 4, 1),
                                          "group_size": 32},
      r"config BK = 64 must divide group_size = 32"),
+    ((np.zeros((2, 64), f16), _W, _S), {"config": QuantConfig(16, 32, 64, 4, 1),
+                                         "group_size": 32},
+     r"decode template needs BN a multiple of 16 \* num_warps"),
     (([[1.0]], _W, _S), {}, r"'a' must be a tensor"),
     ((np.zeros((2, 64), f16), _W, _S), {"out": np.zeros((2, 8), np.float32)},
      r"'out' must be f16 of shape \(2, 8\) on the device of 'a', got f32"),

@@ -40,10 +40,13 @@ import numpy as np
 import tilec as tc
 from tilec.errors import LaunchError
 from tilec.ir import dtypes as dt
+from tilec.ir import mma
+from tilec.ir.layout import parse_layout
+from tilec.ir.layout_defaults import reshape_layout
 from tilec.lib import _host
 
 __all__ = ["QuantConfig", "dequantize", "pick_config", "quant_gemm", "quant_gemm_kernel",
-           "quantize", "WEIGHT_DTYPES"]
+           "quant_gemv_kernel", "quantize", "WEIGHT_DTYPES"]
 
 
 @tc.kernel
@@ -100,6 +103,93 @@ def quant_gemm_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
         tc.store(C, (pm, pn), acc.to(C.dtype))                  # out of bounds dropped
 
 
+@tc.func
+def mma_k_order(x, R: tc.constexpr):
+    """The columns of x (rows x 16R) in the order the mma k steps read them, so that the
+    thread of column group c (lane % 4) owns the contiguous run c*4R .. c*4R + 4R - 1:
+    column c*4R + 4s + 2h + j (k step s) goes to 16s + 8h + 2c + j, where mma.m16n8k16
+    reads it (PTX ISA 9.7.14.5.8: A fragment columns and B fragment rows are
+    2*(lane%4) + i%2 + 8*(i//2 % 2)). A permutation of K on both operands leaves the dot as
+    it is; the reshapes and the permute only rename registers."""
+    rows = x.shape[0]
+    return tc.reshape(tc.permute(tc.reshape(x, (rows, 4, R, 2, 2)), (0, 2, 3, 1, 4)),
+                      (rows, 16 * R))
+
+
+@tc.func
+def _decode_step(acc, words, k, A, S, Z, pm, pn, BM: tc.constexpr, BN: tc.constexpr,
+                 BK: tc.constexpr, G: tc.constexpr, HAS_ZERO: tc.constexpr, WDT: tc.constexpr,
+                 ONE_ROW: tc.constexpr, AL: tc.constexpr, SG: tc.constexpr,
+                 GE: tc.constexpr, SL: tc.constexpr):
+    """acc += the K step k of the decode template, its packed weights already loaded."""
+    if ONE_ROW:  # the one row, in every column of the B fragment (only one is stored)
+        a = tc.broadcast_to(mma_k_order(tc.with_layout(tc.load(A, (0, k), (1, BK)), AL),
+                                        BK // 16), (BM, BK))
+    else:
+        a = mma_k_order(tc.with_layout(tc.load(A, (pm, k), (BM, BK)), AL), BK // 16)
+    g = (k * BK) // G
+    # Scales (and zeros) loaded where the weights of their group are (layout SL): z * s
+    # uses s twice, so a conversion would not sink into the load.
+    s = tc.expand_dims(tc.with_layout(tc.load(S, offsets=(pn * BN, g), shape=(BN, SG)), SL), 2)
+    q = tc.reshape(tc.view(words, WDT).to(A.dtype), (BN, SG, GE))
+    if HAS_ZERO:  # q*s - z*s with one rounding per weight: an fma
+        z = tc.expand_dims(tc.with_layout(tc.load(Z, offsets=(pn * BN, g), shape=(BN, SG)),
+                                          SL), 2)
+        w = tc.fma(q, s, -(z * s))
+    else:
+        w = q * s
+    w = mma_k_order(tc.reshape(w, (BN, BK)), BK // 16)
+    return tc.dot(w, tc.trans(a), acc, warps_n=1)
+
+
+@tc.kernel
+def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C: tc.Tensor,
+                      split_k: int, BM: tc.constexpr, BN: tc.constexpr, BK: tc.constexpr,
+                      G: tc.constexpr, PARTIAL: tc.constexpr, HAS_ZERO: tc.constexpr,
+                      WDT: tc.constexpr, WB: tc.constexpr, WL: tc.constexpr,
+                      EL: tc.constexpr, ONE_ROW: tc.constexpr, AL: tc.constexpr,
+                      SG: tc.constexpr, GE: tc.constexpr, SL: tc.constexpr):
+    # The decode template (M <= 16): C^T (a BN x BM tile, BM = 8 or 16) = dequant(W) @ A^T
+    # on mma.m16n8k16, the weights as the A operand (16 rows of W a fragment, a row of A
+    # per column of the 8-wide B fragment). Each thread loads runs of BK/4 consecutive
+    # weights of its rows (layout WL over words, EL over weights: `decode_layouts`) and
+    # the same runs of A (AL); `mma_k_order` reorders K on both so that these runs already
+    # are the mma fragments: no shared memory, no conversion, A's words straight into the
+    # B operand. A step may span several groups (BK > G): SG scale columns of GE weights.
+    grid_n = tc.cdiv(W.shape[0], BN)
+    tiles = tc.cdiv(A.shape[0], BM) * grid_n
+    pid = tc.program_id(0)
+    tile = pid % tiles
+    part = pid // tiles
+    pm = tile // grid_n
+    pn = tile % grid_n
+    steps = tc.cdiv(tc.cdiv(A.shape[1], BK), split_k)
+    first = part * steps
+    last = tc.minimum(first + steps, tc.cdiv(A.shape[1], BK)) - 1
+    acc = tc.zeros((BN, BM), tc.float32)
+    # Two steps a trip, so that the two word buffers swap roles without register copies:
+    # the next step's words are in flight while a step computes (a step past this
+    # program's slice re-reads its last one, from cache). With an odd number of steps the
+    # last trip's second step reads A and the scales past K (zeros): it adds nothing, and
+    # the loop has no branch around it (through which the accumulator would lose its mma
+    # layout).
+    beyond = tc.cdiv(A.shape[1], BK)
+    words = tc.with_layout(tc.load(W, (pn, first), (BN, WB)), WL)
+    for i in range(0, steps, 2):
+        k = first + i
+        ahead = tc.with_layout(tc.load(W, (pn, tc.minimum(k + 1, last)), (BN, WB)), WL)
+        acc = _decode_step(acc, words, k, A, S, Z, pm, pn, BM, BN, BK, G, HAS_ZERO, WDT,
+                           ONE_ROW, AL, SG, GE, SL)
+        words = tc.with_layout(tc.load(W, (pn, tc.minimum(k + 2, last)), (BN, WB)), WL)
+        k2 = k + 1 + (beyond - k - 1) * ((i + 1) // steps)    # i + 1 == steps: past K
+        acc = _decode_step(acc, ahead, k2, A, S, Z, pm, pn, BM, BN, BK, G, HAS_ZERO, WDT,
+                           ONE_ROW, AL, SG, GE, SL)
+    if PARTIAL:  # C is the f32 workspace split_k x M x N: this slice's partial sums
+        tc.store(C, (part, pm, pn), tc.expand_dims(tc.trans(acc), 0))
+    else:
+        tc.store(C, (pm, pn), tc.trans(acc).to(C.dtype))
+
+
 @tc.kernel
 def split_k_sum(Ws: tc.Tensor, C: tc.Tensor, SPLIT: tc.constexpr, RM: tc.constexpr,
                 RN: tc.constexpr):
@@ -122,7 +212,7 @@ class QuantConfig(NamedTuple):
 
 # M bucket -> tile configuration; `pick_config` is the one place the choice is made, so the
 # autotuner (`@tc.autotune(configs=[tc.Config(...)], key=["M", "N", "K"])`) can take it over.
-_DECODE = QuantConfig(16, 64, 128, 4, 1)       # M <= 16: split-K chosen from the shape
+_DECODE = QuantConfig(16, 128, 128, 4, 1)      # M <= 16 (quant_gemv_kernel): split-K from the shape
 _MEDIUM = QuantConfig(64, 64, 64, 4, 3)        # M <= 256
 _LARGE = QuantConfig(128, 128, 64, 8, 3)
 _TARGET_PROGRAMS = 1024                         # ~8 per SM on an H100: memory-level parallelism
@@ -147,6 +237,56 @@ def weight_layout(bn: int, bk: int, num_warps: int, bits: int) -> tuple[str, str
     spread = f"spatial({rows},{lanes_k})"
     return ("*".join(outer + [spread, f"local(1,{run * bits // 32})"]),
             "*".join(outer + [spread, f"local(1,{run})"]))
+
+
+def decode_bk(bk: int, group_size: int, bits: int) -> int:
+    """The decode template's K step for a requested `bk`: at least `bk`, a multiple of 16
+    (mma k steps) whose quarter is whole 32-bit words of `bits`-bit weights (each thread
+    reads a quarter of a row's step), and a divisor or a multiple of the group size (a step
+    sees whole groups, or lies inside one)."""
+    whole = 32 // math.gcd(bits, 32)
+    unit = math.lcm(16, 4 * whole)
+    step = -(-bk // unit) * unit
+    while group_size % step and step % group_size:
+        step += unit
+    return step
+
+
+def decode_layouts(bn: int, bk: int, num_warps: int,
+                   bits: int) -> tuple[str, str, str, str, str]:
+    """(words WL, weights EL, and A's AL for M = 1 (one row), 8 rows, 16 rows) of the
+    decode template: warp w holds rows w*BN/W .. of the weight tile, lane l row l/4 of each
+    of its BN/(8W) blocks of 8 rows and the run of BK/4 weights starting at (l % 4)*BK/4.
+    After `mma_k_order` these are the A fragments of mma.m16n8k16 as `dot_layouts` places
+    them (warps along M = the weight rows), and the same runs of A (lane l: row l/4, and
+    l/4 + 8 for 16 rows) its B fragments, up to the order of each thread's registers."""
+    run = bk // 4
+    if bk % 16 or bn % (16 * num_warps) or run * bits % 32:
+        raise LaunchError(f"quant_gemm: the decode template needs BN a multiple of 16 * "
+                          f"num_warps and BK/4 whole words of {bits}-bit weights, got BN = "
+                          f"{bn}, BK = {bk}, {num_warps} warps")
+    blocks = bn // (8 * num_warps)
+    outer = f"spatial({num_warps},1)*" + (f"local({blocks},1)*" if blocks > 1 else "")
+    return (f"{outer}spatial(8,4)*local(1,{run * bits // 32})",
+            f"{outer}spatial(8,4)*local(1,{run})",
+            f"replicate({8 * num_warps})*spatial(1,4)*local(1,{run})",
+            f"replicate({num_warps})*spatial(8,4)*local(1,{run})",
+            f"replicate({num_warps})*local(2,1)*spatial(8,4)*local(1,{run})")
+
+
+def accumulator_layout(bn: int, bm: int, num_warps: int) -> str:
+    """The decode template's BN x BM accumulator: mma.m16n8k16's C fragments with the warps
+    along the weight rows (`mma.dot_layouts`, warps_n = 1)."""
+    return str(mma.spatial(num_warps, 1) * mma.local(bn // (16 * num_warps), bm // 8)
+               * mma.F.mma_m16n8_c())
+
+
+def scale_layout(el: str, bn: int, bk: int, group_size: int) -> str:
+    """The layout of a step's BN x SG scales (SG = BK/G, or 1) that `decode_layouts`' weight
+    layout `el` broadcasts over each group: every thread holds the scales of its weights."""
+    sg = max(1, bk // group_size)
+    groups = reshape_layout(parse_layout(el), (bn, sg, bk // sg))
+    return str(groups.reduce(2).squeeze(2))
 
 
 def row_layout(bk: int, num_warps: int) -> str:
@@ -266,6 +406,8 @@ def quant_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any = None
     if m == 0 or n == 0:
         return out
     cfg = config or pick_config(m, n, k, group_size, dw.bits)
+    if m <= 16 and cfg.BM == 16:
+        return _decode(a, w_packed, scales, zeros, group_size, out, cfg, on_torch)
     if cfg.BK > group_size or group_size % cfg.BK or cfg.BK * dw.bits % 32:
         raise LaunchError(f"quant_gemm: config BK = {cfg.BK} must divide group_size = "
                           f"{group_size} and hold whole 32-bit words of {dw.bits}-bit weights")
@@ -285,6 +427,35 @@ def quant_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any = None
                             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     if cfg.split_k > 1:
         rm = 1 if m == 1 else 16 if m <= 16 else 64
+        rn = max(64, 2048 // (rm * cfg.split_k))
+        split_k_sum[(tc.cdiv(m, rm) * tc.cdiv(n, rn),)](target, out, SPLIT=cfg.split_k,
+                                                          RM=rm, RN=rn)
+    return out
+
+
+def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_size: int,
+            out: Any, cfg: QuantConfig, on_torch: bool) -> Any:
+    """M <= 16 on the decode template (`quant_gemv_kernel`), then the split-K sum."""
+    (m, k), n, dw = a.shape, w_packed.shape[0], w_packed.dtype
+    bk = decode_bk(cfg.BK, group_size, dw.bits)
+    wl, el, *a_layouts = decode_layouts(cfg.BN, bk, cfg.num_warps, dw.bits)
+    target = out
+    if cfg.split_k > 1:  # every element of the workspace is written: no zeroing
+        shape = (cfg.split_k, m, n)
+        target = (_torch().empty(shape, dtype=_torch().float32, device=a.device) if on_torch
+                  else np.empty(shape, dtype=np.float32))
+    bm = 8 if m <= 8 else 16
+    grid = (tc.cdiv(m, bm) * tc.cdiv(n, cfg.BN) * cfg.split_k,)
+    quant_gemv_kernel[grid](a, _words(w_packed), scales,
+                            zeros if zeros is not None else scales, target, cfg.split_k,
+                            BM=bm, BN=cfg.BN, BK=bk, G=group_size, PARTIAL=cfg.split_k > 1,
+                            HAS_ZERO=zeros is not None, WDT=dw, WB=bk * dw.bits // 32, WL=wl,
+                            EL=el, ONE_ROW=m == 1, AL=a_layouts[0 if m == 1 else bm // 8],
+                            SG=max(1, bk // group_size), GE=min(bk, group_size),
+                            SL=scale_layout(el, cfg.BN, bk, group_size),
+                            num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    if cfg.split_k > 1:
+        rm = 1 if m == 1 else 16
         rn = max(64, 2048 // (rm * cfg.split_k))
         split_k_sum[(tc.cdiv(m, rm) * tc.cdiv(n, rn),)](target, out, SPLIT=cfg.split_k,
                                                           RM=rm, RN=rn)

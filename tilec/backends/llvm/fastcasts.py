@@ -140,15 +140,18 @@ def nibble_pairs_to_f16(b: ir.IRBuilder, words: list[ir.Value], signed: bool,
     halves, one and/xor (a lop3) that keeps the low nibble in half 0 and the high one in
     half 1 and sets the exponents of 1024.0 and 64.0 (where one unit is 1 and 1/16:
     the high nibble sits 4 bits up), and one f16x2 subtraction. Exact, like `_int_magic`."""
-    keep = ir.Constant(I32, 0x00F0000F)
+    keep = 0x00F0000F
     flip = 0x00800008 if signed else 0           # x + 8 for signed nibbles
-    magic = ir.Constant(I32, 0x54006400 | flip)  # (64.0, 1024.0): disjoint from `keep`
+    magic = 0x54006400 | flip                    # (64.0, 1024.0): disjoint from `keep`
+    and_xor = getattr(target, "and_xor", None)   # one lop3 where the target has it
     bias = 8.0 if signed else 0.0
     pair_t = ir.VectorType(F16, 2)
     offset = ir.Constant(pair_t, [ir.Constant(F16, 1024.0 + bias), ir.Constant(F16, 64.0 + bias)])
     out = []
     for w in words:
         for byte in range(4):
-            x = b.xor(b.and_(spread_byte(b, w, byte, target), keep), magic)
+            spread = spread_byte(b, w, byte, target)
+            x = and_xor(b, spread, keep, magic) if and_xor is not None else \
+                b.xor(b.and_(spread, ir.Constant(I32, keep)), ir.Constant(I32, magic))
             out.append(b.fsub(b.bitcast(x, pair_t), offset))
     return out

@@ -228,18 +228,26 @@ class Access:
         other_bits = [zero] * self.count if others is None else \
             [to_bits(b, o, self.element) for o in others]
 
+        vt, nbytes = _vector_type(v, self.bits)
+
         def fast():
-            out = []
-            vt, nbytes = _vector_type(v, self.bits)
-            for g in range(0, self.count, v):
-                word = b.load(self.ptr_of(g), typ=vt, align=nbytes)
-                out.extend(_unpack(b, word, v, self.int_t))
-            return out
+            return [b.load(self.ptr_of(g), typ=vt, align=nbytes)
+                    for g in range(0, self.count, v)]
 
         def slow():
             return [masked_load(self.lw, self.ptr_of(i), self.int_t, self.pred_of(i), o)
                     for i, o in enumerate(other_bits)]
-        raw = self._versioned(fast, slow)
+
+        def slow_vectors():
+            # The paths join in the vectors' registers (one phi per 32-bit word): a join of
+            # 8- or 16-bit elements would cost a byte move per element on the fast path.
+            raw = slow()
+            return [_pack(b, raw[g:g + v], vt) for g in range(0, self.count, v)]
+        if self.fast is None or v == 1:
+            raw = slow()
+        else:
+            raw = [x for word in self._versioned(fast, slow_vectors)
+                   for x in _unpack(b, word, v, self.int_t)]
         return [from_bits(b, x, self.element) for x in raw]
 
     def store(self, values: list[ir.Value]) -> None:
@@ -300,6 +308,8 @@ def linear_index(b: ir.IRBuilder, coords: list[ir.Value], strides: Sequence[ir.V
 # Up to this many elements per thread, a view access computes every pointer and predicate
 # up front; beyond (a 128x128 tile over 128 threads has 128), each path computes its own
 # where it uses them, else they all stay live at once and spill next to a dot's accumulators.
+# Vector accesses to aligned rows always take the second form: their fast path then tests
+# the thread's coordinate box (O(rank) compares) and computes no per-element predicate.
 _EAGER_LOCALS = 32
 
 
@@ -328,7 +338,7 @@ def _view_access(lw: Lowering, op: Operation, t: TensorValue, tile: TileType,
             ok.append(extra_pred)
         return _all(b, ok)
     v = vector_groups(layout, _bits_of(t.dtype))
-    if layout.local_size <= _EAGER_LOCALS:
+    if layout.local_size <= _EAGER_LOCALS and not (v > 1 and t.rows_aligned):
         # Few elements: pointers and predicates up front, shared by both paths.
         ptrs = [ptr_of(i) for i in range(layout.local_size)]
         preds = [pred_of(i) for i in range(layout.local_size)]

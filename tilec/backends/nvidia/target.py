@@ -158,6 +158,15 @@ class NvidiaTarget(Target):
         return b.asm(fnty, f"prmt.b32 $0, $1, $2, {selector:#x};", "=r,r,r", [x, y],
                      side_effect=False)
 
+    def and_xor(self, b: ir.IRBuilder, x: ir.Value, mask: int, flip: int) -> ir.Value:
+        """`(x & mask) ^ flip` as one `lop3.b32` (PTX ISA "lop3"; the truth table of
+        (a & b) ^ c over a = 0xF0, b = 0xCC, c = 0xAA is 0x6A): LLVM's and + xor with two
+        immediates become two LOP3s, as SASS's LOP3 takes one immediate; ptxas keeps the
+        other constant in a register outside the loop."""
+        fnty = ir.FunctionType(_I32, [_I32])
+        return b.asm(fnty, f"lop3.b32 $0, $1, {mask:#x}, {flip:#x}, 0x6a;", "=r,r", [x],
+                     side_effect=False)
+
     def load_words(self, b: ir.IRBuilder, ptr: ir.Value, count: int) -> list[ir.Value]:
         """`ld.global.v{count}.b32` (count 1, 2 or 4) of an aligned address as one
         instruction: LLVM would narrow a plain vector load whose words are only used in
