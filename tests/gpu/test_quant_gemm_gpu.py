@@ -1,7 +1,8 @@
 """tilec.lib.quant_gemm on the GPU (torch CUDA tensors) against torch in float32: dequantize
 the packed weights first (numpy, exactly as the kernel does), then matmul. Every integer
 width 1..8 (signed, unsigned with zero points) and the float formats, decode (M <= 16,
-split-K) and prefill (M = 200, 1024) configurations, ragged N. Outputs are poisoned (NaN).
+split-K) and prefill (M = 200; 1024: dequantized, then tilec.lib.gemm) configurations,
+ragged N. Outputs are poisoned (NaN).
 
 Run with `pytest -m gpu tests/gpu/test_quant_gemm_gpu.py` on a machine with an NVIDIA GPU.
 """
@@ -60,6 +61,7 @@ def test_prefill(d, m):
 def test_bfloat16(d):
     _run(d, 5, 384, 512, 128, act=torch.bfloat16)
     _run(d, 300, 384, 512, 128, act=torch.bfloat16)
+    _run(d, 1024, 384, 512, 128, act=torch.bfloat16)   # dequantize, then tilec.lib.gemm
 
 
 def test_large_decode_shape_uses_split_k():

@@ -303,3 +303,36 @@ def test_errors(no_launch, args, kwargs, match):
     kw.setdefault("group_size", 32)
     with pytest.raises(tc.LaunchError, match=match):
         quant_gemm(*args, **kw)
+
+
+# --------------------------------------------------------------------------------------
+# the prefill path's dequantization (M >= DEQUANT_MIN_M on the GPU: then tilec.lib.gemm)
+
+@pytest.mark.parametrize("d, zero_point, g", [(dt.uint4, True, 64), (dt.int3, False, 32),
+                                              (dt.float6_e3m2, False, 128),
+                                              (dt.int8, False, 64)], ids=str)
+def test_dequant_kernel_is_the_reference_formula(d, zero_point, g):
+    """Bit-exact against `dequantize`, transposed (K x N), N not a multiple of the tile."""
+    n, k = 72, 256
+    _, p, s, z, _ = _problem(d, 1, n, k, g, zero_point=zero_point, seed=3)
+    bn, bk, warps = qg_mod._DEQUANT_TILE
+    bk = min(bk, g)
+    out = np.full((k, n), np.nan, np.float16)
+    wl, _ = weight_layout(bn, bk, warps, d.bits)
+    qg_mod.dequant_kernel[(tc.cdiv(n, bn), tc.cdiv(k, bk))](
+        qg_mod._words(p), s, z if z is not None else s, out, BN=bn, BK=bk, G=g,
+        HAS_ZERO=z is not None, WDT=d, WB=bk * d.bits // 32, WL=wl, num_warps=warps)
+    np.testing.assert_array_equal(out.astype(np.float64), dequantize(p, s, z, g).T)
+
+
+def test_dequant_kernel_assembles():
+    bn, bk, warps = qg_mod._DEQUANT_TILE
+    wl, _ = weight_layout(bn, bk, warps, 4)
+    facts = "{contiguous = true, aligned = 16}"
+    module = qg_mod.dequant_kernel.compile(
+        f"W: tensor<?x?xi32> {facts}, S: tensor<?x?xf16> {facts}, Z: tensor<?x?xf16> {facts}, "
+        f"Out: tensor<?x?xf16> {facts}, BN={bn}, BK={bk}, G=128, HAS_ZERO=True, WDT=i4, "
+        f"WB={bk * 4 // 32}, WL='{wl}', num_warps={warps}")
+    for arch in ("sm_80", "sm_90a"):
+        k = compile_kernel(module, "dequant_kernel", arch=arch)
+        assert k.cubin[:4] == b"\x7fELF" and k.resources.spill_stores == 0

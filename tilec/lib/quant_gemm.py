@@ -32,6 +32,7 @@ examples; `dequantize` is the reference formula above in numpy.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -45,7 +46,8 @@ from tilec.ir.layout import parse_layout
 from tilec.ir.layout_defaults import reshape_layout
 from tilec.lib import _host
 
-__all__ = ["QuantConfig", "dequantize", "pick_config", "quant_gemm", "quant_gemm_kernel",
+__all__ = ["QuantConfig", "dequant_kernel", "dequantize", "pick_config", "quant_gemm",
+           "quant_gemm_kernel",
            "quant_gemv_kernel", "quantize", "WEIGHT_DTYPES"]
 
 
@@ -117,25 +119,39 @@ def mma_k_order(x, R: tc.constexpr):
 
 
 @tc.func
-def _decode_step(acc, words, k, A, S, Z, pm, pn, BM: tc.constexpr, BN: tc.constexpr,
-                 BK: tc.constexpr, G: tc.constexpr, HAS_ZERO: tc.constexpr, WDT: tc.constexpr,
-                 ONE_ROW: tc.constexpr, AL: tc.constexpr, SG: tc.constexpr,
-                 GE: tc.constexpr, SL: tc.constexpr):
-    """acc += the K step k of the decode template, its packed weights already loaded."""
-    if ONE_ROW:  # the one row, in every column of the B fragment (only one is stored)
-        a = tc.broadcast_to(mma_k_order(tc.with_layout(tc.load(A, (0, k), (1, BK)), AL),
-                                        BK // 16), (BM, BK))
+def _decode_operands(k, A, S, Z, pm, pn, BM: tc.constexpr, BN: tc.constexpr,
+                     BK: tc.constexpr, G: tc.constexpr, HAS_ZERO: tc.constexpr,
+                     ONE_ROW: tc.constexpr, AL: tc.constexpr, SG: tc.constexpr,
+                     SL: tc.constexpr):
+    """The K step k's rows of A, scales and zero points (Z is S without zero points), loaded
+    a step before they are used, as the weights are: a load that the same step waits on
+    costs it a round trip to L2 (A and the scales are not in L1 most of the time)."""
+    if ONE_ROW:  # the one row (broadcast to every column of the B fragment in the step)
+        a = tc.with_layout(tc.load(A, (0, k), (1, BK)), AL)
     else:
-        a = mma_k_order(tc.with_layout(tc.load(A, (pm, k), (BM, BK)), AL), BK // 16)
+        a = tc.with_layout(tc.load(A, (pm, k), (BM, BK)), AL)
     g = (k * BK) // G
     # Scales (and zeros) loaded where the weights of their group are (layout SL): z * s
     # uses s twice, so a conversion would not sink into the load.
-    s = tc.expand_dims(tc.with_layout(tc.load(S, offsets=(pn * BN, g), shape=(BN, SG)), SL), 2)
-    q = tc.reshape(tc.view(words, WDT).to(A.dtype), (BN, SG, GE))
+    s = tc.with_layout(tc.load(S, offsets=(pn * BN, g), shape=(BN, SG)), SL)
+    z = s
+    if HAS_ZERO:
+        z = tc.with_layout(tc.load(Z, offsets=(pn * BN, g), shape=(BN, SG)), SL)
+    return a, s, z
+
+
+@tc.func
+def _decode_step(acc, words, a, s, z, BM: tc.constexpr, BN: tc.constexpr, BK: tc.constexpr,
+                 HAS_ZERO: tc.constexpr, WDT: tc.constexpr, ONE_ROW: tc.constexpr,
+                 SG: tc.constexpr, GE: tc.constexpr):
+    """acc += one K step of the decode template, its operands already loaded."""
+    a = mma_k_order(a, BK // 16)
+    if ONE_ROW:
+        a = tc.broadcast_to(a, (BM, BK))
+    q = tc.reshape(tc.view(words, WDT).to(a.dtype), (BN, SG, GE))
+    s = tc.expand_dims(s, 2)
     if HAS_ZERO:  # q*s - z*s with one rounding per weight: an fma
-        z = tc.expand_dims(tc.with_layout(tc.load(Z, offsets=(pn * BN, g), shape=(BN, SG)),
-                                          SL), 2)
-        w = tc.fma(q, s, -(z * s))
+        w = tc.fma(q, s, -(tc.expand_dims(z, 2) * s))
     else:
         w = q * s
     w = mma_k_order(tc.reshape(w, (BN, BK)), BK // 16)
@@ -167,27 +183,50 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
     first = part * steps
     last = tc.minimum(first + steps, tc.cdiv(A.shape[1], BK)) - 1
     acc = tc.zeros((BN, BM), tc.float32)
-    # Two steps a trip, so that the two word buffers swap roles without register copies:
-    # the next step's words are in flight while a step computes (a step past this
-    # program's slice re-reads its last one, from cache). With an odd number of steps the
-    # last trip's second step reads A and the scales past K (zeros): it adds nothing, and
-    # the loop has no branch around it (through which the accumulator would lose its mma
-    # layout).
+    # Two steps a trip, so that the two sets of buffers swap roles without register copies:
+    # the next step's words, A and scales are in flight while a step computes (a step past
+    # this program's slice re-reads its last words, from cache). A step past K (the last
+    # trip's second with an odd number of steps; the last slice's steps past its end) reads
+    # A and the scales as zeros: it adds nothing, and the loop has no branch around it
+    # (through which the accumulator would lose its mma layout).
     beyond = tc.cdiv(A.shape[1], BK)
     words = tc.with_layout(tc.load(W, (pn, first), (BN, WB)), WL)
+    a, s, z = _decode_operands(first, A, S, Z, pm, pn, BM, BN, BK, G, HAS_ZERO, ONE_ROW, AL,
+                               SG, SL)
     for i in range(0, steps, 2):
         k = first + i
-        ahead = tc.with_layout(tc.load(W, (pn, tc.minimum(k + 1, last)), (BN, WB)), WL)
-        acc = _decode_step(acc, words, k, A, S, Z, pm, pn, BM, BN, BK, G, HAS_ZERO, WDT,
-                           ONE_ROW, AL, SG, GE, SL)
-        words = tc.with_layout(tc.load(W, (pn, tc.minimum(k + 2, last)), (BN, WB)), WL)
         k2 = k + 1 + (beyond - k - 1) * ((i + 1) // steps)    # i + 1 == steps: past K
-        acc = _decode_step(acc, ahead, k2, A, S, Z, pm, pn, BM, BN, BK, G, HAS_ZERO, WDT,
-                           ONE_ROW, AL, SG, GE, SL)
+        ahead = tc.with_layout(tc.load(W, (pn, tc.minimum(k + 1, last)), (BN, WB)), WL)
+        a2, s2, z2 = _decode_operands(k2, A, S, Z, pm, pn, BM, BN, BK, G, HAS_ZERO, ONE_ROW,
+                                      AL, SG, SL)
+        acc = _decode_step(acc, words, a, s, z, BM, BN, BK, HAS_ZERO, WDT, ONE_ROW, SG, GE)
+        words = tc.with_layout(tc.load(W, (pn, tc.minimum(k + 2, last)), (BN, WB)), WL)
+        a, s, z = _decode_operands(k + 2, A, S, Z, pm, pn, BM, BN, BK, G, HAS_ZERO, ONE_ROW,
+                                   AL, SG, SL)
+        acc = _decode_step(acc, ahead, a2, s2, z2, BM, BN, BK, HAS_ZERO, WDT, ONE_ROW, SG, GE)
     if PARTIAL:  # C is the f32 workspace split_k x M x N: this slice's partial sums
         tc.store(C, (part, pm, pn), tc.expand_dims(tc.trans(acc), 0))
     else:
         tc.store(C, (pm, pn), tc.trans(acc).to(C.dtype))
+
+
+@tc.kernel
+def dequant_kernel(W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, Out: tc.Tensor,
+                   BN: tc.constexpr, BK: tc.constexpr, G: tc.constexpr,
+                   HAS_ZERO: tc.constexpr, WDT: tc.constexpr, WB: tc.constexpr,
+                   WL: tc.constexpr):
+    """Out (K x N, S's dtype) = dequant(W)^T: the same per-weight formula as the GEMM
+    templates, for the prefill path that hands the dequantized weights to `tilec.lib.gemm`."""
+    pn = tc.program_id(0)
+    pk = tc.program_id(1)
+    q = tc.view(tc.with_layout(tc.load(W, (pn, pk), (BN, WB)), WL), WDT).to(S.dtype)
+    g = (pk * BK) // G
+    s = tc.load(S, offsets=(pn * BN, g), shape=(BN, 1))
+    if HAS_ZERO:
+        w = tc.fma(q, s, -(tc.load(Z, offsets=(pn * BN, g), shape=(BN, 1)) * s))
+    else:
+        w = q * s
+    tc.store(Out, (pk, pn), tc.trans(w))
 
 
 @tc.kernel
@@ -405,6 +444,8 @@ def quant_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any = None
             out = np.empty((m, n), dtype=a.dtype)
     if m == 0 or n == 0:
         return out
+    if config is None and m >= DEQUANT_MIN_M and on_torch:
+        return _dequantize_then_gemm(a, w_packed, scales, zeros, group_size, out)
     cfg = config or pick_config(m, n, k, group_size, dw.bits)
     if m <= 16 and cfg.BM == 16:
         return _decode(a, w_packed, scales, zeros, group_size, out, cfg, on_torch)
@@ -426,10 +467,7 @@ def quant_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any = None
                             AL=row_layout(cfg.BK, cfg.num_warps),
                             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     if cfg.split_k > 1:
-        rm = 1 if m == 1 else 16 if m <= 16 else 64
-        rn = max(64, 2048 // (rm * cfg.split_k))
-        split_k_sum[(tc.cdiv(m, rm) * tc.cdiv(n, rn),)](target, out, SPLIT=cfg.split_k,
-                                                          RM=rm, RN=rn)
+        _sum_splits(target, out, cfg.split_k)
     return out
 
 
@@ -437,29 +475,74 @@ def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_si
             out: Any, cfg: QuantConfig, on_torch: bool) -> Any:
     """M <= 16 on the decode template (`quant_gemv_kernel`), then the split-K sum."""
     (m, k), n, dw = a.shape, w_packed.shape[0], w_packed.dtype
-    bk = decode_bk(cfg.BK, group_size, dw.bits)
-    wl, el, *a_layouts = decode_layouts(cfg.BN, bk, cfg.num_warps, dw.bits)
+    bm = 8 if m <= 8 else 16
+    plan = _decode_plan(cfg.BN, cfg.BK, cfg.num_warps, dw.bits, group_size,
+                        0 if m == 1 else bm // 8)
     target = out
     if cfg.split_k > 1:  # every element of the workspace is written: no zeroing
         shape = (cfg.split_k, m, n)
         target = (_torch().empty(shape, dtype=_torch().float32, device=a.device) if on_torch
                   else np.empty(shape, dtype=np.float32))
-    bm = 8 if m <= 8 else 16
     grid = (tc.cdiv(m, bm) * tc.cdiv(n, cfg.BN) * cfg.split_k,)
     quant_gemv_kernel[grid](a, _words(w_packed), scales,
                             zeros if zeros is not None else scales, target, cfg.split_k,
-                            BM=bm, BN=cfg.BN, BK=bk, G=group_size, PARTIAL=cfg.split_k > 1,
-                            HAS_ZERO=zeros is not None, WDT=dw, WB=bk * dw.bits // 32, WL=wl,
-                            EL=el, ONE_ROW=m == 1, AL=a_layouts[0 if m == 1 else bm // 8],
-                            SG=max(1, bk // group_size), GE=min(bk, group_size),
-                            SL=scale_layout(el, cfg.BN, bk, group_size),
+                            BM=bm, BN=cfg.BN, G=group_size, PARTIAL=cfg.split_k > 1,
+                            HAS_ZERO=zeros is not None, WDT=dw, ONE_ROW=m == 1, **plan,
                             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     if cfg.split_k > 1:
-        rm = 1 if m == 1 else 16
-        rn = max(64, 2048 // (rm * cfg.split_k))
-        split_k_sum[(tc.cdiv(m, rm) * tc.cdiv(n, rn),)](target, out, SPLIT=cfg.split_k,
-                                                          RM=rm, RN=rn)
+        _sum_splits(target, out, cfg.split_k)
     return out
+
+
+# From this many rows of A on (on the GPU), the weights are dequantized once into a K x N
+# matrix of A's dtype that `tilec.lib.gemm` (tuned per shape) multiplies: the fused
+# template's per-step dequantization and shared-memory round trip cost it 4x cuBLAS at
+# M = 4096 (2.56 ms at 8192^2), while dequantizing 64M weights takes ~0.06 ms there and the
+# GEMM runs at ~0.5x cuBLAS. Below, the dequantized matrix's write and read cost more than
+# the fused template loses.
+DEQUANT_MIN_M = 1024
+_DEQUANT_TILE = (64, 128, 4)   # BN, BK (at most: BK divides the group size), warps
+
+
+def _dequantize_then_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any,
+                          group_size: int, out: Any) -> Any:
+    from tilec.lib.gemm import gemm
+    (n, k), dw = w_packed.shape, w_packed.dtype
+    bn, bk, warps = _DEQUANT_TILE
+    bk = math.gcd(bk, group_size)
+    if bk * dw.bits % 32:
+        bk = group_size
+    w = _torch().empty((k, n), dtype=a.dtype, device=a.device)
+    wl, _ = weight_layout(bn, bk, warps, dw.bits)
+    dequant_kernel[(tc.cdiv(n, bn), tc.cdiv(k, bk))](
+        _words(w_packed), scales, zeros if zeros is not None else scales, w, BN=bn, BK=bk,
+        G=group_size, HAS_ZERO=zeros is not None, WDT=dw, WB=bk * dw.bits // 32, WL=wl,
+        num_warps=warps)
+    return gemm(a, w, out=out)
+
+
+def _sum_splits(partial: Any, out: Any, split: int) -> None:
+    """out = the sum of the split x M x N f32 partial products, rounded once. Tiles of
+    powers of two: the split axis padded (reads past it are zeros), about 2048 partials a
+    program."""
+    m, n = out.shape
+    rm = 1 if m == 1 else 16 if m <= 16 else 64
+    padded = 1 << (split - 1).bit_length()
+    rn = max(64, 1 << ((2048 // (rm * padded)).bit_length() - 1))
+    split_k_sum[(tc.cdiv(m, rm) * tc.cdiv(n, rn),)](partial, out, SPLIT=padded, RM=rm, RN=rn)
+
+
+@functools.cache
+def _decode_plan(bn: int, bk: int, num_warps: int, bits: int, group_size: int,
+                 rows: int) -> dict[str, Any]:
+    """The decode template's constexprs that follow from the tile, the weight width, the
+    group size and A's rows (0: one row; 1: 8; 2: 16): cached, since working out the
+    layouts takes ~0.4 ms, ten times a decode kernel's run."""
+    bk = decode_bk(bk, group_size, bits)
+    wl, el, *a_layouts = decode_layouts(bn, bk, num_warps, bits)
+    return dict(BK=bk, WB=bk * bits // 32, WL=wl, EL=el, AL=a_layouts[rows],
+                SG=max(1, bk // group_size), GE=min(bk, group_size),
+                SL=scale_layout(el, bn, bk, group_size))
 
 
 def _words(p: tc.PackedTensor) -> Any:
