@@ -16,16 +16,21 @@ per weight (the form GPTQ/AWQ-style kernels use). q converts to A's dtype exactl
 kernel's dequantized weights equal that formula bit for bit; the products accumulate in
 f32 and the result is rounded to A's dtype.
 
-One `@tc.kernel` template serves both regimes; `pick_config` chooses the tiles per M bucket:
+Three paths by M; `pick_config` chooses the tiles per M bucket:
 
-- decode (M <= 16): one 16-row tile of A, 64-wide tiles of N and split-K, so that many
-  programs stream disjoint slices of the packed weight bytes at once (the weights are read
-  exactly once; A is tiny and stays in L2), each thread two 16-byte steps ahead. Split-K
-  programs store f32 partial sums to a workspace that a second small kernel
+- decode (M <= 16, `quant_gemv_kernel`): the weights are the mma's A operand and A's rows
+  its B operand, each thread loading runs of consecutive weights and the same runs of A
+  that, after a permutation of K on both (`mma_k_order`), already are the mma fragments:
+  no shared memory. 128-row tiles of N and split-K, so that many programs stream disjoint
+  slices of the packed weight bytes at once (the weights are read exactly once; A is tiny
+  and stays in L2), the next step's weights, A and scales in flight while a step computes.
+  Split-K programs store f32 partial sums to a workspace that a second small kernel
   (`split_k_sum`) adds up and rounds.
-- prefill (M up to thousands): square output tiles on `tc.dot` (mma.sync), A streamed
+- prefill (`quant_gemm_kernel`): square output tiles on `tc.dot` (mma.sync), A streamed
   through the cp.async pipeline and the packed weight tile dequantized in registers before
   it meets the tensor cores.
+- large M on the GPU (M >= DEQUANT_MIN_M): `dequant_kernel` writes the dequantized weights
+  once (K x N, A's dtype, the same formula) and `tilec.lib.gemm` multiplies.
 
 `quantize` makes (packed weights, scales, zeros) from a float matrix, for tests and
 examples; `dequantize` is the reference formula above in numpy.
