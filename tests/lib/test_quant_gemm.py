@@ -15,8 +15,8 @@ from tilec.backends.nvidia import compile_kernel
 from tilec.ir import dtypes as dt
 from tilec.ir.layout import parse_layout
 from tilec.ir.layout_defaults import view_layout
-from tilec.lib.quant_gemm import (QuantConfig, accumulator_layout, decode_bk, decode_layouts, dequantize,
-                                  pick_config, quant_gemm, quant_gemm_kernel,
+from tilec.lib.quant_gemm import (QuantConfig, accumulator_layout, decode_bk, decode_layouts,
+                                  dequantize, pick_config, quant_gemm, quant_gemm_kernel,
                                   quant_gemv_kernel, quantize, row_layout, scale_layout,
                                   weight_layout)
 

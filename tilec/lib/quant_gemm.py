@@ -52,8 +52,21 @@ from tilec.ir.layout_defaults import reshape_layout
 from tilec.lib import _host
 
 __all__ = ["QuantConfig", "dequant_kernel", "dequantize", "pick_config", "quant_gemm",
-           "quant_gemm_kernel",
-           "quant_gemv_kernel", "quantize", "WEIGHT_DTYPES"]
+           "quant_gemm_kernel", "quant_gemv_kernel", "quantize", "WEIGHT_DTYPES"]
+
+
+@tc.func
+def _split_k_slice(A, W, split_k, BM: tc.constexpr, BN: tc.constexpr, BK: tc.constexpr):
+    """This program's output tile (pm, pn), its slice of K (split-K) and the slice's first
+    and last K steps, and the steps every slice is given (the last slice may have fewer)."""
+    grid_n = tc.cdiv(W.shape[0], BN)
+    tiles = tc.cdiv(A.shape[0], BM) * grid_n
+    tile = tc.program_id(0) % tiles
+    part = tc.program_id(0) // tiles
+    steps = tc.cdiv(tc.cdiv(A.shape[1], BK), split_k)
+    first = part * steps
+    last = tc.minimum(first + steps, tc.cdiv(A.shape[1], BK)) - 1
+    return tile // grid_n, tile % grid_n, part, first, last, steps
 
 
 @tc.kernel
@@ -66,16 +79,7 @@ def quant_gemm_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
     # W: the packed weight rows as 32-bit words (N x K*bits/32); a BN x BK tile of WDT
     # weights is a BN x WB tile of words, viewed as WDT in registers (each thread keeps its
     # words: layout WL over words is EL over weights).
-    grid_n = tc.cdiv(W.shape[0], BN)
-    tiles = tc.cdiv(A.shape[0], BM) * grid_n
-    pid = tc.program_id(0)
-    tile = pid % tiles
-    part = pid // tiles                      # this program's slice of K (split-K)
-    pm = tile // grid_n
-    pn = tile % grid_n
-    steps = tc.cdiv(tc.cdiv(A.shape[1], BK), split_k)
-    first = part * steps
-    last = tc.minimum(first + steps, tc.cdiv(A.shape[1], BK)) - 1
+    pm, pn, part, first, last, steps = _split_k_slice(A, W, split_k, BM, BN, BK)
     acc = tc.zeros((BM, BN), tc.float32)
     # Two steps of packed words in flight ahead of the one computing (a step past this
     # program's slice re-reads its last one, from cache): the memory-level parallelism the
@@ -177,16 +181,7 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
     # the same runs of A (AL); `mma_k_order` reorders K on both so that these runs already
     # are the mma fragments: no shared memory, no conversion, A's words straight into the
     # B operand. A step may span several groups (BK > G): SG scale columns of GE weights.
-    grid_n = tc.cdiv(W.shape[0], BN)
-    tiles = tc.cdiv(A.shape[0], BM) * grid_n
-    pid = tc.program_id(0)
-    tile = pid % tiles
-    part = pid // tiles
-    pm = tile // grid_n
-    pn = tile % grid_n
-    steps = tc.cdiv(tc.cdiv(A.shape[1], BK), split_k)
-    first = part * steps
-    last = tc.minimum(first + steps, tc.cdiv(A.shape[1], BK)) - 1
+    pm, pn, part, first, last, steps = _split_k_slice(A, W, split_k, BM, BN, BK)
     acc = tc.zeros((BN, BM), tc.float32)
     # Two steps a trip, so that the two sets of buffers swap roles without register copies:
     # the next step's words, A and scales are in flight while a step computes (a step past
