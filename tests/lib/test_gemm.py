@@ -295,5 +295,7 @@ f16 = np.float16
     (([[1.0]], np.zeros((1, 3), f16)), {}, r"'a' must be a tensor"),
 ])
 def test_errors(no_launch, args, kwargs, match):
-    with pytest.raises(tc.LaunchError, match=match):
+    with pytest.raises(tc.LaunchError, match=match) as info:
         gemm(*args, **kwargs)
+    loc = info.value.loc  # the user's call, not the library's line
+    assert loc is not None and loc.file == __file__ and loc.line == info.tb.tb_lineno

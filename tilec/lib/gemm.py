@@ -205,6 +205,7 @@ def _empty(like: Any, shape: tuple[int, int], d: dt.DType) -> Any:
     return np.empty(shape, dtype=name)
 
 
+@_host.located
 def gemm(a: Any, b: Any, out_dtype: Any = None, *, bias: Any = None, activation: str | None = None,
          scale: float | None = None, out: Any = None, config: GemmConfig | None = None) -> Any:
     """``act(scale * (a @ b) + bias)`` cast to `out_dtype`, written to `out` (allocated

@@ -46,7 +46,6 @@ import numpy as np
 import tilec as tc
 from tilec.errors import LaunchError
 from tilec.ir import dtypes as dt
-from tilec.ir import mma
 from tilec.ir.layout import parse_layout
 from tilec.ir.layout_defaults import reshape_layout
 from tilec.lib import _host
@@ -313,13 +312,6 @@ def decode_layouts(bn: int, bk: int, num_warps: int,
             f"replicate({num_warps})*local(2,1)*spatial(8,4)*local(1,{run})")
 
 
-def accumulator_layout(bn: int, bm: int, num_warps: int) -> str:
-    """The decode template's BN x BM accumulator: mma.m16n8k16's C fragments with the warps
-    along the weight rows (`mma.dot_layouts`, warps_n = 1)."""
-    return str(mma.spatial(num_warps, 1) * mma.local(bn // (16 * num_warps), bm // 8)
-               * mma.F.mma_m16n8_c())
-
-
 def scale_layout(el: str, bn: int, bk: int, group_size: int) -> str:
     """The layout of a step's BN x SG scales (SG = BK/G, or 1) that `decode_layouts`' weight
     layout `el` broadcasts over each group: every thread holds the scales of its weights."""
@@ -384,6 +376,7 @@ def _info(x: Any, name: str) -> tuple[dt.DType, tuple[int, ...]]:
                       f"torch tensor), got {type(x).__name__}")
 
 
+@_host.located
 def quant_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any = None,
                group_size: int = 128, *, out: Any = None,
                config: QuantConfig | None = None) -> Any:

@@ -13,11 +13,9 @@ from tilec.backends.abi import POINTER, Param
 from tilec.backends.amd import hsaco as code_object
 from tilec.backends.amd.llvm_passes import optimize_and_emit
 from tilec.backends.amd.target import AmdTarget
-from tilec.backends.llvm.lower import lower_kernel
+from tilec.backends.llvm.lower import passes_then_lower
 from tilec.ir.core import Module
-from tilec.ir.passes.manager import GPU_PIPELINE, PassOptions, run_passes
 from tilec.ir.printer import print_module
-from tilec.ir.rewrite import clone_module
 
 WAVE = 64
 
@@ -78,13 +76,7 @@ def compile_kernel(module: Module, name: str, arch: str = "gfx942",
     of 64) defaults to the kernel's `num_warps` attribute, else 4. `dump(pass_name, ir_text)`
     sees the IR after every pass. Links with ld.lld when there is one (`hsaco.lld_path`)."""
     target = AmdTarget(arch)
-    work = clone_module(module)  # the passes rewrite in place
-    fn = work.get(name)
-    warps = int(num_warps if num_warps is not None else fn.attrs.get("num_warps", 4))
-    work = run_passes(work, GPU_PIPELINE, PassOptions(target=arch, num_warps=warps),
-                      verify=verify, dump=dump)
-    fn = work.get(name)
-    lowered = lower_kernel(fn, target, warps)
+    work, warps, lowered = passes_then_lower(module, name, target, num_warps, verify, dump)
     amdgcn, obj = optimize_and_emit(target, lowered.llvm_ir)
     linked = code_object.link(obj, name) if code_object.lld_path() else None
     resources = None

@@ -30,8 +30,10 @@ from tilec.backends.llvm.values import I1, LayoutIndex, TensorValue, element_typ
 from tilec.backends.target import Target
 from tilec.errors import IRError
 from tilec.ir import dtypes as dt
-from tilec.ir.core import Block, Function, Operation, Value
+from tilec.ir.core import Block, Function, Module, Operation, Value
 from tilec.ir.layout import RegisterLayout
+from tilec.ir.passes.manager import GPU_PIPELINE, PassOptions, run_passes
+from tilec.ir.rewrite import clone_module
 from tilec.ir.types import PointerType, ScalarType, TensorType, TileType, Type
 
 Rule = Callable[["Lowering", Operation], list]
@@ -238,4 +240,20 @@ def lower_kernel(fn: Function, target: Target, num_warps: int) -> LoweredKernel:
     return Lowering(fn, target, num_warps).run()
 
 
-__all__ = ["lowers", "RULES", "Lowering", "LoweredKernel", "lower_kernel", "tile_layout", "truth"]
+def passes_then_lower(module: Module, name: str, target: Target, num_warps: int | None = None,
+                      verify: bool | None = None, dump: Callable[[str, str], None] | None = None
+                      ) -> tuple[Module, int, LoweredKernel]:
+    """A copy of `module` through the GPU pass pipeline for `target`, and kernel @name of it
+    lowered: (the passed module, num_warps, the lowered kernel). `num_warps` defaults to the
+    kernel's `num_warps` attribute, else 4; `module` is left unchanged (the passes rewrite
+    in place). The front half of both vendors' `compile_kernel`."""
+    work = clone_module(module)
+    warps = int(num_warps if num_warps is not None else
+                work.get(name).attrs.get("num_warps", 4))
+    work = run_passes(work, GPU_PIPELINE, PassOptions(target=target.arch, num_warps=warps),
+                      verify=verify, dump=dump)
+    return work, warps, lower_kernel(work.get(name), target, warps)
+
+
+__all__ = ["lowers", "RULES", "Lowering", "LoweredKernel", "lower_kernel", "passes_then_lower",
+           "tile_layout", "truth"]

@@ -16,13 +16,11 @@ from pathlib import Path
 
 import tilec.config as config
 from tilec.backends.abi import Param
-from tilec.backends.llvm.lower import lower_kernel
+from tilec.backends.llvm.lower import passes_then_lower
 from tilec.backends.nvidia.target import NvidiaTarget
 from tilec.errors import TilecError
 from tilec.ir.core import Module
-from tilec.ir.passes.manager import GPU_PIPELINE, PassOptions, run_passes
 from tilec.ir.printer import print_module
-from tilec.ir.rewrite import clone_module
 
 @dataclass(frozen=True)
 class Resources:
@@ -74,13 +72,7 @@ def compile_kernel(module: Module, name: str, arch: str = "sm_90a",
     the kernel's `num_warps` attribute, else 4. `dump(pass_name, ir_text)` sees the IR after
     every pass."""
     target = NvidiaTarget(arch)
-    work = clone_module(module)  # the passes rewrite in place
-    fn = work.get(name)
-    warps = int(num_warps if num_warps is not None else fn.attrs.get("num_warps", 4))
-    work = run_passes(work, GPU_PIPELINE, PassOptions(target=arch, num_warps=warps),
-                      verify=verify, dump=dump)
-    fn = work.get(name)
-    lowered = lower_kernel(fn, target, warps)
+    work, warps, lowered = passes_then_lower(module, name, target, num_warps, verify, dump)
     ptx = target.emit_assembly(lowered.llvm_ir)
     cubin, resources = run_ptxas(ptx, arch, name)
     return CompiledKernel(name=name, arch=arch, num_warps=warps, ptx=ptx, cubin=cubin,
