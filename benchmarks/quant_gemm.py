@@ -73,11 +73,13 @@ _FLUSH = None
 
 
 def device_ms(fn, repeats: int = 20) -> float:
-    """Median device time of `fn` in ms: each call between two CUDA events, after writing a
+    """Median device time of `fn` in ms: each call between two CUDA events, after reading a
     256 MiB buffer (so the weights come from DRAM, not from the 50 MiB L2), every call queued
     behind a sleep kernel so that the GPU never waits for the host (a decode GEMV takes
     ~10 us, less than a Python launch; 20 ms covers 20 calls of up to ~0.5 ms of host work
-    each, the split-K path's two launches and the prefill path's dequantization included)."""
+    each). The flush reads rather than writes: zeroing the buffer left up to 50 MiB of dirty
+    lines in L2 whose write-back the timed call then paid for (4-10 us on every
+    bandwidth-bound row, cuBLAS's included; benchmarks/quant_gemm-notes.md)."""
     global _FLUSH
     if _FLUSH is None:
         _FLUSH = torch.empty(64 * 2**20, dtype=torch.float32, device="cuda")
@@ -88,7 +90,7 @@ def device_ms(fn, repeats: int = 20) -> float:
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
     torch.cuda._sleep(40_000_000)  # ~20 ms of cycles: the host queues all 20 meanwhile
     for s, e in zip(starts, ends):
-        _FLUSH.zero_()
+        _FLUSH.sum()
         s.record()
         fn()
         e.record()

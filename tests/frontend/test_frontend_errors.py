@@ -315,3 +315,18 @@ def test_gpu_tensor_without_a_gpu_says_so():
         k[(1,)](DeviceArray(), BLOCK=16)  # LAUNCH-nogpu
     assert "no CUDA driver found" in info.value.message
     assert info.value.loc.line == line_of("LAUNCH-nogpu")
+
+
+@tc.kernel
+def k_atomic_sem(X: tc.Tensor, BLOCK: tc.constexpr):
+    tc.atomic_add(X.ptr + tc.arange(0, BLOCK), 1.0, sem="seq_cst")  # ERR-atomic-sem
+
+
+@tc.kernel
+def k_atomic_scope(X: tc.Tensor, BLOCK: tc.constexpr):
+    tc.atomic_cas(X.ptr, 0.0, 1.0, scope="device")  # ERR-atomic-scope
+
+
+def test_atomic_ordering_errors():
+    expect(k_atomic_sem, "ERR-atomic-sem", "atomic sem must be one of 'relaxed', 'acquire'")
+    expect(k_atomic_scope, "ERR-atomic-scope", "atomic scope must be one of 'cta', 'gpu'")

@@ -13,7 +13,8 @@ import pytest
 
 import tilec as tc
 from tilec.ir import dtypes as dt
-from tilec.lib.quant_gemm import dequantize, pick_config, quant_gemm, quantize
+from tilec.lib import quant_gemm as qg
+from tilec.lib.quant_gemm import QuantConfig, dequantize, pick_config, quant_gemm, quantize
 
 torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.gpu,
@@ -23,7 +24,7 @@ WIDTHS = [dt.int_(b) for b in range(1, 9)] + [dt.uint(b) for b in range(1, 9)] +
     dt.float6_e3m2, dt.float6_e2m3, dt.float4_e2m1, dt.float3_e1m1, dt.float8_e4m3]
 
 
-def _run(d, m, n, k, g, act=torch.float16, zero_point=None, seed=0):
+def _run(d, m, n, k, g, act=torch.float16, zero_point=None, seed=0, config=None):
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((n, k))
     np_act = np.float16 if act == torch.float16 else __import__("ml_dtypes").bfloat16
@@ -34,7 +35,7 @@ def _run(d, m, n, k, g, act=torch.float16, zero_point=None, seed=0):
     wp = tc.PackedTensor(torch.from_numpy(p.data).cuda(), p.dtype, p.shape)
     a = torch.randn(m, k, device="cuda").to(act)
     out = torch.full((m, n), float("nan"), dtype=act, device="cuda")
-    quant_gemm(a, wp, dev(s), dev(z), g, out=out)
+    quant_gemm(a, wp, dev(s), dev(z), g, out=out, config=config)
     torch.cuda.synchronize()
     ref = a.float() @ w_ref.T
     eps = 2.0 ** -10 if act == torch.float16 else 2.0 ** -7
@@ -67,3 +68,15 @@ def test_bfloat16(d):
 def test_large_decode_shape_uses_split_k():
     assert pick_config(1, 8192, 8192, 128).split_k > 1
     _run(dt.uint4, 1, 8192, 8192, 128)
+
+
+def test_split_k_leaves_its_workspace_clean():
+    """Split-K slices add into a workspace that each tile's last slice clears: after every
+    call it is zero again, so later calls (other shapes, the same one again) stay right."""
+    cases = [(1, 8192, 8192, None), (16, 1000, 1024, QuantConfig(16, 64, 128, 4, 1, 4)),
+             (40, 520, 512, QuantConfig(32, 32, 64, 2, 2, 4)), (3, 1000, 1024, None)]
+    for m, n, k, cfg in cases * 2:
+        _run(dt.uint4, m, n, k, 128, zero_point=True, config=cfg)
+    assert qg._WORKSPACES
+    for ws, arrived in qg._WORKSPACES.values():
+        assert not ws.any() and not arrived.any()

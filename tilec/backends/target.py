@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 from llvmlite import ir
 
@@ -56,6 +56,10 @@ class Target(ABC):
     @abstractmethod
     def barrier(self, b: ir.IRBuilder) -> None:
         """Block-wide barrier that also orders shared-memory accesses."""
+
+    # LLVM sync scope of an atomic's or a fence's scope ("cta", "gpu", "sys"); None is the
+    # system scope, LLVM's default.
+    sync_scopes: ClassVar[dict[str, str | None]] = {"cta": None, "gpu": None, "sys": None}
 
     @abstractmethod
     def shuffle_xor(self, b: ir.IRBuilder, value: ir.Value, lane_mask: int) -> ir.Value:

@@ -289,9 +289,23 @@ def store(em: Emitter, dst: Any, *args: Any, mask: Any = None, offsets: Any = No
     return None
 
 
-def _atomic(em: Emitter, kind: str, ptr: Any, val: Any, mask: Any) -> TVal:
+def _ordering(sem: Any, scope: Any) -> dict[str, str]:
+    """The `sem` and `scope` attributes of an atomic (None: acq_rel at gpu scope)."""
+    from tilec.ir.ops.memory import ATOMIC_SCOPES, ATOMIC_SEMS
+    attrs = {"sem": "acq_rel" if sem is None else sem,
+             "scope": "gpu" if scope is None else scope}
+    for name, choices in (("sem", ATOMIC_SEMS), ("scope", ATOMIC_SCOPES)):
+        if attrs[name] not in choices:
+            raise CompileError(f"atomic {name} must be one of {', '.join(map(repr, choices))}, "
+                               f"got {describe(attrs[name])}")
+    return attrs
+
+
+def _atomic(em: Emitter, kind: str, ptr: Any, val: Any, mask: Any, sem: Any,
+            scope: Any) -> TVal:
     if not isinstance(ptr, TVal) or not ptr.is_pointer:
         raise CompileError(f"atomic_{kind} needs pointers, got {describe(ptr)}")
+    attrs = {"kind": kind, **_ordering(sem, scope)}
     shape_ = ptr.shape
     if isinstance(val, TVal):
         shape_ = broadcast_shapes(shape_, val.shape)
@@ -302,57 +316,49 @@ def _atomic(em: Emitter, kind: str, ptr: Any, val: Any, mask: Any) -> TVal:
         m = em.broadcast(m, shape_)
     p = em.broadcast(ptr, shape_)
     v = em.value_as(val, p.element.pointee, shape_)
-    return em.op("atomic_rmw", p, v, mask=m, attrs={"kind": kind})
+    return em.op("atomic_rmw", p, v, mask=m, attrs=attrs)
 
 
-@builtin
-def atomic_add(em, ptr, val, mask=None, sem=None, scope=None):
-    """Atomically add `val` at each pointer; returns the old values."""
-    return _atomic(em, "add", ptr, val, mask)
+_ATOMIC_DOC = """Atomically {what} at each pointer (where `mask` is true); returns the old
+    values. `sem` ("relaxed", "acquire", "release", "acq_rel": the default) and `scope`
+    ("cta", "gpu": the default, "sys") order it as in the PTX memory model. A scalar atomic
+    is performed once for the program: with release semantics the program's earlier memory
+    accesses happen before it, with acquire its later ones after it (a split-K "last program
+    sums" counter needs no barrier of its own)."""
 
 
-@builtin
-def atomic_max(em, ptr, val, mask=None, sem=None, scope=None):
-    return _atomic(em, "max", ptr, val, mask)
+def _atomic_builtin(kind: str, what: str) -> Callable:
+    def impl(em, ptr, val, mask=None, sem=None, scope=None):
+        return _atomic(em, kind, ptr, val, mask, sem, scope)
+    impl.__name__ = impl.__qualname__ = f"atomic_{kind}"
+    impl.__doc__ = _ATOMIC_DOC.format(what=what)
+    return builtin(impl)
 
 
-@builtin
-def atomic_min(em, ptr, val, mask=None, sem=None, scope=None):
-    return _atomic(em, "min", ptr, val, mask)
-
-
-@builtin
-def atomic_and(em, ptr, val, mask=None, sem=None, scope=None):
-    return _atomic(em, "and", ptr, val, mask)
-
-
-@builtin
-def atomic_or(em, ptr, val, mask=None, sem=None, scope=None):
-    return _atomic(em, "or", ptr, val, mask)
-
-
-@builtin
-def atomic_xor(em, ptr, val, mask=None, sem=None, scope=None):
-    return _atomic(em, "xor", ptr, val, mask)
-
-
-@builtin
-def atomic_xchg(em, ptr, val, mask=None, sem=None, scope=None):
-    return _atomic(em, "xchg", ptr, val, mask)
+atomic_add = _atomic_builtin("add", "add `val`")
+atomic_max = _atomic_builtin("max", "take the maximum with `val`")
+atomic_min = _atomic_builtin("min", "take the minimum with `val`")
+atomic_and = _atomic_builtin("and", "and `val` in (integers)")
+atomic_or = _atomic_builtin("or", "or `val` in (integers)")
+atomic_xor = _atomic_builtin("xor", "xor `val` in (integers)")
+atomic_xchg = _atomic_builtin("xchg", "store `val`")
 
 
 @builtin
 def atomic_cas(em, ptr, cmp, val, sem=None, scope=None):
-    """Atomic compare-and-swap; returns the old values."""
+    """Atomic compare-and-swap: store `val` where the old value equals `cmp`; returns the
+    old values. `sem` and `scope` as for atomic_add."""
     if not isinstance(ptr, TVal) or not ptr.is_pointer:
         raise CompileError(f"atomic_cas needs pointers, got {describe(ptr)}")
+    attrs = _ordering(sem, scope)
     shape_ = ptr.shape
     for x in (cmp, val):
         if isinstance(x, TVal):
             shape_ = broadcast_shapes(shape_, x.shape)
     p = em.broadcast(ptr, shape_)
     d = p.element.pointee
-    return em.op("atomic_cas", p, em.value_as(cmp, d, shape_), em.value_as(val, d, shape_))
+    return em.op("atomic_cas", p, em.value_as(cmp, d, shape_), em.value_as(val, d, shape_),
+                 attrs=attrs)
 
 
 # ---------------------------------------------------------------------------------------

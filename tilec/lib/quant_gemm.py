@@ -24,8 +24,8 @@ Three paths by M; `pick_config` chooses the tiles per M bucket:
   no shared memory. 128-row tiles of N and split-K, so that many programs stream disjoint
   slices of the packed weight bytes at once (the weights are read exactly once; A is tiny
   and stays in L2), the next step's weights, A and scales in flight while a step computes.
-  Split-K programs store f32 partial sums to a workspace that a second small kernel
-  (`split_k_sum`) adds up and rounds.
+  Split-K slices add their f32 partial sums into a workspace with atomics, and each
+  output tile's last slice rounds the total into C (`_add_split`): one launch.
 - prefill (`quant_gemm_kernel`): square output tiles on `tc.dot` (mma.sync), A streamed
   through the cp.async pipeline and the packed weight tile dequantized in registers before
   it meets the tensor cores.
@@ -68,9 +68,30 @@ def _split_k_slice(A, W, split_k, BM: tc.constexpr, BN: tc.constexpr, BK: tc.con
     return tile // grid_n, tile % grid_n, part, first, last, steps
 
 
+@tc.func
+def _add_split(acc, C, Ws, Arrived, pm, pn, split_k, BM: tc.constexpr, BN: tc.constexpr):
+    """Split-K in one launch: add this slice's partial sums (acc: C's BM x BN tile (pm, pn),
+    f32) into the workspace Ws (M x N f32, all zero between calls); the tile's last slice
+    to arrive (a counter per tile in Arrived) takes the totals, zeroing them, rounds them
+    into C and zeroes the counter: the workspace is clean again for the next call."""
+    rows = tc.expand_dims(pm * BM + tc.arange(0, BM), 1)
+    cols = tc.expand_dims(pn * BN + tc.arange(0, BN), 0)
+    inside = (rows < C.shape[0]) & (cols < C.shape[1])
+    ptrs = Ws.ptr + rows * C.shape[1] + cols
+    tc.atomic_add(ptrs, acc, mask=inside, sem="relaxed")
+    # acq_rel: every thread's adds above happen before the count (release), and the last
+    # slice's reads below after the other slices' adds (acquire).
+    counter = Arrived.ptr + pm * tc.cdiv(C.shape[1], BN) + pn
+    if tc.atomic_add(counter, 1, sem="acq_rel") == split_k - 1:
+        total = tc.atomic_xchg(ptrs, tc.zeros((BM, BN), tc.float32), mask=inside,
+                               sem="relaxed")
+        tc.store(C, (pm, pn), total.to(C.dtype))
+        tc.atomic_xchg(counter, 0, sem="relaxed")
+
+
 @tc.kernel
 def quant_gemm_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C: tc.Tensor,
-                      split_k: int, BM: tc.constexpr, BN: tc.constexpr, BK: tc.constexpr,
+                      Ws: tc.Tensor, Arrived: tc.Tensor, split_k: int, BM: tc.constexpr, BN: tc.constexpr, BK: tc.constexpr,
                       G: tc.constexpr, PARTIAL: tc.constexpr, HAS_ZERO: tc.constexpr,
                       WDT: tc.constexpr,
                       WB: tc.constexpr, WL: tc.constexpr, EL: tc.constexpr,
@@ -107,8 +128,8 @@ def quant_gemm_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
         acc = tc.dot(a, tc.trans(w), acc)
         words = ahead
         ahead = nxt
-    if PARTIAL:  # C is the f32 workspace split_k x M x N: this slice's partial sums
-        tc.store(C, (part, pm, pn), tc.expand_dims(acc, 0))
+    if PARTIAL:
+        _add_split(acc, C, Ws, Arrived, pm, pn, split_k, BM, BN)
     else:
         tc.store(C, (pm, pn), acc.to(C.dtype))                  # out of bounds dropped
 
@@ -168,7 +189,7 @@ def _decode_step(acc, words, a, s, z, BM: tc.constexpr, BN: tc.constexpr, BK: tc
 
 @tc.kernel
 def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C: tc.Tensor,
-                      split_k: int, BM: tc.constexpr, BN: tc.constexpr, BK: tc.constexpr,
+                      Ws: tc.Tensor, Arrived: tc.Tensor, split_k: int, BM: tc.constexpr, BN: tc.constexpr, BK: tc.constexpr,
                       G: tc.constexpr, PARTIAL: tc.constexpr, HAS_ZERO: tc.constexpr,
                       WDT: tc.constexpr, WB: tc.constexpr, WL: tc.constexpr,
                       EL: tc.constexpr, ONE_ROW: tc.constexpr, AL: tc.constexpr,
@@ -203,8 +224,8 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
         a, s, z = _decode_operands(k + 2, A, S, Z, pm, pn, BM, BN, BK, G, HAS_ZERO, ONE_ROW,
                                    AL, SG, SL)
         acc = _decode_step(acc, ahead, a2, s2, z2, BM, BN, BK, HAS_ZERO, WDT, ONE_ROW, SG, GE)
-    if PARTIAL:  # C is the f32 workspace split_k x M x N: this slice's partial sums
-        tc.store(C, (part, pm, pn), tc.expand_dims(tc.trans(acc), 0))
+    if PARTIAL:
+        _add_split(tc.trans(acc), C, Ws, Arrived, pm, pn, split_k, BM, BN)
     else:
         tc.store(C, (pm, pn), tc.trans(acc).to(C.dtype))
 
@@ -228,17 +249,6 @@ def dequant_kernel(W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, Out: tc.Tensor,
     tc.store(Out, (pk, pn), tc.trans(w))
 
 
-@tc.kernel
-def split_k_sum(Ws: tc.Tensor, C: tc.Tensor, SPLIT: tc.constexpr, RM: tc.constexpr,
-                RN: tc.constexpr):
-    """C = the sum of the SPLIT partial products in Ws (f32, SPLIT x M x N), rounded once."""
-    grid_n = tc.cdiv(C.shape[1], RN)
-    pm = tc.program_id(0) // grid_n
-    pn = tc.program_id(0) % grid_n
-    parts = tc.load(Ws, (0, pm, pn), (SPLIT, RM, RN))
-    tc.store(C, (pm, pn), tc.sum(parts, axis=0).to(C.dtype))
-
-
 class QuantConfig(NamedTuple):
     BM: int
     BN: int
@@ -253,7 +263,11 @@ class QuantConfig(NamedTuple):
 _DECODE = QuantConfig(16, 128, 128, 4, 1)      # M <= 16 (quant_gemv_kernel): split-K from the shape
 _MEDIUM = QuantConfig(64, 64, 64, 4, 3)        # M <= 256
 _LARGE = QuantConfig(128, 128, 64, 8, 3)
-_TARGET_PROGRAMS = 1024                         # ~8 per SM on an H100: memory-level parallelism
+# Decode programs (output tiles x K slices): ~2 per SM on an H100, each streaming a long
+# slice (at 8192^2: 4 slices of 16 steps). More, shorter slices (1024 programs) ran 20%
+# slower at M = 1 and 35% at M = 16: each slice pays a pipeline fill and the split-K
+# epilogue's round trips (quant_gemm-notes.md).
+_TARGET_PROGRAMS = 256
 
 
 def weight_layout(bn: int, bk: int, num_warps: int, bits: int) -> tuple[str, str]:
@@ -445,45 +459,35 @@ def quant_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any = None
     if cfg.BK > group_size or group_size % cfg.BK or cfg.BK * dw.bits % 32:
         raise LaunchError(f"quant_gemm: config BK = {cfg.BK} must divide group_size = "
                           f"{group_size} and hold whole 32-bit words of {dw.bits}-bit weights")
-    target = out
-    if cfg.split_k > 1:  # every element of the workspace is written: no zeroing
-        shape = (cfg.split_k, m, n)
-        target = (_torch().empty(shape, dtype=_torch().float32, device=a.device) if on_torch
-                  else np.empty(shape, dtype=np.float32))
+    ws, arrived = _split_workspace(a, m, n, cfg.BM, cfg.BN, cfg.split_k, on_torch)
     wl, el = weight_layout(cfg.BN, cfg.BK, cfg.num_warps, dw.bits)
     grid = (tc.cdiv(m, cfg.BM) * tc.cdiv(n, cfg.BN) * cfg.split_k,)
     quant_gemm_kernel[grid](a, _words(w_packed), scales,
-                            zeros if zeros is not None else scales, target, cfg.split_k,
+                            zeros if zeros is not None else scales, out, ws, arrived,
+                            cfg.split_k,
                             BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, G=group_size,
                             PARTIAL=cfg.split_k > 1, HAS_ZERO=zeros is not None, WDT=dw,
                             WB=cfg.BK * dw.bits // 32, WL=wl, EL=el, ONE_ROW=m == 1,
                             AL=row_layout(cfg.BK, cfg.num_warps),
                             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-    if cfg.split_k > 1:
-        _sum_splits(target, out, cfg.split_k)
     return out
 
 
 def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_size: int,
             out: Any, cfg: QuantConfig, on_torch: bool) -> Any:
-    """M <= 16 on the decode template (`quant_gemv_kernel`), then the split-K sum."""
+    """M <= 16 on the decode template (`quant_gemv_kernel`)."""
     (m, k), n, dw = a.shape, w_packed.shape[0], w_packed.dtype
     bm = 8 if m <= 8 else 16
     plan = _decode_plan(cfg.BN, cfg.BK, cfg.num_warps, dw.bits, group_size,
                         0 if m == 1 else bm // 8)
-    target = out
-    if cfg.split_k > 1:  # every element of the workspace is written: no zeroing
-        shape = (cfg.split_k, m, n)
-        target = (_torch().empty(shape, dtype=_torch().float32, device=a.device) if on_torch
-                  else np.empty(shape, dtype=np.float32))
+    ws, arrived = _split_workspace(a, m, n, bm, cfg.BN, cfg.split_k, on_torch)
     grid = (tc.cdiv(m, bm) * tc.cdiv(n, cfg.BN) * cfg.split_k,)
     quant_gemv_kernel[grid](a, _words(w_packed), scales,
-                            zeros if zeros is not None else scales, target, cfg.split_k,
+                            zeros if zeros is not None else scales, out, ws, arrived,
+                            cfg.split_k,
                             BM=bm, BN=cfg.BN, G=group_size, PARTIAL=cfg.split_k > 1,
                             HAS_ZERO=zeros is not None, WDT=dw, ONE_ROW=m == 1, **plan,
                             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-    if cfg.split_k > 1:
-        _sum_splits(target, out, cfg.split_k)
     return out
 
 
@@ -514,15 +518,30 @@ def _dequantize_then_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros:
     return gemm(a, w, out=out)
 
 
-def _sum_splits(partial: Any, out: Any, split: int) -> None:
-    """out = the sum of the split x M x N f32 partial products, rounded once. Tiles of
-    powers of two: the split axis padded (reads past it are zeros), about 2048 partials a
-    program."""
-    m, n = out.shape
-    rm = 1 if m == 1 else 16 if m <= 16 else 64
-    padded = 1 << (split - 1).bit_length()
-    rn = max(64, 1 << ((2048 // (rm * padded)).bit_length() - 1))
-    split_k_sum[(tc.cdiv(m, rm) * tc.cdiv(n, rn),)](partial, out, SPLIT=padded, RM=rm, RN=rn)
+# Split-K workspaces on the GPU, per (device, stream): f32 partial sums and per-tile
+# counters that every launch leaves zeroed (`_add_split`), so they are cleared once, when
+# made; a stream of its own keeps concurrent calls apart.
+_WORKSPACES: dict[tuple[int, int], tuple[Any, Any]] = {}
+
+
+def _split_workspace(a: Any, m: int, n: int, bm: int, bn: int, split: int,
+                     on_torch: bool) -> tuple[Any, Any]:
+    """(f32 workspace of M x N, int32 counters, one per output tile) for a split-K launch;
+    without a split, placeholders the kernel does not touch."""
+    need = (m * n, tc.cdiv(m, bm) * tc.cdiv(n, bn)) if split > 1 else (1, 1)
+    if not on_torch:  # the interpreter: fresh zeros
+        return np.zeros(need[0], np.float32), np.zeros(need[1], np.int32)
+    torch = _torch()
+    dev = a.device.index
+    key = (dev, torch._C._cuda_getCurrentRawStream(dev))
+    ws, arrived = _WORKSPACES.get(key, (None, None))
+    if ws is None or ws.numel() < need[0] or arrived.numel() < need[1]:
+        sizes = (need if ws is None else
+                 (max(need[0], ws.numel()), max(need[1], arrived.numel())))
+        ws = torch.zeros(sizes[0], dtype=torch.float32, device=a.device)
+        arrived = torch.zeros(sizes[1], dtype=torch.int32, device=a.device)
+        _WORKSPACES[key] = ws, arrived
+    return ws, arrived
 
 
 @functools.cache

@@ -72,3 +72,33 @@ def test_kernels_without_layouts_or_with_results_are_rejected():
     m = parse_module("func @f(%x: i32) -> i32 {\n  return %x\n}\n")
     with pytest.raises((IRError, TypeError)):
         compile_kernel(m, "f", arch="sm_80")
+
+
+def test_atomic_orderings_in_ptx():
+    """A split-K style "last program finishes" counter: relaxed adds stay bare atoms; the
+    acq_rel counter (a scalar: one thread acts for the program) is fenced at its scope with
+    the whole program's threads behind a barrier first, and fenced again after."""
+    import tilec as tc
+
+    @tc.kernel
+    def last_sums(P: tc.Tensor, Count: tc.Tensor, SCOPE: tc.constexpr):
+        offs = tc.arange(0, 128)
+        tc.atomic_add(P.ptr + offs, tc.full((128,), 1.0), sem="relaxed")
+        if tc.atomic_add(Count.ptr, 1, scope=SCOPE) == 3:
+            tc.atomic_xchg(P.ptr + offs, tc.zeros((128,), tc.float32), sem="relaxed")
+
+    for scope, ptx_scope in (("gpu", "gpu"), ("cta", "cta"), ("sys", "sys")):
+        module = last_sums.compile(f"P: tensor<?xf32>, Count: tensor<?xi32>, "
+                                   f"SCOPE=\"{scope}\"")
+        for arch in ARCHS:
+            ptx = compile_kernel(module, "last_sums", arch=arch).ptx
+            lines = [ln.strip() for ln in ptx.splitlines()]
+            adds = [i for i, ln in enumerate(lines) if ln.startswith("atom.global.add.f32")]
+            count = next(i for i, ln in enumerate(lines) if ln.startswith("atom.global.add.u32"))
+            fences = [i for i, ln in enumerate(lines) if ln.startswith("fence.")]
+            assert adds and max(adds) < count
+            before = [i for i in fences if i < count]
+            assert before and lines[before[-1]].endswith(f".{ptx_scope};"), lines[before[-1]]
+            assert any(ln.startswith("bar.sync") for ln in lines[before[-1]:count])
+            assert any(i > count for i in fences)          # the acquire side
+            assert not any(max(adds) > i > min(adds) for i in fences)   # relaxed: bare

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from llvmlite import ir
 
@@ -99,6 +99,10 @@ class AmdTarget(Target):
         wg = b.zext(b.load(wg_ptr, typ=_I16, align=2), _I32)
         grid = b.load(grid_ptr, typ=_I32, align=4)
         return b.udiv(b.add(grid, b.sub(wg, _c(1))), wg)
+
+    # AMDGPUUsage "Memory Scopes": workgroup, agent (the device), system.
+    sync_scopes: ClassVar[dict[str, str | None]] = {"cta": "workgroup", "gpu": "agent",
+                                                    "sys": None}
 
     def barrier(self, b: ir.IRBuilder) -> None:
         # s_barrier orders execution only; the workgroup-scope fences around it make LDS

@@ -715,15 +715,51 @@ def _share_results(lw: Lowering, t, values: list[ir.Value]) -> list[ir.Value]:
     return out
 
 
+_LLVM_ORDERING = {"relaxed": "monotonic", "acquire": "acquire", "release": "release",
+                  "acq_rel": "acq_rel"}
+
+
+def _ordering(lw: Lowering, op: Operation) -> str:
+    """The LLVM ordering of op's `sem` with its sync scope in front: llvmlite writes the
+    string where `atomicrmw`/`cmpxchg` take `[syncscope("...")] <ordering>`."""
+    scope = lw.target.sync_scopes[op.scope]
+    order = _LLVM_ORDERING[op.sem]
+    return order if scope is None else f'syncscope("{scope}") {order}'
+
+
+def _fence(lw: Lowering, op: Operation, ordering: str) -> None:
+    lw.b.fence(ordering, lw.target.sync_scopes[op.scope])
+
+
+def _program_release(lw: Lowering, op: Operation, t) -> None:
+    """Before a replicated atomic (one thread acts for the program) with release semantics:
+    every thread's earlier accesses are made visible at the op's scope, then the barrier
+    puts them before the acting thread's atomic (the CUDA last-block pattern)."""
+    layout = tile_layout(t)
+    if op.sem in ("release", "acq_rel") and (layout is None or layout.replication > 1):
+        _fence(lw, op, "release")
+        lw.target.barrier(lw.b)
+
+
+def _program_acquire(lw: Lowering, op: Operation, t) -> None:
+    """After a replicated atomic with acquire semantics (its result already shared through
+    a barrier): every thread's later accesses see what the release it read made visible."""
+    layout = tile_layout(t)
+    if op.sem in ("acquire", "acq_rel") and (layout is None or layout.replication > 1):
+        _fence(lw, op, "acquire")
+
+
 @lowers("atomic_rmw")
 def _atomic_rmw(lw: Lowering, op: Operation) -> list:
     b = lw.b
     t = op.ptr.type
     d = _pointee(t)
     name = _rmw_name(op.kind, d)
+    ordering = _ordering(lw, op)
     ptrs, values = lw.get(op.ptr), lw.get(op.value)
     masks = lw.get(op.mask) if op.mask is not None else [ir.Constant(I1, 1)] * len(ptrs)
     me = _replica0(lw, t)
+    _program_release(lw, op, t)
     out = []
     for p, x, m in zip(ptrs, values, masks):
         xv = x
@@ -731,9 +767,11 @@ def _atomic_rmw(lw: Lowering, op: Operation) -> list:
             xv = b.zext(x, I8)
         rt = xv.type
         old = _predicated(lw, b.and_(truth(b, m), me), rt,
-                          lambda: b.atomic_rmw(name, p, xv, "acq_rel"))
+                          lambda: b.atomic_rmw(name, p, xv, ordering))
         out.append(b.icmp_unsigned("!=", old, ir.Constant(I8, 0)) if d.is_bool else old)
-    return [_share_results(lw, op.results[0].type, out)]
+    shared = _share_results(lw, op.results[0].type, out)
+    _program_acquire(lw, op, t)
+    return [shared]
 
 
 @lowers("atomic_cas")
@@ -742,16 +780,22 @@ def _atomic_cas(lw: Lowering, op: Operation) -> list:
     t = op.ptr.type
     d = _pointee(t)
     me = _replica0(lw, t)
+    ordering = _ordering(lw, op)
+    # A failed exchange only reads: it may not release (LLVM LangRef "cmpxchg").
+    failure = "acquire" if op.sem in ("acquire", "acq_rel") else "monotonic"
+    _program_release(lw, op, t)
     out = []
     for p, c, x in zip(lw.get(op.ptr), lw.get(op.cmp), lw.get(op.value)):
         cb, xb = to_bits(b, c, d), to_bits(b, x, d)
 
         def emit(p=p, cb=cb, xb=xb):
-            pair = b.cmpxchg(p, cb, xb, "acq_rel", "monotonic")
+            pair = b.cmpxchg(p, cb, xb, ordering, failure)
             return b.extract_value(pair, 0)
         old = _predicated(lw, me, cb.type, emit)
         out.append(from_bits(b, old, d))
-    return [_share_results(lw, op.results[0].type, out)]
+    shared = _share_results(lw, op.results[0].type, out)
+    _program_acquire(lw, op, t)
+    return [shared]
 
 
 __all__ = ["Access", "vector_groups", "masked_load", "masked_store", "to_bits", "from_bits"]

@@ -7,7 +7,7 @@ below; LLVM's `llvm/include/llvm/IR/IntrinsicsNVVM.td` for the intrinsic names.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 from llvmlite import ir
 
@@ -92,6 +92,9 @@ class NvidiaTarget(Target):
 
     def num_blocks(self, b: ir.IRBuilder, axis: int) -> ir.Value:
         return _call(b, f"llvm.nvvm.read.ptx.sreg.nctaid.{'xyz'[axis]}", _I32, [])
+
+    # NVPTX's scopes (LLVM NVPTX "Memory model"): .cta, .gpu, .sys in PTX.
+    sync_scopes: ClassVar[dict[str, str | None]] = {"cta": "block", "gpu": "device", "sys": None}
 
     def barrier(self, b: ir.IRBuilder) -> None:
         # bar.sync 0 (PTX ISA "Parallel Synchronization: bar, barrier"): all threads of the CTA, and it orders

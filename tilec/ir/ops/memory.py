@@ -15,6 +15,11 @@ from tilec.ir.types import (REGISTER, SHARED, PointerType, TensorType, TileType,
 READS = Trait.READS_MEMORY
 WRITES = Trait.WRITES_MEMORY
 ATOMIC_KINDS = ("add", "max", "min", "and", "or", "xor", "xchg")
+# Memory semantics and scope of atomics (PTX ISA "Memory Consistency Model"; Triton's names).
+ATOMIC_SEMS = ("relaxed", "acquire", "release", "acq_rel")
+ATOMIC_SCOPES = ("cta", "gpu", "sys")
+_ORDERING = {"sem": Attr(str, default="acq_rel", choices=ATOMIC_SEMS),
+             "scope": Attr(str, default="gpu", choices=ATOMIC_SCOPES)}
 
 
 def _pointee(op: Operation, t: Type) -> dt.DType:
@@ -117,10 +122,13 @@ class Store(Operation):
 
 
 class AtomicRMW(Operation):
-    """Atomic read-modify-write at each pointer; returns the old values."""
+    """Atomic read-modify-write at each pointer; returns the old values. `sem` and `scope`
+    order it as in the PTX memory model; on a replicated tile (a scalar: one thread acts for
+    the program) a release also orders the program's earlier accesses before it and an
+    acquire its later ones after it."""
     name = "atomic_rmw"
     operand_specs = ("ptr", "value", "mask?")
-    attr_specs = {"kind": Attr(str, choices=ATOMIC_KINDS)}
+    attr_specs = {"kind": Attr(str, choices=ATOMIC_KINDS), **_ORDERING}
     num_results = 1
     traits = frozenset({READS, WRITES})
 
@@ -139,9 +147,11 @@ class AtomicRMW(Operation):
 
 
 class AtomicCAS(Operation):
-    """Atomic compare-and-swap at each pointer; returns the old values."""
+    """Atomic compare-and-swap at each pointer; returns the old values (ordered as
+    atomic_rmw)."""
     name = "atomic_cas"
     operand_specs = ("ptr", "cmp", "value")
+    attr_specs = dict(_ORDERING)
     num_results = 1
     traits = frozenset({READS, WRITES})
 
