@@ -687,10 +687,12 @@ def _predicated(lw: Lowering, pred: ir.Value, t: ir.Type, emit) -> ir.Value:
     return phi
 
 
-def _share_results(lw: Lowering, t, values: list[ir.Value]) -> list[ir.Value]:
-    """Give every replica the value replica 0 computed (through shared memory)."""
+def _share_results(lw: Lowering, result, values: list[ir.Value]) -> list[ir.Value]:
+    """Give every replica the value replica 0 computed for `result` (through shared
+    memory), unless nothing reads it."""
+    t = result.type
     layout = tile_layout(t)
-    if layout is not None and layout.replication == 1:
+    if (layout is not None and layout.replication == 1) or not result.uses:
         return values
     if layout is None:  # a scalar: thread 0's value to everyone
         tile = TileType((1,), element_of(t))
@@ -715,38 +717,38 @@ def _share_results(lw: Lowering, t, values: list[ir.Value]) -> list[ir.Value]:
     return out
 
 
-_LLVM_ORDERING = {"relaxed": "monotonic", "acquire": "acquire", "release": "release",
-                  "acq_rel": "acq_rel"}
+class _Ordering:
+    """How an atomic op is ordered (its `sem` at its `scope`). The atomic instruction itself
+    is relaxed and the order comes from fences around it in the acting thread: a release
+    fence before, an acquire fence after (the PTX memory model's release and acquire
+    patterns). Explicit, because LLVM 22's NVPTX backend emits every `atomicrmw` as a
+    relaxed `atom` whatever ordering the IR gives it (AMDGPU lowers the fences as it would
+    the orderings). A replicated atomic (one thread acts for the program) with release
+    semantics starts with a barrier, so that every thread's earlier accesses come before the
+    acting thread's release (release is cumulative through the barrier: CUTLASS's split-K
+    semaphore); its acquire reaches the other threads through the barrier that shares its
+    result. So the other threads wait for nothing of their own."""
 
+    def __init__(self, lw: Lowering, op: Operation, t) -> None:
+        self.lw = lw
+        scope = lw.target.sync_scopes[op.scope]
+        self.scope = scope
+        self.llvm = "monotonic" if scope is None else f'syncscope("{scope}") monotonic'
+        self.release = op.sem in ("release", "acq_rel")
+        self.acquire = op.sem in ("acquire", "acq_rel")
+        layout = tile_layout(t)
+        if self.release and (layout is None or layout.replication > 1):
+            lw.target.barrier(lw.b)
 
-def _ordering(lw: Lowering, op: Operation) -> str:
-    """The LLVM ordering of op's `sem` with its sync scope in front: llvmlite writes the
-    string where `atomicrmw`/`cmpxchg` take `[syncscope("...")] <ordering>`."""
-    scope = lw.target.sync_scopes[op.scope]
-    order = _LLVM_ORDERING[op.sem]
-    return order if scope is None else f'syncscope("{scope}") {order}'
-
-
-def _fence(lw: Lowering, op: Operation, ordering: str) -> None:
-    lw.b.fence(ordering, lw.target.sync_scopes[op.scope])
-
-
-def _program_release(lw: Lowering, op: Operation, t) -> None:
-    """Before a replicated atomic (one thread acts for the program) with release semantics:
-    every thread's earlier accesses are made visible at the op's scope, then the barrier
-    puts them before the acting thread's atomic (the CUDA last-block pattern)."""
-    layout = tile_layout(t)
-    if op.sem in ("release", "acq_rel") and (layout is None or layout.replication > 1):
-        _fence(lw, op, "release")
-        lw.target.barrier(lw.b)
-
-
-def _program_acquire(lw: Lowering, op: Operation, t) -> None:
-    """After a replicated atomic with acquire semantics (its result already shared through
-    a barrier): every thread's later accesses see what the release it read made visible."""
-    layout = tile_layout(t)
-    if op.sem in ("acquire", "acq_rel") and (layout is None or layout.replication > 1):
-        _fence(lw, op, "acquire")
+    def around(self, emit):
+        """`emit()` between the fences its ordering needs; its value."""
+        b = self.lw.b
+        if self.release:
+            b.fence("release", self.scope)
+        value = emit()
+        if self.acquire:
+            b.fence("acquire", self.scope)
+        return value
 
 
 @lowers("atomic_rmw")
@@ -755,23 +757,17 @@ def _atomic_rmw(lw: Lowering, op: Operation) -> list:
     t = op.ptr.type
     d = _pointee(t)
     name = _rmw_name(op.kind, d)
-    ordering = _ordering(lw, op)
     ptrs, values = lw.get(op.ptr), lw.get(op.value)
     masks = lw.get(op.mask) if op.mask is not None else [ir.Constant(I1, 1)] * len(ptrs)
     me = _replica0(lw, t)
-    _program_release(lw, op, t)
+    order = _Ordering(lw, op, t)
     out = []
     for p, x, m in zip(ptrs, values, masks):
-        xv = x
-        if d.is_bool:
-            xv = b.zext(x, I8)
-        rt = xv.type
-        old = _predicated(lw, b.and_(truth(b, m), me), rt,
-                          lambda: b.atomic_rmw(name, p, xv, ordering))
+        xv = b.zext(x, I8) if d.is_bool else x
+        old = _predicated(lw, b.and_(truth(b, m), me), xv.type, lambda: order.around(
+            lambda: b.atomic_rmw(name, p, xv, order.llvm)))
         out.append(b.icmp_unsigned("!=", old, ir.Constant(I8, 0)) if d.is_bool else old)
-    shared = _share_results(lw, op.results[0].type, out)
-    _program_acquire(lw, op, t)
-    return [shared]
+    return [_share_results(lw, op.results[0], out)]
 
 
 @lowers("atomic_cas")
@@ -780,22 +776,17 @@ def _atomic_cas(lw: Lowering, op: Operation) -> list:
     t = op.ptr.type
     d = _pointee(t)
     me = _replica0(lw, t)
-    ordering = _ordering(lw, op)
-    # A failed exchange only reads: it may not release (LLVM LangRef "cmpxchg").
-    failure = "acquire" if op.sem in ("acquire", "acq_rel") else "monotonic"
-    _program_release(lw, op, t)
+    order = _Ordering(lw, op, t)
     out = []
     for p, c, x in zip(lw.get(op.ptr), lw.get(op.cmp), lw.get(op.value)):
         cb, xb = to_bits(b, c, d), to_bits(b, x, d)
 
         def emit(p=p, cb=cb, xb=xb):
-            pair = b.cmpxchg(p, cb, xb, ordering, failure)
+            pair = b.cmpxchg(p, cb, xb, order.llvm, "monotonic")
             return b.extract_value(pair, 0)
-        old = _predicated(lw, me, cb.type, emit)
+        old = _predicated(lw, me, cb.type, lambda: order.around(emit))
         out.append(from_bits(b, old, d))
-    shared = _share_results(lw, op.results[0].type, out)
-    _program_acquire(lw, op, t)
-    return [shared]
+    return [_share_results(lw, op.results[0], out)]
 
 
 __all__ = ["Access", "vector_groups", "masked_load", "masked_store", "to_bits", "from_bits"]
