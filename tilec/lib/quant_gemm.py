@@ -91,7 +91,8 @@ def _add_split(acc, C, Ws, Arrived, pm, pn, split_k, BM: tc.constexpr, BN: tc.co
 
 @tc.kernel
 def quant_gemm_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C: tc.Tensor,
-                      Ws: tc.Tensor, Arrived: tc.Tensor, split_k: int, BM: tc.constexpr, BN: tc.constexpr, BK: tc.constexpr,
+                      Ws: tc.Tensor, Arrived: tc.Tensor, split_k: int, BM: tc.constexpr,
+                      BN: tc.constexpr, BK: tc.constexpr,
                       G: tc.constexpr, PARTIAL: tc.constexpr, HAS_ZERO: tc.constexpr,
                       WDT: tc.constexpr,
                       WB: tc.constexpr, WL: tc.constexpr, EL: tc.constexpr,
@@ -189,7 +190,8 @@ def _decode_step(acc, words, a, s, z, BM: tc.constexpr, BN: tc.constexpr, BK: tc
 
 @tc.kernel
 def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C: tc.Tensor,
-                      Ws: tc.Tensor, Arrived: tc.Tensor, split_k: int, BM: tc.constexpr, BN: tc.constexpr, BK: tc.constexpr,
+                      Ws: tc.Tensor, Arrived: tc.Tensor, split_k: int, BM: tc.constexpr,
+                      BN: tc.constexpr, BK: tc.constexpr,
                       G: tc.constexpr, PARTIAL: tc.constexpr, HAS_ZERO: tc.constexpr,
                       WDT: tc.constexpr, WB: tc.constexpr, WL: tc.constexpr,
                       EL: tc.constexpr, ONE_ROW: tc.constexpr, AL: tc.constexpr,
