@@ -103,25 +103,29 @@ def masked_store(lw: Lowering, ptr: ir.Value, value: ir.Value, pred: ir.Value) -
 
 
 # -- planning ---------------------------------------------------------------------------------
-def vector_groups(layout: RegisterLayout, elem_bits: int) -> int:
-    """The widest v (a power of two, v * elem_bits <= 128) such that every thread's local
-    elements k*v .. k*v+v-1 are consecutive along the last dim, and start at a last-dim
-    coordinate that is a multiple of v (so that aligned data gives aligned vectors)."""
-    if elem_bits % 8 or layout.rank == 0:
-        return 1
+def _contiguous_groups(layout: RegisterLayout, max_bits: int, elem_bits: int):
+    """Each v (2, 4, 8, ... while v * elem_bits <= max_bits) such that every thread's local
+    elements k*v .. k*v+v-1 are consecutive along the last dim and start at a last-dim
+    coordinate that is a multiple of v; stops at the first v that is not."""
     coords = layout.coords()
-    best = 1
     v = 2
-    while v <= layout.local_size and layout.local_size % v == 0 and \
-            v * elem_bits <= MAX_VECTOR_BYTES * 8:
+    while v <= layout.local_size and layout.local_size % v == 0 and v * elem_bits <= max_bits:
         groups = coords.reshape(coords.shape[0], -1, v, coords.shape[2])
         step = groups - groups[:, :, :1, :]
         want = np.zeros_like(step)
         want[..., -1] = np.arange(v)[None, None, :]
         if not (np.array_equal(step, want) and np.all(groups[:, :, 0, -1] % v == 0)):
-            break
-        best, v = v, v * 2
-    return best
+            return
+        yield v
+        v *= 2
+
+
+def vector_groups(layout: RegisterLayout, elem_bits: int) -> int:
+    """The widest v (a power of two, v * elem_bits <= 128) of `_contiguous_groups`: aligned
+    data then gives aligned vectors of v elements."""
+    if elem_bits % 8 or layout.rank == 0:
+        return 1
+    return max(_contiguous_groups(layout, MAX_VECTOR_BYTES * 8, elem_bits), default=1)
 
 
 def _vector_type(v: int, elem_bits: int) -> tuple[ir.Type, int]:
@@ -493,20 +497,8 @@ def packed_vector_groups(layout: RegisterLayout, elem_bits: int) -> int:
     words each thread reads: group k starts at bit coordinate (k*v)*elem_bits of its row."""
     if layout.rank == 0:
         return 1
-    coords = layout.coords()
-    best, v = 1, 2
-    while v <= layout.local_size and layout.local_size % v == 0 and \
-            v * elem_bits <= MAX_PACKED_GROUP_BITS:
-        groups = coords.reshape(coords.shape[0], -1, v, coords.shape[2])
-        step = groups - groups[:, :, :1, :]
-        want = np.zeros_like(step)
-        want[..., -1] = np.arange(v)[None, None, :]
-        if not (np.array_equal(step, want) and np.all(groups[:, :, 0, -1] % v == 0)):
-            break
-        if v * elem_bits % 32 == 0:
-            best = v
-        v *= 2
-    return best
+    return max((v for v in _contiguous_groups(layout, MAX_PACKED_GROUP_BITS, elem_bits)
+                if v * elem_bits % 32 == 0), default=1)
 
 
 def _packed_vector_bytes(v: int, elem_bits: int) -> int:
