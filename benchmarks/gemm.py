@@ -4,7 +4,7 @@ input dtype. Prints a table of TFLOP/s and ratios; writes benchmarks/results/gem
 with the ptxas report of each tilec config (registers, spills) beside its time.
 
 What limits it is read from the same run: 2*M*N*K flops; the ptxas resources; the number of
-`mma.sync`/`ldmatrix` instructions in the PTX.
+`mma.sync`/`wgmma`/`ldmatrix` instructions in the PTX.
 """
 from __future__ import annotations
 
@@ -63,8 +63,9 @@ def triton_matmul(a_ptr, b_ptr, c_ptr, M, N, K, sam, sak, sbk, sbn, scm, scn,
 
 
 # (BM, BN, BK, warps, stages)
-TILEC_CONFIGS = [(128, 256, 32, 8, 3), (128, 256, 64, 8, 3), (128, 128, 32, 4, 4),
-                 (128, 128, 64, 4, 3), (128, 128, 32, 8, 4), (128, 64, 32, 4, 4),
+# On sm_90a the f16/bf16 dots run on wgmma (4 warps: one warpgroup, 8: two along M).
+TILEC_CONFIGS = [(128, 256, 64, 8, 3), (128, 256, 64, 8, 4), (128, 128, 64, 8, 3),
+                 (128, 128, 32, 4, 4), (128, 128, 64, 4, 3), (64, 128, 64, 4, 4),
                  (64, 64, 32, 4, 4)]
 TRITON_CONFIGS = [(128, 128, 32, 4, 4), (128, 256, 64, 8, 3), (64, 128, 32, 4, 4)]
 SHAPES = [(4096, 4096, 4096), (8192, 8192, 8192), (16, 4096, 4096), (128, 11008, 4096),
@@ -100,7 +101,8 @@ def resources(dtype, cfg) -> dict:
     k = compile_kernel(module, "matmul", "sm_90a", warps)
     r = k.resources
     return {"registers": r.registers, "spill_stores": r.spill_stores,
-            "mma_sync": k.ptx.count("mma.sync"), "ldmatrix": k.ptx.count("ldmatrix"),
+            "mma_sync": k.ptx.count("mma.sync"), "wgmma": k.ptx.count("wgmma.mma_async"),
+            "ldmatrix": k.ptx.count("ldmatrix"),
             "cp_async": k.ptx.count("cp.async.cg"),
             "shared_bytes": k.shared_bytes}
 

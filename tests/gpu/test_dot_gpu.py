@@ -1,6 +1,7 @@
-"""`tc.dot` on the GPU: tensor cores (mma.sync) for f16, bf16, int8, fp8 e4m3/e5m2 and f32
-with precision "tf32", the FMA path for exact f32; row- and column-major B (a transposed
-torch view); M, N and K not multiples of the tile. Each result is compared with torch in
+"""`tc.dot` on the GPU: tensor cores (mma.sync; wgmma for f16/bf16 on sm_90a) for f16, bf16,
+int8, fp8 e4m3/e5m2 and f32 with precision "tf32", the FMA path for exact f32; row- and
+column-major B (a transposed torch view, or `tc.trans` of a loaded tile); M, N and K not
+multiples of the tile. Each result is compared with torch in
 float64 (int64 for int8) on random inputs, after poisoning the output (NaN, or 0xA5 bytes
 for int32) so that an element the kernel did not write cannot pass.
 
@@ -167,3 +168,32 @@ def test_matmul_example_on_the_gpu():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.main()
+
+
+@tc.kernel
+def gemm_nt(A: tc.Tensor, BT: tc.Tensor, C: tc.Tensor, BM: tc.constexpr, BN: tc.constexpr,
+            BK: tc.constexpr):
+    """C = A @ BT^T with BT's rows along N: on sm_90a wgmma reads b K-major, through the
+    transpose of a pipeline stage."""
+    pm, pn = tc.program_id(0), tc.program_id(1)
+    acc = tc.zeros((BM, BN), tc.float32)
+    for k in range(tc.cdiv(A.shape[1], BK)):
+        a = tc.load(A, (pm, k), (BM, BK))
+        bt = tc.load(BT, (pn, k), (BN, BK))
+        acc = tc.dot(a, tc.trans(bt), acc)
+    tc.store(C, (pm, pn), acc)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("tile,warps,stages", [((128, 128, 64), 8, 3), ((64, 64, 32), 4, 1),
+                                               ((128, 64, 64), 4, 4)])
+def test_gemm_transposed_b(dtype, tile, warps, stages):
+    bm, bn, bk = tile
+    m, n, k = 3 * bm - 17, 2 * bn + 8, 4 * bk + 8
+    a, b, a_ref, b_ref = _inputs(dtype, m, n, k)
+    bt = b.t().contiguous()
+    c = torch.full((m, n), float("nan"), dtype=torch.float32, device="cuda")
+    gemm_nt[(tc.cdiv(m, bm), tc.cdiv(n, bn))](a, bt, c, BM=bm, BN=bn, BK=bk, num_warps=warps,
+                                              num_stages=stages)
+    torch.cuda.synchronize()
+    _check(c.cpu(), a_ref @ b_ref, a_ref, b_ref, 1e-5, f"{dtype} {m}x{k}x{n} b transposed")

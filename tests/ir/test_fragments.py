@@ -111,6 +111,18 @@ def test_wgmma_m64nNk16_d(n):
     check(F.wgmma_m64nNk16_d(n), (64, n), 128, n // 2, cutlass)
 
 
+def test_wgmma_m64nNk16_a():
+    # PTX ISA 9.7.15.5.1.1.1, Figure "WGMMA .m64nNk16 register fragment layout for matrix A":
+    # rows 16*warp + groupID (+8 for a2, a3, a6, a7), columns 2*threadID_in_group + (i & 1)
+    # (+8 for a4..a7).
+    def table(thread, i):
+        warp, lane = divmod(thread, 32)
+        row = 16 * warp + group(lane) + (8 if i in (2, 3, 6, 7) else 0)
+        return row, 2 * tig(lane) + (i & 1) + (8 if i >= 4 else 0)
+
+    check(F.wgmma_m64nNk16_a(), (64, 16), 128, 8, table)
+
+
 # AMD Matrix Instruction Calculator, `matrix_calculator.py --architecture cdna3 --instruction
 # <op> --matrix-layout --{A,B,C}-matrix`: a row per lane, a column per register (and 16-bit
 # half for f16 inputs). The formulas restate its tables; the literal rows are copied from them.

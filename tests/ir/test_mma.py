@@ -2,6 +2,7 @@
 grids, the operand layouts and their schedule, and the ldmatrix plans (conflict-free)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tilec.ir import dtypes as dt
@@ -9,7 +10,7 @@ from tilec.ir import fragments as F
 from tilec.ir import mma
 from tilec.ir.layout import local, replicate, spatial
 from tilec.ir.layout_defaults import default_layout
-from tilec.ir.shared_layout import bank_conflicts
+from tilec.ir.shared_layout import bank_conflicts, row_major
 
 
 def test_select():
@@ -129,3 +130,71 @@ def test_ldmatrix_plans_are_conflict_free(operand, shape, warps):
         assert bank_conflicts(reads, plan.shared, operand.bits, vector=plan.row_elems) == 0
         # The address layout times the matrix fragment is the destination, regrouped.
         assert plan.address.local_size * plan.num * plan.per_register == dst.local_size
+
+
+# -- wgmma ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape_a,shape_b,warps,expect", [
+    ((128, 64), (64, 256), 8, (2, 1, 1, 256)),
+    ((128, 64), (64, 128), 4, (1, 2, 1, 128)),
+    ((64, 32), (32, 64), 4, (1, 1, 1, 64)),
+    ((64, 16), (16, 384), 4, (1, 1, 2, 192)),     # N over 256: the widest n dividing it
+    ((64, 16), (16, 40), 4, (1, 1, 1, 40))])
+def test_wgmma_plan(shape_a, shape_b, warps, expect):
+    p = mma.wgmma_plan("sm_90a", shape_a, shape_b, dt.float16, dt.float32, "ieee", warps)
+    assert (p.groups, p.rm, p.rn, p.n) == expect
+    m, k = shape_a
+    # The accumulator rows of warp w are 16 rows of its warpgroup's blocks; a's rows are
+    # the accumulator's (p feeds the next product's a as a renaming of registers).
+    assert p.c.shape == (m, shape_b[1]) and p.a.shape == (m, k)
+    for t in range(0, 32 * warps, 32):
+        rows_c = {p.c.map(t + lane, i)[0] for lane in range(32) for i in range(p.c.local_size)}
+        rows_a = {p.a.map(t + lane, i)[0] for lane in range(32) for i in range(p.a.local_size)}
+        assert rows_c == rows_a and len(rows_c) == 16 * p.rm
+
+
+@pytest.mark.parametrize("target,operand,acc,precision,shape_a,warps,warps_n", [
+    ("sm_80", dt.float16, dt.float32, "ieee", (128, 64), 8, 0),       # no wgmma
+    ("sm_90", dt.float16, dt.float32, "ieee", (128, 64), 8, 0),       # only sm_90a has it
+    ("sm_90a", dt.float8_e4m3, dt.float32, "ieee", (128, 64), 8, 0),  # mma.sync's for now
+    ("sm_90a", dt.float16, dt.float16, "ieee", (128, 64), 8, 0),      # f32 accumulators only
+    ("sm_90a", dt.float32, dt.float32, "tf32", (128, 64), 8, 0),
+    ("sm_90a", dt.float16, dt.float32, "ieee", (128, 64), 2, 0),      # not a warpgroup
+    ("sm_90a", dt.float16, dt.float32, "ieee", (128, 64), 8, 2),      # warps along N
+    ("sm_90a", dt.float16, dt.float32, "ieee", (64, 64), 8, 0),       # 32 rows a warpgroup
+    ("sm_90a", dt.float16, dt.float32, "ieee", (64, 8), 4, 0)])       # K under 16
+def test_wgmma_plan_none(target, operand, acc, precision, shape_a, warps, warps_n):
+    assert mma.wgmma_plan(target, shape_a, (shape_a[1], 128), operand, acc, precision, warps,
+                          warps_n) is None
+
+
+@pytest.mark.parametrize("shape,contiguous,mode", [
+    ((64, 128), 1, "128B"), ((64, 64), 1, "128B"), ((32, 32), 1, "64B"), ((16, 16), 1, "32B"),
+    ((128, 64), 0, "128B"), ((32, 64), 0, "64B")])
+def test_wgmma_shared_layouts(shape, contiguous, mode):
+    """The staging layout keeps 16-byte runs of the contiguous dim together (cp.async
+    chunks), is a bijection, and wgmma reads it as b: N-major when N is contiguous."""
+    L = mma.wgmma_shared_layout(shape, contiguous)
+    assert L.shape == shape and L.is_bijective()
+    runs = (L.offsets() if contiguous == 1 else L.offsets().T).reshape(-1, 8)
+    assert (runs[:, 0] % 8 == 0).all() and (np.diff(runs, axis=1) == 1).all()
+    k, n = shape
+    form = mma.wgmma_operand(L, 1, min(n, 256))
+    assert form is not None and form.mode == mode and form.mn_major == (contiguous == 1)
+    assert len(form.starts) == k // 16 * (n // min(n, 256))
+
+
+def test_wgmma_descriptor_strides():
+    """128B swizzle: K-major b steps 32 bytes along K inside a 128-byte row; N-major b has
+    8 k-rows of 128 bytes per 1024-byte group (SBO) and 64 columns per atom (LBO: the next
+    64 columns, one atom column of all K rows later)."""
+    k_major = mma.wgmma_operand(mma.wgmma_shared_layout((128, 64), 0), 1, 64)
+    assert (k_major.lbo, k_major.sbo) == (16, 1024)
+    assert [k_major.starts[(0, s)] for s in range(8)] == [0, 16, 32, 48, 4096, 4112, 4128,
+                                                          4144]
+    n_major = mma.wgmma_operand(mma.wgmma_shared_layout((64, 128), 1), 1, 128)
+    assert (n_major.lbo, n_major.sbo) == (64 * 64 * 2, 1024)
+    assert [n_major.starts[(0, s)] for s in range(4)] == [0, 1024, 2048, 3072]
+    # A row-major tile without the swizzle is not a layout wgmma reads.
+    assert mma.wgmma_operand(row_major(64, 128), 1, 128) is None

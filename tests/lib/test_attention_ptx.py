@@ -40,15 +40,21 @@ def test_attention_ptx(monkeypatch, d, causal, window, arch):
     (module, warps), = rec.modules
     k = _compile(module, warps, arch)
     cfg = attn_mod.pick_config(d, 256, 256)
-    # After the first mma, shared memory is written only by the cp.async fallback (at most
-    # one st.shared.b16 per element of the K and V tiles, in each of the two loops): p
+    # After the first product, shared memory is written only by the cp.async fallback (at
+    # most one st.shared.b16 per element of the K and V tiles, in each of the two loops): p
     # feeds the second product as a renaming of registers, with no trip through shared
-    # memory (the tile IR above has no conversion of it either).
-    after = k.ptx[k.ptx.index("mma.sync"):]
+    # memory (the tile IR above has no conversion of it either). On sm_90a both products
+    # are wgmma, reading K (K-major, through the transpose) and V (N-major) where cp.async
+    # put them.
+    first = "wgmma.mma_async" if arch == "sm_90a" else "mma.sync"
+    after = k.ptx[k.ptx.index(first):]
+    if arch == "sm_90a":
+        assert "mma.sync" not in k.ptx
+        instrs = set(re.findall(r"wgmma\.mma_async\S+ .*, (\d), (\d), (\d);", k.ptx))
+        assert instrs == {("1", "1", "0"), ("1", "1", "1")}, instrs   # scales; K, then V
     stores = re.findall(r"st\.shared\S*", after)
     assert set(stores) == {"st.shared.b16"}
     assert len(stores) <= 2 * 2 * cfg.BN * d // (32 * warps)
-    assert "ldmatrix.sync.aligned.m8n8.x4.shared" not in after  # no a-operand staging
     # The two loops' K/V stage buffers share their bytes; q's staging comes on top.
     assert k.shared_bytes == cfg.num_stages * 2 * cfg.BN * d * 2 + cfg.BM * d * 2
     fn = [line for line in k.tile_ir.splitlines() if "convert_layout" in line]

@@ -98,6 +98,29 @@ class Target(ABC):
         # Unreachable: tilec.ir.mma.select offers a target only the instructions it lists.
         raise TilecError(f"internal error: {self.arch} has no matrix instruction {instr.name}")
 
+    # Warpgroup matrix instructions (`tilec.ir.mma.wgmma_plan`; only targets where
+    # `mma.has_wgmma` holds are asked).
+    def wgmma(self, b: ir.IRBuilder, n: int, operand: str, a: Sequence[ir.Value],
+              b_desc: ir.Value, c: Sequence[ir.Value], trans_b: bool) -> list[ir.Value]:
+        """Start one 64 x n x 16 warpgroup product: a is the thread's A registers (16-bit
+        pairs), b a shared-memory matrix descriptor (i64, `trans_b` when N-major), c the
+        n/2 accumulator values; d's out (complete after `wgmma_wait`)."""
+        raise TilecError(f"internal error: {self.arch} has no wgmma")
+
+    def wgmma_fence(self, b: ir.IRBuilder, values: Sequence[ir.Value]) -> list[ir.Value]:
+        """Order the register writes of `values` (accumulators, A registers) before the
+        warpgroup products that follow; the values come back for them to use."""
+        raise TilecError(f"internal error: {self.arch} has no wgmma")
+
+    def wgmma_wait(self, b: ir.IRBuilder, values: Sequence[ir.Value]) -> list[ir.Value]:
+        """Commit the products started so far and wait for them; the accumulators come back
+        complete."""
+        raise TilecError(f"internal error: {self.arch} has no wgmma")
+
+    def fence_async_shared(self, b: ir.IRBuilder) -> None:
+        """Make this thread's shared-memory writes visible to the asynchronous proxy."""
+        raise TilecError(f"internal error: {self.arch} has no asynchronous proxy")
+
     def load_matrix(self, b: ir.IRBuilder, ptr: ir.Value, num: int,
                     trans: bool) -> list[ir.Value] | None:
         """A warp-wide load of `num` 8x8 matrices of 16-bit elements from shared memory, this

@@ -112,6 +112,15 @@ def wgmma_m64nNk16_d(n: int) -> RegisterLayout:
     return spatial(4, 1) * column_local(2, n // 8) * spatial(8, 4) * local(1, 2)
 
 
+def wgmma_m64nNk16_a() -> RegisterLayout:
+    """A of `wgmma.mma_async.m64nNk16` from registers (f16/bf16), 64x16 over a warpgroup.
+
+    PTX ISA 9.7.15.5.1.1.1, Figure "WGMMA .m64nNk16 register fragment layout for matrix A":
+    warp w of the warpgroup holds rows 16w..16w+15 in the `mma.m16n8k16` A pattern, a0..a7.
+    """
+    return spatial(4, 1) * mma_m16n8k16_a()
+
+
 # -- AMD MFMA (CDNA2/CDNA3, wave64) -------------------------------------------------------------
 # AMD Matrix Instruction Calculator (github.com/ROCm/amd_matrix_instruction_calculator),
 # `--architecture cdna3 --matrix-layout`, and the CDNA3 ISA guide section 7.1 "Matrix fused

@@ -33,7 +33,7 @@ from tilec.ir import dtypes as dt
 from tilec.ir import fragments as F
 from tilec.ir.dtypes import DType
 from tilec.ir.layout import RegisterLayout, column_local, local, replicate, spatial
-from tilec.ir.shared_layout import best_swizzle, contiguous_vector, row_major
+from tilec.ir.shared_layout import SharedLayout, best_swizzle, contiguous_vector, row_major
 
 @dataclass(frozen=True)
 class MatrixInstr:
@@ -248,6 +248,155 @@ def match(target: str | None, a: RegisterLayout, b: RegisterLayout, c: RegisterL
         if steps is not None:
             return instr, steps
     return None
+
+
+# -- warpgroup matrix instructions: wgmma (sm_90a) --------------------------------------------
+# PTX ISA 9.7.15 "Asynchronous Warpgroup Level Matrix Multiply-Accumulate": four warps compute
+# D (64 x N, N = 8..256 by 8) += A (64 x 16) @ B (16 x N) together; B is read from shared
+# memory through a matrix descriptor, A from shared memory too or from registers
+# (`fragments.wgmma_m64nNk16_a`). With `wg` warpgroups along M (all of them: `warps_n` 1,
+# which keeps rows within a warp as flash attention wants, and descriptors need no per-
+# warpgroup column offset), a dot of MxK by KxN gives
+#
+#    acc  spatial(wg, 1)              * local(rm, rn) * D(n)     rm = M / (64 wg), rn = N / n
+#    a    spatial(wg, 1)              * local(rm, rk) * A        rk = K / 16   (from registers)
+#
+# and b stays where its producer put it: the pipeline pass streams a loaded b into a shared
+# buffer in a Hopper layout, the lowering stages any other b there.
+
+WGMMA_OPERANDS = (dt.float16, dt.bfloat16)
+WGMMA_MAX_N = 256
+
+
+def has_wgmma(target: str | None) -> bool:
+    """wgmma exists on sm_90a only (the `a` features: PTX ISA "Target ISA notes")."""
+    return target == "sm_90a"
+
+
+@dataclass(frozen=True)
+class WgmmaPlan:
+    """How a dot runs on wgmma: `groups` warpgroups along M, each `rm` instructions of
+    64 x `n` tall and `rn` wide per k step of 16; the layouts of a (from registers) and of
+    the accumulator."""
+
+    operand: DType
+    groups: int
+    rm: int
+    rn: int
+    n: int
+    a: RegisterLayout
+    c: RegisterLayout
+
+    @property
+    def k(self) -> int:
+        return 16
+
+
+def wgmma_plan(target: str | None, shape_a: tuple[int, int], shape_b: tuple[int, int],
+               operand: DType, acc: DType, precision: str, num_warps: int,
+               warps_n: int = 0) -> WgmmaPlan | None:
+    """The wgmma plan of a dot (see above), or None when the target has no wgmma, the dtypes
+    are not f16/bf16 into f32, the warps are not whole warpgroups, `warps_n` asks for warps
+    along N, or the tile does not split into whole instructions."""
+    if not has_wgmma(target) or operand not in WGMMA_OPERANDS or acc != dt.float32:
+        return None
+    if precision != "ieee" or num_warps % 4 or warps_n > 1:
+        return None
+    (m, k), (_, n) = shape_a, shape_b
+    groups = num_warps // 4
+    if k % 16 or m % (64 * groups) or n % 8:
+        return None
+    width = max(w for w in range(8, min(n, WGMMA_MAX_N) + 1, 8) if n % w == 0)
+    rm, rn, rk = m // (64 * groups), n // width, k // 16
+    a = spatial(groups, 1) * local(rm, rk) * F.wgmma_m64nNk16_a()
+    c = spatial(groups, 1) * local(rm, rn) * F.wgmma_m64nNk16_d(width)
+    return WgmmaPlan(operand, groups, rm, rn, width, a, c)
+
+
+@dataclass(frozen=True)
+class WgmmaOperand:
+    """A wgmma operand tile in shared memory as the matrix descriptor sees it (PTX ISA
+    9.7.15.5.1.2 "Shared Memory Matrix Layout" and "Matrix Descriptor Format").
+
+    The canonical layouts, in elements of the unswizzled offset (T elements per swizzle row:
+    the swizzle's bytes / element bytes; `mn` the operand's M or N coordinate):
+        K-major   start + (mn % 8) * T + (mn // 8) * SBO + k                  (k < 16 <= T)
+        MN-major  start + mn % T + (mn // T) * LBO + (k % 8) * T + (k // 8) * SBO
+    then the swizzle of `mode` on the byte address (so the allocation is aligned to the
+    swizzle's period). `starts[(i, s)]` is the element offset of instruction block i along
+    M/N and k step s, before the swizzle; the descriptor holds it and LBO, SBO in bytes."""
+
+    mode: str               # "32B", "64B" or "128B"
+    mn_major: bool          # the descriptor's transpose bit
+    lbo: int                # bytes (K-major: unused, 1 as CUTLASS writes it)
+    sbo: int                # bytes
+    starts: dict[tuple[int, int], int]
+
+
+def wgmma_operand(layout: SharedLayout, mn_dim: int, block: int,
+                  elem_bits: int = 16) -> WgmmaOperand | None:
+    """How wgmma reads a 2-D shared tile (`layout`: a's (M, K) with `mn_dim` 0, b's (K, N)
+    with `mn_dim` 1) in instructions `block` wide along M/N and 16 deep along K, or None
+    when the layout is not one of the canonical forms for every instruction."""
+    from tilec.ir.shared_layout import HOPPER_SWIZZLE_BYTES, swizzle_mode
+    if layout.rank != 2 or len(layout.swizzles) != 1:
+        return None
+    shape = layout.shape
+    mn_total, k_total = shape[mn_dim], shape[1 - mn_dim]
+    if mn_total % block or k_total % 16:
+        return None
+    mode = next((m for m in ("32B", "64B", "128B")
+                 if swizzle_mode(m, elem_bits) == layout.swizzles[0]), None)
+    if mode is None:
+        return None
+    row = HOPPER_SWIZZLE_BYTES[mode] * 8 // elem_bits      # T
+    plain = SharedLayout(layout.modes, layout.strides)
+    grid = plain.offsets()
+    lin = grid if mn_dim == 0 else grid.T                  # [mn, k]
+    mn, k = np.meshgrid(np.arange(block), np.arange(16), indexing="ij")
+    elem_bytes = elem_bits // 8
+    for mn_major in (False, True):
+        if mn_major:
+            if block % row and block > row:
+                continue
+            sbo = int(lin[0, 8] - lin[0, 0])
+            lbo = int(lin[row, 0] - lin[0, 0]) if block > row else 0
+            canon = mn % row + (mn // row) * lbo + (k % 8) * row + (k // 8) * sbo
+        else:
+            lbo = 0
+            sbo = int(lin[8, 0] - lin[0, 0]) if block > 8 else 0
+            canon = (mn % 8) * row + (mn // 8) * sbo + k
+        starts = {}
+        for i in range(mn_total // block):
+            for st in range(k_total // 16):
+                window = lin[i * block:(i + 1) * block, st * 16:(st + 1) * 16]
+                start = int(window[0, 0])
+                if not np.array_equal(window - start, canon):
+                    break
+                starts[(i, st)] = start
+            else:
+                continue
+            break
+        else:
+            lbo_bytes = lbo * elem_bytes if mn_major else 16
+            if min(lbo_bytes, sbo * elem_bytes) < 0 or max(lbo_bytes, sbo * elem_bytes) >= 1 << 18:
+                continue
+            return WgmmaOperand(mode, mn_major, lbo_bytes, sbo * elem_bytes, starts)
+    return None
+
+
+def wgmma_shared_layout(shape: tuple[int, int], contiguous_dim: int,
+                        elem_bits: int = 16) -> SharedLayout:
+    """The Hopper layout (`hopper_layout`, widest swizzle the contiguous extent allows) of a
+    2-D tile whose `contiguous_dim` is contiguous in the tensor it is copied from, indexed
+    like the tile."""
+    from tilec.ir.shared_layout import HOPPER_SWIZZLE_BYTES, hopper_layout
+    extent = shape[contiguous_dim]
+    mode = next(m for m in ("128B", "64B", "32B", "none")
+                if extent % (HOPPER_SWIZZLE_BYTES[m] * 8 // elem_bits) == 0)
+    if contiguous_dim == 1:
+        return hopper_layout(shape, elem_bits, mode)
+    return hopper_layout((shape[1], shape[0]), elem_bits, mode).permute((1, 0))
 
 
 # -- loading operand fragments from shared memory with ldmatrix --------------------------------

@@ -157,10 +157,6 @@ def reshape(x: Any, shape: tuple[int, ...]) -> Any:
     return x.reshape(shape)
 
 
-def transpose(x: Any) -> Any:
-    return x.T if isinstance(x, np.ndarray) else x.t()
-
-
 def _strided(x: Any, shape: tuple[int, int], strides: tuple[int, int]) -> Any:
     if is_torch(x):
         return x.as_strided(shape, strides)

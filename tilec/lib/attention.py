@@ -43,13 +43,13 @@ LOG2E = 1.4426950408889634
 
 
 @tc.func
-def _block(q, KT, V, acc, m_i, l_i, n0, kt_col, kt_row, v_row, v_col, qk_scale,
+def _block(q, K, V, acc, m_i, l_i, n0, k_row, k_col, v_row, v_col, qk_scale,
            rows, seqlen_k, left, right,
            BN: tc.constexpr, D: tc.constexpr, MASK: tc.constexpr, LEFT: tc.constexpr,
            RIGHT: tc.constexpr):
     """One key block of the online softmax: keys n0 .. n0 + BN."""
-    kt = tc.load(KT, offsets=(kt_col, kt_row + n0), shape=(D, BN))
-    s = tc.dot(q, kt, warps_n=1)
+    k = tc.load(K, offsets=(k_row + n0, k_col), shape=(BN, D))
+    s = tc.dot(q, tc.trans(k), warps_n=1)
     if MASK:
         cols = n0 + tc.arange(0, BN)
         visible = tc.expand_dims(cols < seqlen_k, 0)
@@ -70,7 +70,7 @@ def _block(q, KT, V, acc, m_i, l_i, n0, kt_col, kt_row, v_row, v_col, qk_scale,
 
 
 @tc.kernel(fast_math=True)  # exp2 as one ex2.approx: the scores' rounding dominates
-def attention_kernel(Q: tc.Tensor, KT: tc.Tensor, V: tc.Tensor, O: tc.Tensor, Lse: tc.Tensor,
+def attention_kernel(Q: tc.Tensor, K: tc.Tensor, V: tc.Tensor, O: tc.Tensor, Lse: tc.Tensor,
                      CuQ: tc.Tensor, CuK: tc.Tensor,
                      seqlen_q: int, seqlen_k: int, group: int,
                      q_rb: int, q_rh: int, q_cb: int, q_ch: int,
@@ -125,12 +125,12 @@ def attention_kernel(Q: tc.Tensor, KT: tc.Tensor, V: tc.Tensor, O: tc.Tensor, Ls
         acc = tc.zeros((BM, D), tc.float32)
         m_i = tc.full((BM,), -float("inf"), tc.float32)
         l_i = tc.zeros((BM,), tc.float32)
-        kt_col = b * k_cb + hk * k_ch
-        kt_row = k_start + hk * k_rh
+        k_row = k_start + hk * k_rh
+        k_col = b * k_cb + hk * k_ch
         v_row = v_start + hk * v_rh
         v_col = b * v_cb + hk * v_ch
         for j in range(f_lo, f_hi):
-            acc, m_i, l_i = _block(q, KT, V, acc, m_i, l_i, j * BN, kt_col, kt_row,
+            acc, m_i, l_i = _block(q, K, V, acc, m_i, l_i, j * BN, k_row, k_col,
                                    v_row, v_col, qk_scale, rows, lk, left, right,
                                    BN, D, False, LEFT, RIGHT)
         # The partly visible blocks, [b_lo, f_lo) then [f_hi, b_hi), in one loop: one
@@ -138,7 +138,7 @@ def attention_kernel(Q: tc.Tensor, KT: tc.Tensor, V: tc.Tensor, O: tc.Tensor, Ls
         before = f_lo - b_lo
         for j in range(0, before + b_hi - f_hi):
             n0 = tc.where(j < before, b_lo + j, f_hi + j - before) * BN
-            acc, m_i, l_i = _block(q, KT, V, acc, m_i, l_i, n0, kt_col, kt_row,
+            acc, m_i, l_i = _block(q, K, V, acc, m_i, l_i, n0, k_row, k_col,
                                    v_row, v_col, qk_scale, rows, lk, left, right,
                                    BN, D, True, LEFT, RIGHT)
         # A row that sees no key (a window or causal mask past the keys) writes zeros.
@@ -346,7 +346,7 @@ def attention(q: Any, k: Any, v: Any, causal: bool = False, sm_scale: float | No
     cu_k = _host.as_int32(cu_seqlens_k, q) if varlen else dummy
     grid = (tc.cdiv(lq, cfg.BM), nh, batch)  # x fastest: a head's blocks share K/V in L2
     attention_kernel[grid](
-        qv.view, _host.transpose(kv.view), vv.view, ov.view, lse2, cu_q, cu_k,
+        qv.view, kv.view, vv.view, ov.view, lse2, cu_q, cu_k,
         lq, lk, nh // nhk,
         qv.rb, qv.rh, qv.cb, qv.ch, kv.rb, kv.rh, kv.cb, kv.ch,
         vv.rb, vv.rh, vv.cb, vv.ch, ov.rb, ov.rh, ov.cb, ov.ch,

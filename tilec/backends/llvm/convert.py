@@ -32,7 +32,7 @@ from tilec.ir.core import Operation
 from tilec.ir.layout import RegisterLayout
 from tilec.ir.layout_defaults import view_layout
 from tilec.ir.shared_layout import SharedLayout
-from tilec.ir.types import PointerType, TileType, dtype_of
+from tilec.ir.types import SHARED, PointerType, TileType, dtype_of
 
 
 def register_map(src: RegisterLayout, k_src: Sequence[int], dst: RegisterLayout,
@@ -113,6 +113,11 @@ def _reshape(lw: Lowering, op: Operation) -> list:
 @lowers("permute")
 def _permute(lw: Lowering, op: Operation) -> list:
     src, dst = op.x.type, op.results[0].type
+    if src.space == SHARED:  # a view: the same bytes, dims reordered
+        tile: SharedTile = lw.get(op.x)
+        n = len(tile.prefix)
+        dims = list(range(n)) + [n + d for d in op.dims]
+        return [SharedTile(tile.base, tile.layout.permute(dims), tile.prefix, tile.element)]
     k_dst = row_major_strides(dst.shape)
     k_src = [0] * src.rank
     for i, d in enumerate(op.dims):  # result dim i is operand dim dims[i]
@@ -428,6 +433,8 @@ def _copy_elements(lw: Lowering, op: Operation, vector: int = 1) -> None:
 def _async_wait(lw: Lowering, op: Operation) -> list:
     if lw.target.async_copies:
         lw.target.wait_copies(lw.b, op.pending)
+    if op.fence_async:
+        lw.target.fence_async_shared(lw.b)
     return []  # else copy_async completed before it returned
 
 

@@ -27,15 +27,16 @@ from llvmlite import ir
 from tilec.backends.llvm import casts
 from tilec.backends.llvm.lower import Lowering, lowers, tile_layout
 from tilec.backends.llvm.staging import StagedOperand
-from tilec.backends.llvm.shared import (container_bits, element_pointer, from_container,
-                                        linear_offsets, row_major_strides, smem_type,
-                                        store_register_tile)
-from tilec.backends.llvm.values import I32, coord, i32
+from tilec.backends.llvm.shared import (SharedTile, container_bits, element_pointer,
+                                        from_container, linear_offsets, row_major_strides,
+                                        shared_coords_offsets, smem_type, store_register_tile)
+from tilec.backends.llvm.values import I32, I64, coord, i32
 from tilec.ir import dtypes as dt
 from tilec.ir import mma
 from tilec.ir.core import Operation
 from tilec.ir.dtypes import DType
-from tilec.ir.types import TileType, dtype_of
+from tilec.ir.shared_layout import SharedLayout
+from tilec.ir.types import REGISTER, SHARED, TileType, dtype_of
 
 
 def _compute_dtype(acc: DType) -> DType:
@@ -104,8 +105,101 @@ def _mma_dot(lw: Lowering, op: Operation) -> list | None:
     return [acc]
 
 
+# -- wgmma (sm_90a) ---------------------------------------------------------------------------
+_DESCRIPTOR_MODE = {"128B": 1, "64B": 2, "32B": 3}   # bits 62-63 of the matrix descriptor
+
+
+def _pack_pairs(b: ir.IRBuilder, pair: list[ir.Value]) -> ir.Value:
+    """Two 16-bit elements in one i32, the first in the low half (wgmma's A registers)."""
+    vec: ir.Value = ir.Constant(ir.VectorType(pair[0].type, 2), ir.Undefined)
+    for i, v in enumerate(pair):
+        vec = b.insert_element(vec, v, i32(i))
+    return b.bitcast(vec, I32)
+
+
+def _staged_tile(lw: Lowering, t: TileType, values: list) -> SharedTile:
+    """A register b stored into the scratch area in a Hopper layout (N contiguous)."""
+    layout = mma.wgmma_shared_layout(t.shape, 1)
+    tile = SharedTile(lw.smem.scratch(lw.b, layout.size * 2), layout, (), t.element)
+    offsets = shared_coords_offsets(lw, tile, tile_layout(t))
+    store_register_tile(lw, tile.base, t, values, offsets)
+    return tile
+
+
+def _inner(tile: SharedTile) -> SharedLayout:
+    n = len(tile.prefix)
+    return SharedLayout(tile.layout.modes[n:], tile.layout.strides[n:], tile.layout.swizzles)
+
+
+class _Descriptors:
+    """The matrix descriptors of one shared operand: per (block along M/N, k step) the
+    descriptor of the tile's base plus that block's start (`mma.WgmmaOperand`)."""
+
+    def __init__(self, lw: Lowering, tile: SharedTile, form: mma.WgmmaOperand):
+        b = lw.b
+        self.lw, self.form = lw, form
+        address = b.ptrtoint(tile.base, I32)
+        for c, st in zip(tile.prefix, tile.layout.strides[:len(tile.prefix)]):
+            address = b.add(address, b.mul(c, i32(st[0] * 2)))
+        fixed = (((form.lbo >> 4) & 0x3FFF) << 16 | ((form.sbo >> 4) & 0x3FFF) << 32
+                 | _DESCRIPTOR_MODE[form.mode] << 62)
+        field = b.zext(b.and_(b.lshr(address, i32(4)), i32(0x3FFF)), I64)
+        self.base = b.or_(field, ir.Constant(I64, fixed))
+
+    def __call__(self, block: int, step: int) -> ir.Value:
+        start = self.form.starts[(block, step)] * 2 >> 4
+        return self.lw.b.add(self.base, ir.Constant(I64, start)) if start else self.base
+
+
+def _wgmma_dot(lw: Lowering, op: Operation) -> list | None:
+    """The dot on wgmma when layout assignment gave it the warpgroup layouts: a from
+    registers (its layout is `plan.a`), b from shared memory (a pipeline stage, or staged
+    here), one fence before the products and one wait after them."""
+    a_t, b_t, c_t = op.a.type, op.b.type, op.acc.type
+    operand = dtype_of(a_t)
+    plan = mma.wgmma_plan(lw.target.arch, a_t.shape, b_t.shape, operand, dtype_of(c_t),
+                          op.precision, lw.num_warps, op.warps_n)
+    if plan is None or tile_layout(c_t) != plan.c or a_t.space != REGISTER \
+            or tile_layout(a_t) != plan.a:
+        return None
+    b = lw.b
+    staged = b_t.space != SHARED
+    if staged:
+        b_tile = _staged_tile(lw, b_t, lw.get(op.b))
+        lw.target.fence_async_shared(b)
+        lw.target.barrier(b)
+    else:
+        b_tile = lw.get(op.b)
+    form = mma.wgmma_operand(_inner(b_tile), 1, plan.n)
+    if form is None:
+        raise op.error(f"internal error: b's shared layout {_inner(b_tile)} is not one wgmma "
+                       "reads")
+    descriptor = _Descriptors(lw, b_tile, form)
+    values = lw.get(op.a)
+    a_regs = [_pack_pairs(b, values[g:g + 2]) for g in range(0, len(values), 2)]
+    acc = list(lw.get(op.acc))
+    fenced = lw.target.wgmma_fence(b, acc + a_regs)
+    acc, a_regs = fenced[:len(acc)], fenced[len(acc):]
+    nd, rk = plan.n // 2, a_t.shape[1] // 16
+    for kk in range(rk):
+        for i in range(plan.rm):
+            a_in = a_regs[(i * rk + kk) * 4:(i * rk + kk + 1) * 4]  # local(rm, rk) * A
+            for j in range(plan.rn):
+                blk = (i * plan.rn + j) * nd
+                acc[blk:blk + nd] = lw.target.wgmma(b, plan.n, operand.name, a_in,
+                                                    descriptor(j, kk), acc[blk:blk + nd],
+                                                    form.mn_major)
+    acc = lw.target.wgmma_wait(b, acc)
+    if staged:
+        lw.target.barrier(b)  # the scratch area may be reused right after
+    return [acc]
+
+
 @lowers("dot")
 def _dot(lw: Lowering, op: Operation) -> list:
+    on_wgmma = _wgmma_dot(lw, op) if mma.has_wgmma(lw.target.arch) else None
+    if on_wgmma is not None:
+        return on_wgmma
     on_mma = _mma_dot(lw, op)
     if on_mma is not None:
         return on_mma

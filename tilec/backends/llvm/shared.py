@@ -28,7 +28,18 @@ if TYPE_CHECKING:
     from tilec.backends.llvm.lower import Lowering
 
 SMEM_SYMBOL = "tilec_smem"
-_ALIGN = 128  # room for the 128-byte swizzle atoms of TMA / wgmma
+_ALIGN = 128     # every allocation and the scratch area start on 128 bytes
+# The wgmma hardware swizzles absolute shared addresses: a tile in a Hopper layout starts on
+# its swizzle's period (1024 bytes for 128B), and so does the shared array.
+_ARRAY_ALIGN = 1024
+
+
+def _alignment(t: TileType) -> int:
+    """The byte alignment of a shared buffer: 128, or its swizzle's period if larger."""
+    bits = container_bits(t.element)
+    periods = [(1 << (z.bits + z.base + z.shift)) * bits // 8
+               for z in shared_layout_of(t).swizzles]
+    return max([_ALIGN] + [p for p in periods if p <= _ARRAY_ALIGN])
 
 
 def _round_up(n: int, m: int) -> int:
@@ -87,7 +98,7 @@ class SharedPlan:
         self.lowering = lowering
         self.offsets = offsets
         self.persistent_bytes = persistent
-        self.scratch_base = _round_up(persistent, _ALIGN)
+        self.scratch_base = _round_up(persistent, _ARRAY_ALIGN)  # wgmma operands staged
         self.scratch_bytes = 0
         self._array: ir.GlobalVariable | None = None
 
@@ -98,7 +109,7 @@ class SharedPlan:
             arr = ir.GlobalVariable(module, ir.ArrayType(I8, 0), SMEM_SYMBOL,
                                     addrspace=self.lowering.target.shared_addrspace)
             arr.linkage = "external"
-            arr.align = 16
+            arr.align = _ARRAY_ALIGN
             self._array = arr
         return self._array
 
@@ -152,10 +163,11 @@ def plan_shared(lowering: Lowering, fn: Function) -> SharedPlan:
         busy = sorted((off, size) for other, off, size, last in placed
                       if other.parent is not block or not _barrier_between(block, last, here))
         offset = 0
+        align = _alignment(t)
         for off, size in busy:
             if offset + nbytes <= off:
                 break
-            offset = max(offset, _round_up(off + size, _ALIGN))
+            offset = max(offset, _round_up(off + size, align))
         offsets[op] = offset
         placed.append((op, offset, nbytes, _last_use(op, block)))
         top = max(top, offset + nbytes)

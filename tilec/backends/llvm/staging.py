@@ -34,7 +34,7 @@ from tilec.backends.llvm.values import coord, i32
 from tilec.ir import mma
 from tilec.ir.core import Operation, OpResult, Trait
 from tilec.ir.shared_layout import SharedLayout
-from tilec.ir.types import PointerType, TileType, dtype_of
+from tilec.ir.types import REGISTER, PointerType, TileType, dtype_of
 
 _ALIGN = 128
 
@@ -195,12 +195,16 @@ def _defers(lw: Lowering, op: Operation) -> tuple[Operation, int] | None:
     found = _deferred_dot(op)
     if found is None:
         return None
-    dot = found[0]
+    return found if _on_mma_sync(lw, found[0]) else None
+
+
+def _on_mma_sync(lw: Lowering, dot: Operation) -> bool:
+    """Whether `dot` lowers to warp-level mma (not wgmma: it takes its a whole, see dot.py)."""
+    if any(v.type.space != REGISTER for v in dot.operands):
+        return False
     layouts = [tile_layout(v.type) for v in dot.operands]
-    if mma.match(lw.target.arch, *layouts, dtype_of(dot.a.type), dtype_of(dot.acc.type),
-                 dot.precision) is None:
-        return None
-    return found
+    return mma.match(lw.target.arch, *layouts, dtype_of(dot.a.type), dtype_of(dot.acc.type),
+                     dot.precision) is not None
 
 
 def _operand_offset(lw: Lowering, op: Operation, dot: Operation, which: int) -> int:
@@ -272,11 +276,8 @@ def _read_at_dot(lw: Lowering, op: Operation) -> bool:
     uses = op.results[0].uses
     if not uses or any(u.name != "dot" or u.parent is not op.parent for u in uses):
         return False
-    for dot in uses:
-        layouts = [tile_layout(v.type) for v in dot.operands]
-        if mma.match(lw.target.arch, *layouts, dtype_of(dot.a.type), dtype_of(dot.acc.type),
-                     dot.precision) is None:
-            return False
+    if not all(_on_mma_sync(lw, dot) for dot in uses):
+        return False
     ops = op.parent.ops
     last = max(ops.index(u) for u in uses)
     return all(not mid.has_trait(Trait.WRITES_MEMORY) or mid.name == "dot"

@@ -220,6 +220,41 @@ class NvidiaTarget(Target):
                   side_effect=False)
         return [b.extract_value(d, i) for i in range(nc)]
 
+    # PTX ISA 9.7.15 "Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions"
+    # (sm_90a). Inline PTX: LLVM's NVPTX has intrinsics for the fence, commit and wait but not
+    # for wgmma.mma_async itself. The accumulators pass through the fence and the wait as tied
+    # operands, so that LLVM cannot move their other uses into the asynchronous window.
+    def wgmma(self, b: ir.IRBuilder, n: int, operand: str, a: Sequence[ir.Value],
+              b_desc: ir.Value, c: Sequence[ir.Value], trans_b: bool) -> list[ir.Value]:
+        """`wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{t}.{t} d, {a0..a3}, b-desc, p, 1, 1,
+        trans-b` with p (scale-d) true: d = a @ b + d."""
+        t = _PTX_TYPE[operand]
+        nd, na = len(c), len(a)
+        d = "{" + ", ".join(f"${i}" for i in range(nd)) + "}"
+        a_text = "{" + ", ".join(f"${nd + i}" for i in range(na)) + "}"
+        text = ("{\n\t.reg .pred %p;\n\tsetp.ne.b32 %p, $" + str(nd + na + 1) + ", 0;\n\t"
+                f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{t}.{t} {d}, {a_text}, "
+                f"${nd + na}, %p, 1, 1, {int(trans_b)};\n\t}}")
+        constraints = ",".join(["=f"] * nd + ["r"] * na + ["l", "r"]
+                               + [str(i) for i in range(nd)])
+        out_t = ir.LiteralStructType([c[0].type] * nd)
+        fnty = ir.FunctionType(out_t, [_I32] * na + [_I64, _I32] + [c[0].type] * nd)
+        out = b.asm(fnty, text, constraints, list(a) + [b_desc, ir.Constant(_I32, 1)] + list(c),
+                    side_effect=True)
+        return [b.extract_value(out, i) for i in range(nd)]
+
+    def wgmma_fence(self, b: ir.IRBuilder, values: Sequence[ir.Value]) -> list[ir.Value]:
+        return _tied_asm(b, "wgmma.fence.sync.aligned;", values)
+
+    def wgmma_wait(self, b: ir.IRBuilder, values: Sequence[ir.Value]) -> list[ir.Value]:
+        return _tied_asm(b, "wgmma.commit_group.sync.aligned;\n\t"
+                            "wgmma.wait_group.sync.aligned 0;", values)
+
+    def fence_async_shared(self, b: ir.IRBuilder) -> None:
+        """`fence.proxy.async.shared::cta` (PTX ISA 9.7.13.4.18 "membar / fence")."""
+        b.asm(ir.FunctionType(ir.VoidType(), []), "fence.proxy.async.shared::cta;",
+              "~{memory}", [], side_effect=True)
+
     def load_matrix(self, b: ir.IRBuilder, ptr: ir.Value, num: int,
                     trans: bool) -> list[ir.Value] | None:
         """`ldmatrix.sync.aligned.m8n8.x{num}{.trans}.shared.b16` (PTX ISA 9.7.14.5.15) through
@@ -296,6 +331,22 @@ class NvidiaTarget(Target):
 # PTX ISA type names of the mma operand and accumulator dtypes.
 _PTX_TYPE = {"f16": "f16", "bf16": "bf16", "i8": "s8", "u8": "u8", "f8e4m3": "e4m3",
              "f8e5m2": "e5m2", "f32": "f32", "i32": "s32"}
+
+
+def _tied_asm(b: ir.IRBuilder, text: str, values: Sequence[ir.Value]) -> list[ir.Value]:
+    """Inline PTX `text` that every value passes through unchanged (in and out tied), so
+    that their definitions stay before it and their uses after."""
+    if not values:
+        b.asm(ir.FunctionType(ir.VoidType(), []), text, "~{memory}", [], side_effect=True)
+        return []
+    kinds = {ir.FloatType: "f", ir.IntType: "r"}
+    regs = [("l" if v.type == _I64 else kinds[type(v.type)]) for v in values]
+    constraints = ",".join([f"={r}" for r in regs] + [str(i) for i in range(len(values))]
+                           + ["~{memory}"])
+    out_t = ir.LiteralStructType([v.type for v in values])
+    out = b.asm(ir.FunctionType(out_t, [v.type for v in values]), text, constraints,
+                list(values), side_effect=True)
+    return [b.extract_value(out, i) for i in range(len(values))]
 
 
 def _pack32(b: ir.IRBuilder, values: Sequence[ir.Value], bits: int) -> list[ir.Value]:

@@ -238,9 +238,11 @@ class CopyAsync(Operation):
 
 
 class AsyncWait(Operation):
-    """Wait until at most `pending` of this thread's most recent copy_async ops are in flight."""
+    """Wait until at most `pending` of this thread's most recent copy_async ops are in flight;
+    with `fence_async`, then make the landed bytes visible to the asynchronous proxy (the
+    operand reads of wgmma)."""
     name = "async_wait"
-    attr_specs = {"pending": Attr(int, 0)}
+    attr_specs = {"pending": Attr(int, 0), "fence_async": Attr(bool, False)}
     traits = frozenset({READS, WRITES, Trait.BARRIER})
 
 

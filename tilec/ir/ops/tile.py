@@ -3,9 +3,11 @@ layout conversions, reductions, scans and the matrix product."""
 from __future__ import annotations
 
 from tilec.ir import dtypes as dt
-from tilec.ir.core import Attr, Operation
+from tilec.ir.core import Attr, Operation, Trait
 from tilec.ir.ops.base import PURE, check_result, numeric_kinds
-from tilec.ir.types import REGISTER, ScalarType, TileType, dtype_of
+
+READS = Trait.READS_MEMORY
+from tilec.ir.types import REGISTER, SHARED, ScalarType, TileType, dtype_of
 
 REDUCE_KINDS = ("sum", "prod", "max", "min", "and", "or", "xor")
 SCAN_KINDS = ("sum", "prod", "max", "min")
@@ -54,7 +56,8 @@ class Reshape(Operation):
 
 
 class Permute(Operation):
-    """Transpose: result dim i is operand dim dims[i]."""
+    """Transpose: result dim i is operand dim dims[i]. Of a shared tile, a view of the same
+    memory (a wgmma operand read transposed)."""
     name = "permute"
     operand_specs = ("x",)
     attr_specs = {"dims": Attr(list)}
@@ -70,7 +73,7 @@ class Permute(Operation):
     @classmethod
     def infer_types(cls, operand_types, attrs):
         t = operand_types[0]
-        return [TileType(tuple(t.shape[d] for d in attrs["dims"]), t.element)]
+        return [TileType(tuple(t.shape[d] for d in attrs["dims"]), t.element, None, t.space)]
 
 
 class ExpandDims(Operation):
@@ -233,6 +236,17 @@ class Scan(Operation):
 DOT_PRECISIONS = ("ieee", "tf32")
 
 
+class _DotTraits:
+    """`Dot.traits`: pure as declared (on the class), reading memory for an instance whose a
+    or b is a shared tile."""
+
+    def __get__(self, op: Operation | None, cls: type) -> frozenset:
+        if op is not None and any(isinstance(v.type, TileType) and v.type.space == SHARED
+                                  for v in op.operands[:2]):
+            return frozenset({READS})
+        return frozenset({PURE})
+
+
 class Dot(Operation):
     """`acc + a @ b` for a: MxK, b: KxN, acc: MxN; products accumulate in acc's dtype.
 
@@ -241,18 +255,23 @@ class Dot(Operation):
     instruction; 1 keeps every row of the result within one warp (flash attention's row
     softmax then needs no shared memory, and a dot result feeds the next dot's a in
     registers).
+
+    a and b may be shared tiles (the pipeline pass streams wgmma operands so, for the
+    instruction to read them where they are); such a dot reads memory instead of being pure.
     """
     name = "dot"
     operand_specs = ("a", "b", "acc")
     attr_specs = {"precision": Attr(str, "ieee", choices=DOT_PRECISIONS),
                   "warps_n": Attr(int, 0)}
     num_results = 1
-    traits = frozenset({PURE})
+    traits = _DotTraits()  # type: ignore[assignment]
 
     def verify(self) -> None:
         a, b, c = (_tile(self, v.type) for v in (self.a, self.b, self.acc))
         if a.rank != 2 or b.rank != 2 or c.rank != 2:
             raise self.error("dot takes 2-D tiles")
+        if c.space != REGISTER:
+            raise self.error(f"the accumulator must be a register tile, got {c}")
         (m, k), (k2, n) = a.shape, b.shape
         if k != k2 or c.shape != (m, n):
             raise self.error(f"shapes do not chain: {a.shape} @ {b.shape} -> {c.shape}",

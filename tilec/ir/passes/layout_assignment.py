@@ -60,6 +60,12 @@ W = `PassOptions.warp_size`: 32 on NVIDIA, 64 on AMD gfx9):
    whole number of instruction tiles per warp (M a multiple of 16*wm, N of 8*wn, K of the
    instruction's k) is not padded: the dot keeps the FMA path, as does a dot whose result
    layout the input set by hand.
+   On sm_90a a dot of f16/bf16 into f32 whose b is loaded straight from a tensor
+   (`load_view`, or its `permute`) runs on wgmma instead when the warps form whole
+   warpgroups and M splits into 64-row instructions over them (`mma.wgmma_plan`): a and
+   the accumulator get the warpgroup layouts, b keeps its load's layout (the pipeline pass
+   streams it into shared memory for the instruction to read there; the lowering stages
+   any other b).
 
 Choices where the rules leave freedom (deterministic, so the output is byte-identical):
 - constants, splats, aranges, loads, shared_loads: the default layout of their shape and
@@ -181,6 +187,14 @@ def _inverse(dims: list[int]) -> list[int]:
     for i, d in enumerate(dims):
         inv[d] = i
     return inv
+
+
+def _loaded(v: Value) -> bool:
+    """Whether `v` is a tile loaded straight from a tensor, or a transpose of one (a wgmma
+    b operand, rule 6)."""
+    if isinstance(v, OpResult) and v.owner.name == "permute":
+        v = v.owner.x
+    return isinstance(v, OpResult) and v.owner.name == "load_view"
 
 
 # ---------------------------------------------------------------------------------------
@@ -375,7 +389,7 @@ class _Assigner:
         self.want(op, 0, target)
         set_layout(op.result, target)
 
-    def mma_layouts(self, op: Operation) -> mma.DotLayouts | None:
+    def mma_layouts(self, op: Operation) -> mma.DotLayouts | mma.WgmmaPlan | None:
         """The matrix-instruction layouts of a dot (rule 6), or None for the FMA path: no
         instruction for the target and dtypes, a tile the warps cannot split, or a result
         layout the input set by hand."""
@@ -383,7 +397,11 @@ class _Assigner:
             return self.mma_memo[op]
         found = None
         a, c = op.a.type, op.acc.type
-        if op.result not in self.preset:
+        if op.result not in self.preset and _loaded(op.b):
+            found = mma.wgmma_plan(self.options.target, a.shape, op.b.type.shape, a.element,
+                                   c.element, op.precision, self.threads // self.warp,
+                                   op.warps_n)
+        if op.result not in self.preset and found is None:
             for instr in mma.candidates(self.options.target, a.element, c.element,
                                         op.precision):
                 found = mma.dot_layouts(a.shape, op.b.type.shape, instr,
@@ -397,7 +415,8 @@ class _Assigner:
         plan = self.mma_layouts(op)
         if plan is not None:
             self.want(op, 0, plan.a)
-            self.want(op, 1, plan.b)
+            if isinstance(plan, mma.DotLayouts):  # wgmma reads b from shared memory
+                self.want(op, 1, plan.b)
             self.want(op, 2, plan.c)
             for v in op.operands[:2]:  # staged through shared memory, see _sink
                 if isinstance(v, OpResult) and v.owner in self.inserted:
