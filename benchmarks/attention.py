@@ -222,7 +222,7 @@ def _ptxas_report() -> dict[str, dict]:
             attn_mod.attention_kernel = real
         module, warps = rec[0]
         k = compile_kernel(module, "attention_kernel", arch="sm_90a", num_warps=warps)
-        cfg = attn_mod.pick_config(d, 4096, 4096)
+        cfg = attn_mod.pick_config(d, 4096, 4096, wgmma=True)
         report[f"D={d}"] = {"config": cfg._asdict(), "registers": k.resources.registers,
                             "spill_bytes": k.resources.spill_stores,
                             "shared_bytes": k.shared_bytes}
@@ -273,8 +273,9 @@ def forward_rows() -> list[dict]:
 def config_sweep() -> list[dict]:
     """The bar shape (D = 128, S = 4096, non-causal) at a few tile configurations beside
     pick_config's, for the table (and the autotuner that will replace it)."""
-    cfgs = [attn_mod.AttentionConfig(128, 64, 8, 3), attn_mod.AttentionConfig(128, 64, 8, 2),
-            attn_mod.AttentionConfig(128, 32, 8, 3), attn_mod.AttentionConfig(64, 64, 4, 3)]
+    cfgs = [attn_mod.AttentionConfig(*c) for c in ((128, 128, 8, 2), (128, 64, 8, 3),
+                                                    (128, 64, 8, 2), (64, 64, 4, 2),
+                                                    (64, 128, 4, 2))]
     b, h, s, d = 4, 16, 4096, 128
     q, k, v = (torch.randn(b, h, s, d, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     flops = 4 * b * h * s * s * d
@@ -368,12 +369,50 @@ def paged_rows(copy: float) -> list[dict]:
     return rows
 
 
+def paged_sweep(copy: float) -> list[dict]:
+    """The paged bar shape (batch 16, context 8k) at configurations beside pick_config's:
+    keys a step, splits, warps and stages of the K/V gathers' cp.async pipeline."""
+    batch, ctx, h, hk, d, page = 16, 8192, 32, 4, 128, 16
+    per_seq = ctx // page
+    gen = torch.Generator(device="cuda").manual_seed(7)
+    kc = torch.randn(batch * per_seq, page, hk, d, device="cuda", dtype=torch.bfloat16,
+                     generator=gen)
+    vc = torch.randn_like(kc)
+    table = torch.randperm(batch * per_seq, device="cuda", generator=gen).to(torch.int32)
+    table = table.reshape(batch, per_seq)
+    seq_lens = torch.full((batch,), ctx, dtype=torch.int32, device="cuda")
+    q = torch.randn(batch, h, d, device="cuda", dtype=torch.bfloat16, generator=gen)
+    nbytes = 2 * batch * ctx * hk * d * 2
+    want = _torch_paged(q, kc, vc, table, seq_lens, None, ctx).float()
+    rows = []
+    print("\npaged decode, batch 16, context 8k: (BN, splits, warps, stages) -> vs copy")
+    for cfg in [paged_mod.PagedConfig(*c) for c in (
+            (64, 8, 4, 3), (64, 8, 4, 2), (64, 16, 4, 3), (64, 16, 4, 2), (64, 4, 4, 3),
+            (32, 16, 4, 3), (32, 8, 4, 4), (128, 8, 4, 2), (128, 8, 8, 2), (64, 8, 8, 3))]:
+        out = torch.full_like(q, math.nan)
+        try:
+            got = paged_attention(q, kc, vc, table, seq_lens, out=out, config=cfg)
+            err = (got.float() - want).abs().max().item()
+            if not err < 2e-2:
+                raise AssertionError(f"max |error| {err}")
+            ms = median(time_ms(lambda: paged_attention(q, kc, vc, table, seq_lens, out=out,
+                                                        config=cfg), warmup=3, repeats=30))
+            row = {"config": cfg._asdict(), "ms": ms, "vs_copy": nbytes / ms / 1e6 / copy}
+            print(f"  {tuple(cfg)}: {ms * 1e3:7.1f} us  {row['vs_copy']:.2f}")
+        except Exception as e:
+            row = {"config": cfg._asdict(), "error": f"{type(e).__name__}: {str(e)[:200]}"}
+            print(f"  {tuple(cfg)}: {row['error']}")
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     fwd = forward_rows()
     sweep = config_sweep()
     copy = copy_gbs()
     paged = paged_rows(copy)
+    paged_configs = paged_sweep(copy)
     report = _ptxas_report()
     print("\ntilec forward kernel (sm_90a ptxas):", report)
     bar_fwd = next(r for r in fwd if r["D"] == 128 and r["S"] == 4096 and not r["causal"])
@@ -387,6 +426,7 @@ def main() -> None:
     print("bars (>= 1.0 and >= 0.70):", bars)
     path = write_result("attention", {"forward": fwd, "forward_configs": sweep,
                                       "copy_gbs": copy, "paged": paged,
+                                      "paged_configs": paged_configs,
                                       "ptxas": report, "bars": bars})
     print(f"wrote {path}")
 

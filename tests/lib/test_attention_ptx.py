@@ -64,6 +64,23 @@ def test_attention_ptx(monkeypatch, d, causal, window, arch):
     assert "ex2.approx" in k.ptx and k.ptx.count("cp.async.cg") >= 4
 
 
+@pytest.mark.parametrize("d", [64, 128])
+def test_attention_wgmma_configs(monkeypatch, d):
+    """The H100's configurations (two warpgroups of 64 rows at D = 128, one at D = 64, 128
+    keys a block) compile for sm_90a without spills, both products on wgmma."""
+    rec = _Recorder(attn_mod.attention_kernel)
+    monkeypatch.setattr(attn_mod, "attention_kernel", rec)
+    x = np.zeros((1, 2, 256, d), ml_dtypes.bfloat16)
+    cfg = attn_mod.pick_config(d, 4096, 4096, wgmma=True)
+    assert cfg.BN == 128 and cfg.num_warps == (8 if d == 128 else 4)
+    attention(x, x, x, config=cfg)
+    (module, warps), = rec.modules
+    k = _compile(module, warps, "sm_90a")
+    assert {f"m64n{n}k16" for n in (128, d)} == set(re.findall(r"wgmma\.mma_async\.sync"
+                                                              r"\.aligned\.(m64n\d+k16)", k.ptx))
+    assert "mma.sync" not in k.ptx
+
+
 @pytest.mark.parametrize("cache, split, arch", [
     (ml_dtypes.bfloat16, True, "sm_90a"),
     (ml_dtypes.float8_e4m3fn, False, "sm_80"),
@@ -78,6 +95,13 @@ def test_paged_ptx(monkeypatch, cache, split, arch):
     table = np.arange(8, dtype=np.int32).reshape(2, 4)
     paged_attention(q, kc, kc, table, np.array([200, 40], np.int32),
                     config=PagedConfig(64, 2 if split else 1, 4))
-    for module, warps in rec.modules + merge.modules:
-        _compile(module, warps, arch)
+    compiled = [_compile(module, warps, arch) for module, warps in rec.modules + merge.modules]
     assert len(merge.modules) == (1 if split else 0)
+    if cache is ml_dtypes.bfloat16:
+        # K and V gathered page by page through the block table, by cp.async three stages
+        # deep (two blocks ahead: 2 x 8 runs of 16 bytes a thread, and 8 + 8 in the loop),
+        # each run's alignment known from the launch (no fallback element by element).
+        ptx = compiled[0].ptx
+        assert ptx.count("cp.async.cg.shared.global") == 3 * 2 * 64 * 128 // 8 // 128
+        # (q's masked load keeps one: 16 x 128 elements over 128 threads)
+        assert len(re.findall(r"ld\.global(?:\.\w+)*\.b16", ptx)) <= 16 * 128 // 128

@@ -46,6 +46,18 @@ def device(x: Any) -> Any:
     return device(x.data) if isinstance(x, tc.PackedTensor) else getattr(x, "device", None)
 
 
+def on_wgmma_gpu(x: Any) -> bool:
+    """Whether `x` is a torch tensor on a GPU that tilec compiles for with wgmma (sm_90a:
+    compute capability 9.0)."""
+    d = device(x)
+    return is_torch(x) and d.type == "cuda" and _capability(d.index) == (9, 0)
+
+
+@functools.lru_cache(maxsize=None)
+def _capability(index: int | None) -> tuple[int, int]:
+    return tuple(torch().cuda.get_device_capability(index))
+
+
 def info(x: Any, name: str, fn: str) -> tuple[dt.DType, tuple[int, ...]]:
     """(tilec dtype, shape) of a tensor argument, or a LaunchError naming it."""
     if isinstance(x, tc.PackedTensor):

@@ -169,15 +169,26 @@ class AttentionConfig(NamedTuple):
     num_stages: int
 
 
-def pick_config(head_dim: int, seqlen_q: int, seqlen_k: int) -> AttentionConfig:
-    """The tile configuration by shape bucket (the autotuner will replace this table):
-    FA2's mma.sync shape, 16 query rows a warp (128 over 8 warps, or 64 over 4 for short
-    queries, where 128-row blocks would leave SMs idle) and 64 keys a block, 3 stages of K
-    and V (96 KiB for D = 128, plus 32 KiB to stage q once: under sm_80's 163 KiB). D = 256
-    takes 64 x 16 blocks over 4 warps, and still spills (its accumulator alone is 128
-    registers a thread)."""
+def pick_config(head_dim: int, seqlen_q: int, seqlen_k: int,
+                wgmma: bool = False) -> AttentionConfig:
+    """The tile configuration by shape bucket (the autotuner will replace this table).
+
+    mma.sync (sm_80, sm_89, the interpreter): FA2's shape, 16 query rows a warp (128 over 8
+    warps, or 64 over 4 for short queries, where 128-row blocks would leave SMs idle) and
+    64 keys a block, 3 stages of K and V (96 KiB for D = 128, plus 32 KiB to stage q once:
+    under sm_80's 163 KiB). D = 256 takes 64 x 16 blocks over 4 warps, and still spills
+    (its accumulator alone is 128 registers a thread).
+
+    wgmma (sm_90a), from a sweep on the H100 (benchmarks/attention-notes.md, session 6):
+    D = 128 takes 128 x 128 blocks over two warpgroups and 2 stages once there are 2048
+    queries, D = 64 takes 64 x 128 over one; short queries 64 x 64 over one warpgroup."""
     if head_dim > 128:
         return AttentionConfig(64, 16, 4, 2)
+    if wgmma:
+        if seqlen_q < 2048:
+            return AttentionConfig(64, 64, 4, 2)
+        return AttentionConfig(128, 128, 8, 2) if head_dim == 128 else AttentionConfig(
+            64, 128, 4, 2)
     if seqlen_q <= 64:
         return AttentionConfig(64, 64, 4, 3)
     return AttentionConfig(128, 64, 8, 3)
@@ -338,7 +349,7 @@ def attention(q: Any, k: Any, v: Any, causal: bool = False, sm_scale: float | No
     if batch > 65535 or nh > 65535:
         raise LaunchError(f"attention: at most 65535 sequences and 65535 heads, got {batch} "
                           f"and {nh}")
-    cfg = config or pick_config(hd, lq, lk)
+    cfg = config or pick_config(hd, lq, lk, _host.on_wgmma_gpu(q))
     dummy = _host.dummy_ints(q)
     lse2 = (_host.reshape(lse, (batch * nh if not varlen else nh, -1))
             if return_lse else _host.dummy_f32(q))

@@ -59,25 +59,19 @@ def paged_kernel(Q: tc.Tensor, Kc: tc.Tensor, Vc: tc.Tensor, BT: tc.Tensor, SL: 
     acc = tc.zeros((MP, D), tc.float32)
     m_i = tc.full((MP,), -float("inf"), tc.float32)
     l_i = tc.zeros((MP,), tc.float32)
-    # The page ids of each key block are loaded one block ahead (carried), and V is loaded
-    # with K, before the scores are computed: a block waits on one round trip to memory,
-    # not three (page ids, then K, then V).
-    page = tc.load(BT.ptr + b * BT.stride(0) + (start + tc.arange(0, BN)) // PAGE,
-                   mask=start + tc.arange(0, BN) < end, other=0)
     for n0 in range(start, end, BN):
         tok = n0 + tc.arange(0, BN)
         live = tok < end
+        # The gathers of K and V (and the page ids they go through) are the pipeline's:
+        # cp.async copies into shared memory, num_stages - 1 blocks ahead.
+        page = tc.load(BT.ptr + b * BT.stride(0) + tok // PAGE, mask=live, other=0)
         rows = page.to(tc.int64)
-        # V first: K's conversion to its mma layout (right after K's load) has barriers,
-        # and V's load should be in flight across them.
-        v_rows = rows * Vc.stride(0) + (tok % PAGE) * Vc.stride(1) + hk * Vc.stride(2)
-        v = tc.load(Vc.ptr + tc.expand_dims(v_rows, 1) + tc.expand_dims(d, 0),
-                    mask=tc.expand_dims(live, 1), other=0.0)
         k_rows = rows * Kc.stride(0) + (tok % PAGE) * Kc.stride(1) + hk * Kc.stride(2)
         k = tc.load(Kc.ptr + tc.expand_dims(k_rows, 1) + tc.expand_dims(d, 0),
                     mask=tc.expand_dims(live, 1), other=0.0)
-        nxt = tok + BN
-        page = tc.load(BT.ptr + b * BT.stride(0) + nxt // PAGE, mask=nxt < end, other=0)
+        v_rows = rows * Vc.stride(0) + (tok % PAGE) * Vc.stride(1) + hk * Vc.stride(2)
+        v = tc.load(Vc.ptr + tc.expand_dims(v_rows, 1) + tc.expand_dims(d, 0),
+                    mask=tc.expand_dims(live, 1), other=0.0)
         s = tc.dot(q, tc.trans(k.to(Q.dtype)))
         visible = tc.expand_dims(live, 0) & (tc.expand_dims(tok, 0) <= tc.expand_dims(last, 1))
         s = tc.where(visible, s, -float("inf"))
@@ -132,15 +126,17 @@ class PagedConfig(NamedTuple):
     BN: int
     splits: int
     num_warps: int
+    num_stages: int = 3
 
 
 def pick_config(batch: int, kv_heads: int, max_seqlen: int, num_sms: int = 132) -> PagedConfig:
     """Keys a step and the number of context splits by shape bucket (the autotuner will
-    replace this table): split until about four programs per SM are in flight, keeping at
-    least 4 key blocks (256 keys) per split."""
+    replace this table): split until the programs fill the device once (two a SM: each
+    holds 3 stages of 64 keys' K and V, 96 KiB of shared memory), keeping at least 4 key
+    blocks (256 keys) per split."""
     bn = 64
     programs = max(1, batch * kv_heads)
-    want = max(1, (4 * num_sms) // programs)
+    want = max(1, (2 * num_sms) // programs)
     most = max(1, max_seqlen // (4 * bn))
     return PagedConfig(bn, min(want, most, 64), 4)
 
@@ -282,7 +278,8 @@ def paged_attention(q: Any, k_cache: Any, v_cache: Any, block_table: Any, seq_le
     paged_kernel[(batch * nhk, splits)](
         q4, k_cache, v_cache, bt, sl, o4, part_o, part_l, nhk, group, tokens, chunk,
         float(sm_scale * k_scale * LOG2E), float(v_scale),
-        MP=mp, BN=cfg.BN, D=hd, PAGE=int(page), SPLIT=splits > 1, num_warps=cfg.num_warps)
+        MP=mp, BN=cfg.BN, D=hd, PAGE=int(page), SPLIT=splits > 1, num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages)
     if splits > 1:
         merge_kernel[(batch * nhk, group * tokens)](
             part_o, part_l, o4, nhk, group, splits, MP=mp,

@@ -19,7 +19,7 @@ accesses must stay inside their tensor unless masked off (a GPU would fault: her
 TilecError at the op's location). Atomics run sequentially in row-major lane order, so
 duplicate addresses within one tile see each other's updates; masked-off lanes return 0.
 `atomic_cas` compares values (not bit patterns). Shared memory starts zeroed;
-`copy_async` completes at once, `async_wait` and `barrier` do nothing.
+`copy_async` and `gather_async` complete at once, `async_wait` and `barrier` do nothing.
 
 Arguments: numpy arrays (numpy or ml_dtypes dtypes, any element strides) and PackedTensors
 for tensor parameters, numbers for scalar parameters. An array whose dtype is its tilec
@@ -539,6 +539,17 @@ def _shared_store(prog, op, args):
 def _copy_async(prog, op, args):
     t, *offsets, dst = args
     dst.array[...] = _load_view(t, offsets, dst.array.shape)
+    return []
+
+
+@handles("gather_async")
+def _gather_async(prog, op, args):
+    a = _named(op, args)
+    ptr, dst = a["ptr"], a["dst"]
+    active, offs = _active_offsets(prog, op, ptr, a["mask"])
+    flat = ptr.buffer.flat
+    got = flat[np.where(active, offs, 0)] if flat.shape[0] else np.zeros(offs.shape)
+    dst.array[...] = np.where(active, got, 0)
     return []
 
 

@@ -18,8 +18,9 @@ import numpy as np
 from llvmlite import ir
 
 from tilec.backends.abi import is_packed
-from tilec.backends.llvm.lower import Lowering, lowers, tile_layout
-from tilec.backends.llvm.memory import linear_index, offsets_i32, from_bits, masked_load, to_bits
+from tilec.backends.llvm.lower import Lowering, lowers, tile_layout, truth
+from tilec.backends.llvm.memory import (linear_index, offsets_i32, from_bits, masked_load,
+                                        to_bits, vector_groups)
 from tilec.backends.llvm.elementwise import memory_type
 from tilec.backends.llvm.shared import (SharedTile, container_bits, from_container,
                                         layout_offset, linear_offsets, load_register_tile,
@@ -28,10 +29,11 @@ from tilec.backends.llvm.shared import (SharedTile, container_bits, from_contain
                                         tile_offset, to_container, element_pointer)
 from tilec.backends.llvm import shuffle, staging
 from tilec.backends.llvm.values import I32, I64, i32
+from tilec.ir.contiguity import last_dim_step, run_alignment
 from tilec.ir.core import Operation
 from tilec.ir.layout import RegisterLayout
 from tilec.ir.layout_defaults import view_layout
-from tilec.ir.shared_layout import SharedLayout
+from tilec.ir.shared_layout import SharedLayout, contiguous_vector
 from tilec.ir.types import SHARED, PointerType, TileType, dtype_of
 
 
@@ -427,6 +429,96 @@ def _copy_elements(lw: Lowering, op: Operation, vector: int = 1) -> None:
     flat.add_incoming(b.add(flat, i32(threads)), b.block)
     b.branch(header)
     b.position_at_end(end)
+
+
+@lowers("gather_async")
+def _gather_async(lw: Lowering, op: Operation) -> list:
+    """Each thread copies its own elements of the pointer tile. With the target's
+    asynchronous copies and a tile whose runs (`_gather_runs`) are contiguous and masked as
+    a whole, one 16-byte `cp.async` per run, a masked-off run reading 0 bytes (zero fill),
+    when every live run is 16-byte aligned at run time; otherwise, run by run, element by
+    element (synchronously). Without such runs, or on other targets, a synchronous copy,
+    element by element. One commit group either way."""
+    b = lw.b
+    t = op.ptr.type
+    element = t.element.pointee
+    ptrs = lw.get(op.ptr)
+    preds = ([truth(b, m) for m in lw.get(op.mask)] if op.mask is not None
+             else [ir.Constant(ir.IntType(1), 1)] * len(ptrs))
+    tile: SharedTile = lw.get(op.dst)
+    offsets = shared_coords_offsets(lw, tile, tile_layout(t))
+    et_smem = smem_type(element, lw.llvm_type)
+    bits = 8 if element.is_bool else element.bits
+
+    def copy(ptr, pred, off):
+        raw = masked_load(lw, ptr, ir.IntType(bits), pred, ir.Constant(ir.IntType(bits), 0))
+        b.store(to_container(b, from_bits(b, raw, element), et_smem),
+                element_pointer(b, tile.base, et_smem, off))
+
+    v = _gather_runs(lw, op)
+    if v is None:
+        for ptr, pred, off in zip(ptrs, preds, offsets):
+            copy(ptr, pred, off)
+    else:
+        # Runs are contiguous and masked as a whole (the ops say so): each is read through
+        # its first pointer and predicate only.
+        runs = range(0, len(ptrs), v)
+        if run_alignment(op.ptr, v, lw.fn) >= 16:
+            for g in runs:
+                dst = element_pointer(b, tile.base, et_smem, offsets[g])
+                lw.target.copy_async_16(b, dst, ptrs[g],
+                                        b.select(preds[g], i32(v * bits // 8), i32(0)))
+            lw.target.commit_copies(b)
+            return []
+        ok = ir.Constant(ir.IntType(1), 1)
+        for g in runs:
+            low = b.and_(b.ptrtoint(ptrs[g], I64), ir.Constant(I64, 15))
+            ok = b.and_(ok, b.or_(b.icmp_unsigned("==", low, ir.Constant(I64, 0)),
+                                  b.not_(preds[g])))
+        fast, slow, done = (lw.block("gather.async"), lw.block("gather.sync"),
+                            lw.block("gather.done"))
+        b.cbranch(ok, fast, slow)
+        b.position_at_end(fast)
+        for g in runs:
+            dst = element_pointer(b, tile.base, et_smem, offsets[g])
+            lw.target.copy_async_16(b, dst, ptrs[g],
+                                    b.select(preds[g], i32(v * bits // 8), i32(0)))
+        b.branch(done)
+        b.position_at_end(slow)
+        et_mem = memory_type(element)
+        for g in runs:
+            for i in range(v):
+                copy(b.gep(ptrs[g], [ir.Constant(I64, i)], source_etype=et_mem), preds[g],
+                     offsets[g + i])
+        b.branch(done)
+        b.position_at_end(done)
+    if lw.target.async_copies:
+        lw.target.commit_copies(lw.b)
+    return []
+
+
+def _gather_runs(lw: Lowering, op: Operation) -> int | None:
+    """Elements per 16-byte run when `cp.async` can gather the tile: a target that has it,
+    whole-byte elements, runs of the register layout (consecutive along the last dim) that
+    the shared layout keeps at consecutive, run-aligned offsets, pointers that the ops
+    show step by one element along the last dim and a mask that does not change along it."""
+    t = op.ptr.type
+    element = t.element.pointee
+    if not lw.target.async_copies or element.is_bool or is_packed(element):
+        return None
+    bits = element.itemsize_bits
+    if bits not in (8, 16, 32, 64) or container_bits(element) != bits:
+        return None
+    if last_dim_step(op.ptr) != 1 or op.mask is not None and last_dim_step(op.mask) != 0:
+        return None
+    v = 128 // bits
+    layout = tile_layout(t)
+    tile: SharedTile = lw.get(op.dst)
+    n = len(tile.prefix)
+    inner = SharedLayout(tile.layout.modes[n:], tile.layout.strides[n:], tile.layout.swizzles)
+    if vector_groups(layout, bits) < v or contiguous_vector(layout, inner) < v:
+        return None
+    return v
 
 
 @lowers("async_wait")

@@ -237,10 +237,25 @@ class CopyAsync(Operation):
         _check_view(self, self.tensor, self.offsets, TileType(dst.shape, dst.element))
 
 
+class GatherAsync(Operation):
+    """Start gathering through a tile of pointers into a shared tile (masked-off lanes fill
+    0): the asynchronous form of `load`, complete after a later `async_wait`."""
+    name = "gather_async"
+    operand_specs = ("ptr", "mask?", "dst")
+    traits = frozenset({READS, WRITES})
+
+    def verify(self) -> None:
+        dst = _shared(self, self.dst.type, "destination")
+        pointee = _pointee(self, self.ptr.type)
+        if shape_of(self.ptr.type) != dst.shape or pointee != dst.element:
+            raise self.error(f"pointers {self.ptr.type} do not fit {dst}")
+        _check_mask(self, self.mask, dst.shape)
+
+
 class AsyncWait(Operation):
-    """Wait until at most `pending` of this thread's most recent copy_async ops are in flight;
-    with `fence_async`, then make the landed bytes visible to the asynchronous proxy (the
-    operand reads of wgmma)."""
+    """Wait until at most `pending` of this thread's most recent copy_async / gather_async ops
+    are in flight; with `fence_async`, then make the landed bytes visible to the asynchronous
+    proxy (the operand reads of wgmma)."""
     name = "async_wait"
     attr_specs = {"pending": Attr(int, 0), "fence_async": Attr(bool, False)}
     traits = frozenset({READS, WRITES, Trait.BARRIER})

@@ -28,6 +28,15 @@ gets, per such load, a buffer of S stages in the swizzled shared layout that
 Copies past the end of the loop read out of bounds and fill zeros into slots nobody reads.
 The interpreter's meaning is unchanged: `copy_async` is the `load_view`, done early.
 
+A gather (`load` through a tile of pointers, e.g. rows picked by an index array or pages
+by a block table) streams the same way when its pointers and mask come from the induction
+variable, loop-invariant values and loads of memory the loop does not write (the index
+reads), its masked-off lanes read 0, and its pointers step by one element along the last
+dim with a mask that does not (`contiguity.last_dim_step`): `gather_async` then copies each
+thread's 16-byte runs with cp.async. The ops its pointers depend on are cloned for the
+iteration copied ahead, their loads and the gather masked by `iv_at < ub`: a pointer past
+the loop's end would fault where a view reads zeros.
+
 A wgmma dot reads its b operand from shared memory itself: a `load_view` used only as the
 b of such dots (directly, or through one `permute`: `dot(q, trans(k))`) streams the same
 way into a buffer in the Hopper layout of `mma.wgmma_shared_layout`, and the dots take the
@@ -40,8 +49,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tilec.ir import dtypes as dt
 from tilec.ir import mma
 from tilec.ir.builder import Builder
+from tilec.ir.contiguity import last_dim_step
 from tilec.ir.core import Block, Function, Module, Operation, OpResult, Trait, Value
 from tilec.ir.rewrite import clone_op, replace_all_uses
 from tilec.ir.shared_layout import SharedLayout
@@ -92,13 +103,13 @@ def _defined_in(v: Value, block: Block) -> bool:
     return any(v is a for a in block.args)
 
 
-def _offset_slice(load: Operation, body: Block) -> list[Operation] | None:
-    """The body ops the offsets of `load` depend on (pure, region-free, reading only the
-    induction variable, loop-invariant values and each other), in body order; None when
-    they read anything else (a carried value, memory)."""
+def _slice(roots: list[Value], body: Block, reads: bool) -> list[Operation] | None:
+    """The body ops `roots` depend on, in body order: region-free, pure or (when `reads`:
+    the loop writes no memory) loads, reading only the induction variable, loop-invariant
+    values and each other; None when they read anything else (a carried value)."""
     iv = body.args[0]
     needed: dict[int, Operation] = {}
-    work = list(load.offsets)
+    work = list(roots)
     while work:
         v = work.pop()
         if v is iv or not _defined_in(v, body):
@@ -106,7 +117,7 @@ def _offset_slice(load: Operation, body: Block) -> list[Operation] | None:
         if not isinstance(v, OpResult):
             return None  # a carried value
         op = v.owner
-        if not op.has_trait(Trait.PURE) or op.regions:
+        if op.regions or not (op.has_trait(Trait.PURE) or reads and op.name in _READS):
             return None
         if id(op) not in needed:
             needed[id(op)] = op
@@ -114,7 +125,35 @@ def _offset_slice(load: Operation, body: Block) -> list[Operation] | None:
     return [op for op in body.ops if id(op) in needed]
 
 
-def _wgmma_stream(load: Operation, body: Block, options: PassOptions) -> _Stream | None:
+_READS = ("load", "load_view")
+
+
+def _roots(load: Operation) -> list[Value]:
+    """What the addresses (and mask) of a streamed load are computed from."""
+    if load.name == "load_view":
+        return list(load.offsets)
+    return [load.ptr] + ([load.mask] if load.mask is not None else [])
+
+
+def _runs(load: Operation) -> bool:
+    """Whether a gather reads runs of consecutive elements along the last dim, masked as a
+    whole (what `gather_async` copies 16 bytes at a time; element by element, a pipelined
+    gather would be slower than the load)."""
+    return last_dim_step(load.ptr) == 1 and (load.mask is None
+                                             or last_dim_step(load.mask) == 0)
+
+
+def _zero_fill(load: Operation) -> bool:
+    """Whether the load's masked-off lanes read 0 (what an asynchronous copy fills)."""
+    other = load.other if load.name == "load" else None
+    if other is None:
+        return True
+    op = other.owner if isinstance(other, OpResult) else None
+    return op is not None and op.name == "constant" and op.attrs.get("value") == 0
+
+
+def _wgmma_stream(load: Operation, body: Block, reads: bool,
+                  options: PassOptions) -> _Stream | None:
     """A load used only as the b of wgmma dots, directly or through one permute."""
     t = load.results[0].type
     uses = load.results[0].uses
@@ -128,20 +167,25 @@ def _wgmma_stream(load: Operation, body: Block, options: PassOptions) -> _Stream
         return None
     if t.rank != 2 or t.element.itemsize_bits != 16 or t.shape[-1] % 8:
         return None
-    sliced = _offset_slice(load, body)
+    sliced = _slice(_roots(load), body, reads)
     if sliced is None:
         return None
     # The copy runs 16-byte chunks along the tensor's last dim: keep them contiguous.
     return _Stream(load, None, mma.wgmma_shared_layout(t.shape, 1), sliced, permute)
 
 
-def _stream(load: Operation, body: Block, options: PassOptions) -> _Stream | None:
-    if load.name != "load_view" or _defined_in(load.tensor, body):
+def _stream(load: Operation, body: Block, reads: bool, options: PassOptions) -> _Stream | None:
+    if load.name == "load_view":
+        if _defined_in(load.tensor, body):
+            return None
+    elif load.name != "load" or not _zero_fill(load) or not _runs(load):
         return None
-    if not isinstance(load.results[0].type.element, PointerType):
-        found = _wgmma_stream(load, body, options)
-        if found is not None:
-            return found
+    t = load.results[0].type
+    if not isinstance(t, TileType) or isinstance(t.element, PointerType):
+        return None
+    found = _wgmma_stream(load, body, reads, options)
+    if found is not None:
+        return found
     uses = load.results[0].uses
     if len(uses) != 1 or uses[0].name != "convert_layout" or uses[0].parent is not body:
         return None
@@ -151,8 +195,8 @@ def _stream(load: Operation, body: Block, options: PassOptions) -> _Stream | Non
         dots = dots[0].results[0].uses   # dot(x, trans(load)): the permute stays
     if not dots or any(d.name != "dot" or d.parent is not body for d in dots):
         return None
-    t, f = load.results[0].type, convert.results[0].type
-    if t.rank != 2 or isinstance(t.element, PointerType) or t.element.is_bool:
+    f = convert.results[0].type
+    if t.rank != 2 or t.element.is_bool:
         return None
     bits = t.element.itemsize_bits
     if bits not in (8, 16, 32) or t.shape[-1] * bits % 128:
@@ -160,7 +204,7 @@ def _stream(load: Operation, body: Block, options: PassOptions) -> _Stream | Non
     plan = mma.ldmatrix_plan(t.layout, f.layout, bits)
     if plan is None:
         return None
-    sliced = _offset_slice(load, body)
+    sliced = _slice(_roots(load), body, reads)
     if sliced is None:
         return None
     return _Stream(load, convert, plan.shared, sliced)
@@ -178,17 +222,57 @@ def _const(b: Builder, value: int, t: ScalarType) -> Value:
     return b.op("constant", attrs={"value": value}, types=[t])
 
 
-def _issue(b: Builder, s: _Stream, iv: Value, iv_at: Value, buffer: Value,
-           slot: Value) -> None:
-    """copy_async of stream `s`'s tile for induction value `iv_at` into stage `slot`."""
+def _issue(b: Builder, loop: Operation, streams: list[_Stream], buffers: list[Value],
+           iv_at: Value, slot: Value) -> None:
+    """The copies of every stream's tile for induction value `iv_at` into stage `slot`: the
+    ops their addresses depend on, cloned once for all streams, then one copy_async
+    (load_view) or gather_async (load) each. Loads among those ops and the gathers are
+    masked off past the loop's end: unlike a view, a pointer out of range would fault."""
+    body = loop.regions[0].block
+    iv = body.args[0]
     mapping: dict[Value, Value] = {iv: iv_at}
-    for op in s.slice:
-        b.insert(clone_op(op, mapping))
-    offsets = [mapping.get(v, v) for v in s.load.offsets]
-    stage = b.op("shared_index", buffer, slot,
-                 types=[TileType(s.load.results[0].type.shape, s.load.results[0].type.element,
-                                 _drop_dim0(buffer.type.layout), SHARED)])
-    b.create("copy_async", s.load.tensor, offsets, stage)
+    ops = {id(op) for s in streams for op in s.slice}
+    guard = None
+    for op in [op for op in body.ops if id(op) in ops]:
+        if op.name == "load":
+            guard = guard or _in_range(b, loop, iv_at)
+            ptr = mapping.get(op.ptr, op.ptr)
+            extra = {} if op.other is None else {"other": mapping.get(op.other, op.other)}
+            mapping[op.results[0]] = b.op("load", ptr, mask=_masked(b, guard, op, mapping),
+                                          types=[op.results[0].type], **extra)
+        else:
+            b.insert(clone_op(op, mapping))
+    for s, buffer in zip(streams, buffers):
+        t = s.load.results[0].type
+        stage = b.op("shared_index", buffer, slot,
+                     types=[TileType(t.shape, t.element, _drop_dim0(buffer.type.layout),
+                                     SHARED)])
+        if s.load.name == "load_view":
+            b.create("copy_async", s.load.tensor, [mapping.get(v, v) for v in s.load.offsets],
+                     stage)
+        else:
+            guard = guard or _in_range(b, loop, iv_at)
+            b.create("gather_async", mapping.get(s.load.ptr, s.load.ptr), stage,
+                     mask=_masked(b, guard, s.load, mapping))
+
+
+def _in_range(b: Builder, loop: Operation, iv_at: Value) -> Value:
+    """Whether `iv_at` is an iteration of `loop` (its step may be negative)."""
+    zero = _const(b, 0, iv_at.type)
+    up = b.op("cmp", loop.step, zero, attrs={"pred": "gt"})
+    below = b.op("cmp", iv_at, loop.ub, attrs={"pred": "lt"})
+    above = b.op("cmp", iv_at, loop.ub, attrs={"pred": "gt"})
+    return b.op("select", up, below, above)
+
+
+def _masked(b: Builder, guard: Value, load: Operation, mapping: dict[Value, Value]) -> Value:
+    """The mask of pointer load `load` (as cloned) and `guard`, splat to its shape."""
+    t = load.ptr.type
+    if isinstance(t, TileType):
+        guard = b.op("splat", guard, types=[TileType(t.shape, dt.bool_, t.layout)])
+    if load.mask is None:
+        return guard
+    return b.op("and", mapping.get(load.mask, load.mask), guard)
 
 
 def _drop_dim0(layout: SharedLayout) -> SharedLayout:
@@ -197,7 +281,9 @@ def _drop_dim0(layout: SharedLayout) -> SharedLayout:
 
 def _pipeline(f: Function, loop: Operation, stages: int, options: PassOptions) -> None:
     body = loop.regions[0].block
-    streams = [s for s in (_stream(op, body, options) for op in list(body.ops))
+    reads = not any(inner.has_trait(Trait.WRITES_MEMORY) for op in body.ops
+                    for inner in op.walk())
+    streams = [s for s in (_stream(op, body, reads, options) for op in list(body.ops))
                if s is not None]
     if not streams:
         return
@@ -214,8 +300,7 @@ def _pipeline(f: Function, loop: Operation, stages: int, options: PassOptions) -
     for k in range(stages - 1):
         kk = _const(pre, k, ivt)
         iv_at = pre.op("add", loop.lb, pre.op("mul", kk, loop.step))
-        for s, buf in zip(streams, buffers):
-            _issue(pre, s, iv, iv_at, buf, kk)
+        _issue(pre, loop, streams, buffers, iv_at, kk)
     # In the loop, first: wait, barrier, the copies stages-1 iterations ahead.
     head = Builder(body, 0, loop.loc)
     head.create("async_wait", attrs={"pending": len(streams) * (stages - 2),
@@ -226,8 +311,7 @@ def _pipeline(f: Function, loop: Operation, stages: int, options: PassOptions) -
     read = head.op("rem", it, n)
     write = head.op("rem", head.op("add", it, _const(head, stages - 1, ivt)), n)
     ahead = head.op("add", iv, head.op("mul", _const(head, stages - 1, ivt), loop.step))
-    for s, buf in zip(streams, buffers):
-        _issue(head, s, iv, ahead, buf, write)
+    _issue(head, loop, streams, buffers, ahead, write)
     # The loads become shared_loads of this iteration's stage (wgmma: the stage itself).
     for s, buf in zip(streams, buffers):
         t = s.load.results[0].type
