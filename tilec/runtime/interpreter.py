@@ -432,14 +432,18 @@ def _named(op: Operation, args: list) -> dict[str, object]:
 @handles("load")
 def _load(prog, op, args):
     a = _named(op, args)
-    ptr, other = a["ptr"], a["other"]
-    active, offs = _active_offsets(prog, op, ptr, a["mask"])
+    return [_gather(prog, op, a["ptr"], a["mask"], a["other"])]
+
+
+def _gather(prog, op, ptr: Pointer, mask, other) -> np.ndarray:
+    """The values `ptr` points at where `mask` is set, `other` (or 0) elsewhere."""
+    active, offs = _active_offsets(prog, op, ptr, mask)
     d = ptr.buffer.dtype
     fill = other if other is not None else np.zeros(offs.shape, d.compute_dtype)
     flat = ptr.buffer.flat
     if flat.shape[0] == 0:
-        return [np.asarray(fill, d.compute_dtype).copy()]
-    return [np.where(active, flat[np.where(active, offs, 0)], fill).astype(d.compute_dtype)]
+        return np.asarray(fill, d.compute_dtype).copy()
+    return np.where(active, flat[np.where(active, offs, 0)], fill).astype(d.compute_dtype)
 
 
 @handles("store")
@@ -545,11 +549,7 @@ def _copy_async(prog, op, args):
 @handles("gather_async")
 def _gather_async(prog, op, args):
     a = _named(op, args)
-    ptr, dst = a["ptr"], a["dst"]
-    active, offs = _active_offsets(prog, op, ptr, a["mask"])
-    flat = ptr.buffer.flat
-    got = flat[np.where(active, offs, 0)] if flat.shape[0] else np.zeros(offs.shape)
-    dst.array[...] = np.where(active, got, 0)
+    a["dst"].array[...] = _gather(prog, op, a["ptr"], a["mask"], None)
     return []
 
 

@@ -463,11 +463,14 @@ def _gather_async(lw: Lowering, op: Operation) -> list:
         # Runs are contiguous and masked as a whole (the ops say so): each is read through
         # its first pointer and predicate only.
         runs = range(0, len(ptrs), v)
-        if run_alignment(op.ptr, v, lw.fn) >= 16:
+
+        def copy_runs():
             for g in runs:
                 dst = element_pointer(b, tile.base, et_smem, offsets[g])
                 lw.target.copy_async_16(b, dst, ptrs[g],
                                         b.select(preds[g], i32(v * bits // 8), i32(0)))
+        if run_alignment(op.ptr, v, lw.fn) >= 16:
+            copy_runs()
             lw.target.commit_copies(b)
             return []
         ok = ir.Constant(ir.IntType(1), 1)
@@ -479,10 +482,7 @@ def _gather_async(lw: Lowering, op: Operation) -> list:
                             lw.block("gather.done"))
         b.cbranch(ok, fast, slow)
         b.position_at_end(fast)
-        for g in runs:
-            dst = element_pointer(b, tile.base, et_smem, offsets[g])
-            lw.target.copy_async_16(b, dst, ptrs[g],
-                                    b.select(preds[g], i32(v * bits // 8), i32(0)))
+        copy_runs()
         b.branch(done)
         b.position_at_end(slow)
         et_mem = memory_type(element)
