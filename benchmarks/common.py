@@ -1,7 +1,8 @@
 """Shared helpers of the GPU benchmarks: versions, device-event timing, the results file.
 
 Timing follows the device tool's METHOD.md: warm up first, time with CUDA events around
-each repeat, report the median (and keep every sample in the JSON).
+each repeat (the stream asleep before each, so that launches are queued: device time),
+report the median (and keep every sample in the JSON).
 """
 from __future__ import annotations
 
@@ -56,14 +57,25 @@ def device() -> dict[str, object]:
             "sm_count": p.multi_processor_count, "memory_gib": round(p.total_memory / 2**30, 1)}
 
 
+# GPU cycles (~0.5 ms) the stream sleeps before each sample: the host queues the sample's
+# launches meanwhile, so the events time the device's work, not the host's launch path.
+# Without it a call whose host side takes about as long as its kernels (paged decode: 60-200
+# us of Python and launches against a ~110 us kernel) measured 0.26-0.85 of a device copy
+# run to run, Triton's peer 0.17-0.87; with it both repeat within 1% and agree with CUDA
+# graph replays to 3% (H100, 2026-11-23).
+SLEEP_CYCLES = 1_000_000
+
+
 def time_ms(fn: Callable[[], object], warmup: int = 10, repeats: int = 50) -> list[float]:
-    """Milliseconds of `fn` on the GPU, one sample per repeat, each between two CUDA events."""
+    """Milliseconds of `fn` on the GPU, one sample per repeat, each between two CUDA events
+    recorded after the stream slept (`SLEEP_CYCLES`)."""
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
     for s, e in zip(starts, ends):
+        torch.cuda._sleep(SLEEP_CYCLES)
         s.record()
         fn()
         e.record()
