@@ -9,7 +9,8 @@ count 4 * B * H * S^2 * D flops, half of that when causal.
 
 Paged decode, bf16 cache of 16-token pages with shuffled block tables, 32 query heads over
 4 KV heads (GQA 8:1), D = 128, one query token, batch {1, 16, 64} x context {1k, 8k, 32k}:
-tilec; torch (gather the pages, then SDPA); a Triton split-KV paged decode kernel of the
+tilec (autotuned: the first call per shape tunes, outside the timing), tilec with
+pick_config's table; torch (gather the pages, then SDPA); a Triton split-KV paged decode kernel of the
 usual form (vLLM/SGLang's two stages). GB/s count the K and V bytes read once; `vs copy`
 divides by the GB/s of `dst.copy_(src)` on 1 GiB (bytes read + written) in the same run.
 
@@ -321,8 +322,9 @@ def _torch_paged(q, kc, vc, table, seq_lens, out, ctx):
 def paged_rows(copy: float) -> list[dict]:
     h, hk, d, page = 32, 4, 128, 16
     print(f"\ndevice copy: {copy:.0f} GB/s (read + written)")
-    print(f"{'batch':>5} {'context':>7} | {'tilec':>8} {'torch':>8} {'triton':>8} | "
-          "tilec vs copy  (GB/s on KV bytes)  splits")
+    print(f"{'batch':>5} {'context':>7} | {'tilec':>8} {'table':>8} {'torch':>8} "
+          f"{'triton':>8} | tilec vs copy  (GB/s on KV bytes; tilec autotuned, table: "
+          "pick_config)  tuned config")
     rows = []
     for batch in (1, 16, 64):
         for ctx in (1024, 8192, 32768):
@@ -342,11 +344,14 @@ def paged_rows(copy: float) -> list[dict]:
             want = _torch_paged(q, kc, vc, table, seq_lens, None, ctx).float()
             peers = {
                 "tilec": lambda out: paged_attention(q, kc, vc, table, seq_lens, out=out),
+                "tilec_table": lambda out: paged_attention(q, kc, vc, table, seq_lens,
+                                                           out=out, config=cfg),
                 "torch": lambda out: _torch_paged(q, kc, vc, table, seq_lens, out, ctx),
                 "triton": lambda out: triton_paged(q, kc, vc, table, seq_lens, out,
                                                    cfg.splits),
             }
-            row = {"batch": batch, "context": ctx, "kv_bytes": nbytes, "splits": cfg.splits}
+            row = {"batch": batch, "context": ctx, "kv_bytes": nbytes, "splits": cfg.splits,
+                   "table_config": cfg._asdict()}
             for name, fn in peers.items():
                 out = torch.full_like(q, math.nan)
                 try:
@@ -359,12 +364,14 @@ def paged_rows(copy: float) -> list[dict]:
                     row[name] = {"ms": ms, "gbs": gbs, "vs_copy": gbs / copy, "max_err": err}
                 except Exception as e:
                     row[name] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+            tuned = list(paged_mod.tuned_paged_kernel.chosen.values())[-1]
+            row["tuned_config"] = tuned.to_json()
             rows.append(row)
             cells = [f"{row[n]['gbs']:8.0f}" if "gbs" in row[n] else f"{'n/a':>8}"
                      for n in peers]
             frac = row["tilec"].get("vs_copy", float("nan"))
-            print(f"{batch:5d} {ctx:7d} | " + " ".join(cells) + f" | {frac:8.2f}"
-                  + f"  {cfg.splits:>23d}")
+            print(f"{batch:5d} {ctx:7d} | " + " ".join(cells) + f" | {frac:8.2f}  "
+                  + tuned.short())
             del kc, vc
     return rows
 

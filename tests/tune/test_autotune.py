@@ -93,6 +93,19 @@ def test_errors_at_decoration():
     assert "budget must be a positive int" in e.message
     e = _error(lambda: tc.autotune(space={"BLOCK": [32]}, restore=["Z"])(scale.kernel))
     assert "'Z' (reset_to_zero / restore) is not a parameter" in e.message
+    e = _error(lambda: tc.autotune(space={"BLOCK": [32]}, compare=["n"])(scale.kernel))
+    assert "compare names 'n', which is not a tensor parameter of 'scale'" in e.message
+    assert e.loc.file.endswith("test_autotune.py")
+
+
+def test_config_says_what_a_launch_runs_with():
+    """`tuned.config(grid, *args)`: the configuration the launch with those arguments takes
+    (a host sizes buffers or a second launch by it), the prune hook's choice here."""
+    x = np.arange(40, dtype=np.float32)
+    grid = lambda meta: (tc.cdiv(40, meta["BLOCK"]),)  # noqa: E731
+    assert scale.config(grid, x, np.zeros_like(x), 40) == tc.Config(BLOCK=32, num_warps=2)
+    e = _error(lambda: scale.config(grid, x, x))
+    assert e.loc.file.endswith("test_autotune.py")
 
 
 def test_passing_a_tuned_value_at_launch_is_an_error():

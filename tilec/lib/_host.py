@@ -46,6 +46,11 @@ def device(x: Any) -> Any:
     return device(x.data) if isinstance(x, tc.PackedTensor) else getattr(x, "device", None)
 
 
+def on_gpu(x: Any) -> bool:
+    """Whether `x` is a torch tensor on a CUDA GPU that tilec can launch on."""
+    return is_torch(x) and device(x).type == "cuda" and tc.gpu_available()
+
+
 def on_wgmma_gpu(x: Any) -> bool:
     """Whether `x` is a torch tensor on a GPU that tilec compiles for with wgmma (sm_90a:
     compute capability 9.0)."""

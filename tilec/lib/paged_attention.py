@@ -10,9 +10,14 @@ dtype after the load, their scales folded into the score scale (k) and the outpu
 
 With S > 1 splits, each program writes its normalised partial output (f32) and the base-2
 log-sum-exp of its slice, and `merge_kernel` combines the S partials of each output row:
-out = sum_s 2^(lse_s - max) o_s / sum_s 2^(lse_s - max). `pick_config` chooses S: enough
-programs to fill the device for small batches and long contexts, slices of at least a few
-key blocks; one split otherwise (no merge step).
+out = sum_s 2^(lse_s - max) o_s / sum_s 2^(lse_s - max); one split needs no merge step.
+
+On the GPU the autotuner chooses BN, S and the pipeline's stages per shape bucket
+(`tuned_paged_kernel`: batch and longest sequence rounded up to powers of two, heads, query
+tokens, head dim, page size, dtypes), once per device; the host reads its choice to size
+the partials and launch the merge. `pick_config` (a table: enough programs to fill the
+device once, slices of at least four key blocks) serves the interpreter and is what the
+benchmark compares against.
 """
 from __future__ import annotations
 
@@ -34,15 +39,18 @@ LOG2E = 1.4426950408889634
 @tc.kernel(fast_math=True)
 def paged_kernel(Q: tc.Tensor, Kc: tc.Tensor, Vc: tc.Tensor, BT: tc.Tensor, SL: tc.Tensor,
                  O: tc.Tensor, PartO: tc.Tensor, PartL: tc.Tensor,
-                 num_kv_heads: int, group: int, tokens: int, chunk: int,
-                 qk_scale: float, v_scale: float,
+                 num_kv_heads: int, group: int, tokens: int, max_len: int,
+                 batch_bucket: int, len_bucket: int, qk_scale: float, v_scale: float,
                  MP: tc.constexpr, BN: tc.constexpr, D: tc.constexpr, PAGE: tc.constexpr,
-                 SPLIT: tc.constexpr):
+                 SPLITS: tc.constexpr):
+    # (batch_bucket, len_bucket: the autotuner's key, the batch and the longest sequence
+    # rounded up to powers of two)
     bh = tc.program_id(0)
     b = bh // num_kv_heads
     hk = bh % num_kv_heads
     split = tc.program_id(1)
     seqlen = tc.load(SL.ptr + b)
+    chunk = tc.cdiv(tc.cdiv(max_len, SPLITS), BN) * BN   # whole key blocks a split
     start = split * chunk
     end = tc.minimum(start + chunk, seqlen)
 
@@ -84,8 +92,8 @@ def paged_kernel(Q: tc.Tensor, Kc: tc.Tensor, Vc: tc.Tensor, BT: tc.Tensor, SL: 
         m_i = m_new
     l_safe = tc.where(l_i == 0.0, 1.0, l_i)
     out = acc * tc.expand_dims(v_scale / l_safe, 1)
-    if SPLIT:
-        prow = bh * tc.num_programs(1) + split
+    if SPLITS > 1:
+        prow = bh * SPLITS + split
         po = PartO.ptr + (prow * MP + tc.expand_dims(r, 1)) * D + tc.expand_dims(d, 0)
         tc.store(po, out)
         lse = tc.where(l_i == 0.0, -float("inf"), m_i + tc.log2(l_safe))
@@ -130,8 +138,8 @@ class PagedConfig(NamedTuple):
 
 
 def pick_config(batch: int, kv_heads: int, max_seqlen: int, num_sms: int = 132) -> PagedConfig:
-    """Keys a step and the number of context splits by shape bucket (the autotuner will
-    replace this table): split until the programs fill the device once (two a SM: each
+    """Keys a step and the number of context splits by shape bucket, where the autotuner
+    does not choose (the interpreter): split until the programs fill the device once (two a SM: each
     holds 3 stages of 64 keys' K and V, 96 KiB of shared memory), keeping at least 4 key
     blocks (256 keys) per split."""
     bn = 64
@@ -139,6 +147,37 @@ def pick_config(batch: int, kv_heads: int, max_seqlen: int, num_sms: int = 132) 
     want = max(1, (2 * num_sms) // programs)
     most = max(1, max_seqlen // (4 * bn))
     return PagedConfig(bn, min(want, most, 64), 4)
+
+
+# The autotuner's space (on the GPU, per key: batch and longest sequence in power-of-two
+# buckets, heads, query tokens, head dim, page size, dtypes). Splits are kept to those that
+# leave every split two key blocks of the bucket's shortest sequence and at most
+# _MOST_PROGRAMS programs (the partial outputs are sized for the largest kept).
+TUNING_SPACE = {"BN": [32, 64, 128], "SPLITS": [1, 2, 4, 8, 16, 32, 64], "num_warps": [4],
+                "num_stages": [2, 3]}
+TUNING_BUDGET = 16
+_MOST_PROGRAMS = 1024
+
+
+def _splits_ok(splits: int, bn: int, programs: int, len_bucket: int) -> bool:
+    return splits == 1 or (splits * programs <= _MOST_PROGRAMS
+                           and splits * 2 * bn <= max(1, len_bucket // 2))
+
+
+def _prune(configs: list, values: dict) -> list:
+    programs = values["Q"].shape[0] * values["num_kv_heads"]
+    return [c for c in configs
+            if _splits_ok(c.kwargs["SPLITS"], c.kwargs["BN"], programs, values["len_bucket"])]
+
+
+def _bucket(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+tuned_paged_kernel = tc.autotune(
+    space=TUNING_SPACE, budget=TUNING_BUDGET, prune=_prune, compare=(),
+    key=["batch_bucket", "len_bucket", "Q.shape[1]", "Q.shape[2]", "Q.shape[3]",
+         "Kc.shape[1]", "Kc.shape[2]"])(paged_kernel)
 
 
 _DTYPES = (dt.float16, dt.bfloat16)
@@ -154,6 +193,11 @@ def _num_sms(x: Any) -> int:
 # Tables and lengths already checked, by (identity, version) of the torch tensors: a decode
 # loop that calls again with unchanged tensors skips the device-to-host copy and the check.
 _CHECKED: dict[tuple, int] = {}
+
+
+def _partials(q: Any, rows: int, hd: int) -> tuple[Any, Any]:
+    """Split-KV partial outputs (f32, rows x hd) and their log-sum-exps."""
+    return _host.empty(q, (rows, hd), dt.float32), _host.empty(q, (rows,), dt.float32)
 
 
 def _checked_lengths(fn: str, block_table: Any, seq_lens: Any, bt_shape: tuple[int, int],
@@ -263,23 +307,33 @@ def paged_attention(q: Any, k_cache: Any, v_cache: Any, block_table: Any, seq_le
     o4 = out if len(sq_) == 4 else out.reshape(batch, 1, nh, hd)
     group = nh // nhk
     mp = max(16, 1 << (group * tokens - 1).bit_length())
-    cfg = config or pick_config(batch, nhk, max_len, _num_sms(q))
-    splits = max(1, cfg.splits)
-    chunk = -(-max_len // splits)
-    chunk = -(-chunk // cfg.BN) * cfg.BN
-    splits = -(-max_len // chunk)
+    programs = batch * nhk
     bt = _host.as_int32(block_table, q)
     sl = _host.as_int32(seq_lens, q)
-    if splits > 1:
-        part_o = _host.empty(q, (batch * nhk * splits * mp, hd), dt.float32)
-        part_l = _host.empty(q, (batch * nhk * splits * mp,), dt.float32)
+    head = (q4, k_cache, v_cache, bt, sl, o4)
+    tail = (nhk, group, tokens, max_len, _bucket(batch), _bucket(max_len),
+            float(sm_scale * k_scale * LOG2E), float(v_scale))
+    consts = dict(MP=mp, D=hd, PAGE=int(page))
+    if config is None and _host.on_gpu(q):
+        # The autotuner picks BN, SPLITS and stages per key; partials sized for the most
+        # splits it may pick.
+        most = max(sp for sp in TUNING_SPACE["SPLITS"]
+                   if _splits_ok(sp, min(TUNING_SPACE["BN"]), programs, _bucket(max_len)))
+        part_o, part_l = _partials(q, programs * most * mp, hd)
+        args = head + (part_o, part_l) + tail
+        grid = lambda meta: (programs, meta["SPLITS"])  # noqa: E731
+        splits = tuned_paged_kernel.config(grid, *args, **consts).kwargs["SPLITS"]
+        tuned_paged_kernel[grid](*args, **consts)
     else:
-        part_o = part_l = _host.dummy_f32(q)
-    paged_kernel[(batch * nhk, splits)](
-        q4, k_cache, v_cache, bt, sl, o4, part_o, part_l, nhk, group, tokens, chunk,
-        float(sm_scale * k_scale * LOG2E), float(v_scale),
-        MP=mp, BN=cfg.BN, D=hd, PAGE=int(page), SPLIT=splits > 1, num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages)
+        cfg = config or pick_config(batch, nhk, max_len, _num_sms(q))
+        chunk = -(-max_len // max(1, cfg.splits))
+        chunk = -(-chunk // cfg.BN) * cfg.BN
+        splits = -(-max_len // chunk)       # no split left without keys
+        part_o, part_l = _partials(q, programs * splits * mp, hd) if splits > 1 else \
+            (_host.dummy_f32(q),) * 2
+        paged_kernel[(programs, splits)](
+            *head, part_o, part_l, *tail, **consts, BN=cfg.BN, SPLITS=splits,
+            num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     if splits > 1:
         merge_kernel[(batch * nhk, group * tokens)](
             part_o, part_l, o4, nhk, group, splits, MP=mp,

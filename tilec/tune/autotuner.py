@@ -86,7 +86,8 @@ class Autotuner:
                  budget: int | None = None, prune: Prune | Sequence[Prune] | None = None,
                  reset_to_zero: Sequence[str] = (), restore: Sequence[str] = (),
                  cost_model: CostModel | None = None, example: Callable[..., Any] | None = None,
-                 database: TuningDatabase | None = None, warmup: int = 3, reps: int = 25):
+                 database: TuningDatabase | None = None, warmup: int = 3, reps: int = 25,
+                 compare: Sequence[str] | None = None):
         self.kernel = kernel
         self.configs = list(configs)
         self.key = list(key)
@@ -99,6 +100,7 @@ class Autotuner:
         self.example = example
         self.database = database or TuningDatabase()
         self.warmup, self.reps = warmup, reps
+        self.compare = None if compare is None else list(compare)
         self.chosen: dict[tuple, Config] = {}
         self.reports: dict[tuple, Report] = {}
         self._check()
@@ -133,6 +135,10 @@ class Autotuner:
         if not self.configs:
             raise TilecError("tc.autotune: no configurations to choose from", where)
         params = {p.name: p for p in self.kernel.params}
+        for name in self.compare or ():
+            if name not in params or params[name].kind != "tensor":
+                raise TilecError(f"tc.autotune: compare names '{name}', which is not a tensor "
+                                 f"parameter of '{self.kernel.__name__}'", where)
         for cfg in self.configs:
             for name in cfg.kwargs:
                 if name not in params or params[name].kind not in ("constexpr", None):
@@ -166,6 +172,17 @@ class Autotuner:
         return f"{self.kernel.__name__}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
     # -- launch ----------------------------------------------------------------------------
+    def config(self, grid: Any, *args: Any, **kwargs: Any) -> Config:
+        """The configuration a launch `self[grid](*args, **kwargs)` runs with (on a GPU, the
+        first such call per key tunes): for hosts that size buffers or launch a second
+        kernel by it."""
+        try:
+            return self._config_for(grid, args, kwargs)
+        except TilecError as e:
+            if e.loc is None:
+                e.loc = caller_location(1)
+            raise e.with_traceback(None) from None
+
     def __getitem__(self, grid: Any) -> Callable[..., None]:
         def launch(*args: Any, **kwargs: Any) -> None:
             try:
@@ -537,7 +554,8 @@ def autotune(configs: Sequence[Config] | None = None, *, key: Sequence[str] = ()
              space: Mapping[str, Iterable[Any]] | None = None, budget: int | None = None,
              prune: Prune | Sequence[Prune] | None = None, reset_to_zero: Sequence[str] = (),
              restore: Sequence[str] = (), cost_model: CostModel | None = None,
-             example: Callable[..., Any] | None = None) -> Callable[[Kernel], Autotuner]:
+             example: Callable[..., Any] | None = None,
+             compare: Sequence[str] | None = None) -> Callable[[Kernel], Autotuner]:
     """Decorator above `@tc.kernel`: tune the kernel's constexprs, num_warps and num_stages
     over `configs` (a list of `tc.Config`) or `space` (name -> values), per distinct `key`
     (parameter names, 'A.shape[0]', 'A.dtype'; tensor dtypes are always part of the key).
@@ -547,7 +565,10 @@ def autotune(configs: Sequence[Config] | None = None, *, key: Sequence[str] = ()
     `reset_to_zero` / `restore`: tensor parameters zeroed / restored before every run, for
     kernels that accumulate into or write over their inputs. `cost_model`: replaces the
     analytical roofline model. `example(**shape) -> (grid, args, kwargs)`: arguments for
-    `tilec tune FILE.py::KERNEL --shapes ...`."""
+    `tilec tune FILE.py::KERNEL --shapes ...`. `compare`: the tensor parameters whose
+    results must agree between candidates (default: every tensor; `()` for kernels whose
+    candidates write different things, e.g. split-K or split-KV partials, each checked
+    by its own tests)."""
     if (configs is None) == (space is None):
         raise TilecError("tc.autotune takes either configs=[tc.Config(...)] or space={...}",
                          caller_location(1))
@@ -573,7 +594,7 @@ def autotune(configs: Sequence[Config] | None = None, *, key: Sequence[str] = ()
                              hint="write @tc.autotune(...) on the line above @tc.kernel")
         try:
             return Autotuner(kernel, chosen, key, budget, prune, reset_to_zero, restore,
-                             cost_model, example)
+                             cost_model, example, compare=compare)
         except TilecError as e:
             raise e.with_traceback(None) from None
     return wrap

@@ -221,6 +221,8 @@ class DeviceSession(Session):
         self.names = [p.name for p in tuner.kernel.params]
         self.saved = {n: _clone(values[n]) for n in self.restore}
         self.tensors = {n for n, v in values.items() if _is_device_tensor(v)}
+        self.compared = self.tensors if tuner.compare is None else \
+            self.tensors.intersection(tuner.compare)
         l2 = cuda.device_properties(device).l2_bytes
         copies = copies_needed(sum(nbytes(values[n]) for n in self.tensors), l2)
         self.sets = [(args, kwargs)] + [_copy_set(args, kwargs, self.names, self.tensors)
@@ -243,7 +245,7 @@ class DeviceSession(Session):
         self._prepare(self.args, self.kwargs)
         launch(*self.args, **self.kwargs, **extra)
         self.torch.cuda.synchronize(self.device)
-        outputs = {n: _clone(self.values[n]) for n in self.tensors}
+        outputs = {n: _clone(self.values[n]) for n in self.compared}
         if self.reference is None:
             self.reference = outputs
         elif not _agree(self.reference, outputs):
