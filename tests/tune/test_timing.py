@@ -102,9 +102,11 @@ def test_a_session_times_the_close_ones_again_interleaved():
 
 
 @pytest.mark.torch  # run with the GPU suite (`-m "gpu or torch"`), where torch is installed
-def test_device_session_checks_results_and_resets_arguments(monkeypatch):
+@pytest.mark.parametrize("compare", [None, ["X"]])
+def test_device_session_checks_results_and_resets_arguments(monkeypatch, compare):
     # The device session's wiring, with CPU tensors standing in for device ones: results
-    # checked against the first valid candidate's, `reset_to_zero` and `restore` before each
+    # checked against the first valid candidate's (those `compare` names: without Y, the
+    # candidate that computes another Y is kept), `reset_to_zero` and `restore` before each
     # run on every rotated argument set, and the arguments left as given.
     from types import SimpleNamespace
 
@@ -133,6 +135,7 @@ def test_device_session_checks_results_and_resets_arguments(monkeypatch):
     x0 = torch.arange(256, dtype=torch.float32)
     x, y = x0.clone(), torch.zeros(256)
     tuner = SimpleNamespace(warmup=3, reps=25, reset_to_zero=["Y"], restore=["X"],
+                            compare=compare,
                             kernel=SimpleNamespace(params=[SimpleNamespace(name="X"),
                                                            SimpleNamespace(name="Y")]))
     two, also_two, three = (tc.Config(K=k, num_warps=w) for k, w in ((2, 4), (2, 8), (3, 4)))
@@ -140,6 +143,9 @@ def test_device_session_checks_results_and_resets_arguments(monkeypatch):
     session = timing.DeviceSession(tuner, launcher, {"X": x, "Y": y}, (x, y), {}, 0, report)
     assert len(session.sets) == 4     # L2_MULTIPLE x 4096 bytes of L2, 2048 bytes a set
     session.add([two, also_two, three])
+    if compare is not None:
+        assert report.mismatched == [] and set(session.samples) == {two, also_two, three}
+        return
     assert report.mismatched == [three.short()] and set(session.samples) == {two, also_two}
     assert sorted(set(ran)) == [0, 1, 2, 3]
     for a, _ in session.sets[1:]:                      # (the first is the check runs')
