@@ -139,9 +139,9 @@ class PagedConfig(NamedTuple):
 
 def pick_config(batch: int, kv_heads: int, max_seqlen: int, num_sms: int = 132) -> PagedConfig:
     """Keys a step and the number of context splits by shape bucket, where the autotuner
-    does not choose (the interpreter): split until the programs fill the device once (two a SM: each
-    holds 3 stages of 64 keys' K and V, 96 KiB of shared memory), keeping at least 4 key
-    blocks (256 keys) per split."""
+    does not choose (the interpreter): split until the programs fill the device once (two a
+    SM: each holds 3 stages of 64 keys' K and V, 96 KiB of shared memory), keeping at least
+    4 key blocks (256 keys) per split."""
     bn = 64
     programs = max(1, batch * kv_heads)
     want = max(1, (2 * num_sms) // programs)
@@ -165,7 +165,9 @@ def _splits_ok(splits: int, bn: int, programs: int, len_bucket: int) -> bool:
 
 
 def _prune(configs: list, values: dict) -> list:
-    programs = values["Q"].shape[0] * values["num_kv_heads"]
+    # By the key's batch bucket, not the batch: every batch of the bucket takes the choice,
+    # and the host sizes the partials by the same rule.
+    programs = values["batch_bucket"] * values["num_kv_heads"]
     return [c for c in configs
             if _splits_ok(c.kwargs["SPLITS"], c.kwargs["BN"], programs, values["len_bucket"])]
 
@@ -318,7 +320,8 @@ def paged_attention(q: Any, k_cache: Any, v_cache: Any, block_table: Any, seq_le
         # The autotuner picks BN, SPLITS and stages per key; partials sized for the most
         # splits it may pick.
         most = max(sp for sp in TUNING_SPACE["SPLITS"]
-                   if _splits_ok(sp, min(TUNING_SPACE["BN"]), programs, _bucket(max_len)))
+                   if _splits_ok(sp, min(TUNING_SPACE["BN"]), _bucket(batch) * nhk,
+                                 _bucket(max_len)))
         part_o, part_l = _partials(q, programs * most * mp, hd)
         args = head + (part_o, part_l) + tail
         grid = lambda meta: (programs, meta["SPLITS"])  # noqa: E731
