@@ -21,6 +21,7 @@ benchmark compares against.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -172,6 +173,13 @@ def _prune(configs: list, values: dict) -> list:
             if _splits_ok(c.kwargs["SPLITS"], c.kwargs["BN"], programs, values["len_bucket"])]
 
 
+@functools.lru_cache(maxsize=None)
+def _most_splits(programs: int, len_bucket: int) -> int:
+    """The most splits `_prune` may keep for `programs` (by the batch bucket)."""
+    return max(sp for sp in TUNING_SPACE["SPLITS"]
+               if _splits_ok(sp, min(TUNING_SPACE["BN"]), programs, len_bucket))
+
+
 def _bucket(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
@@ -313,20 +321,20 @@ def paged_attention(q: Any, k_cache: Any, v_cache: Any, block_table: Any, seq_le
     bt = _host.as_int32(block_table, q)
     sl = _host.as_int32(seq_lens, q)
     head = (q4, k_cache, v_cache, bt, sl, o4)
-    tail = (nhk, group, tokens, max_len, _bucket(batch), _bucket(max_len),
+    batch_bucket, len_bucket = _bucket(batch), _bucket(max_len)
+    tail = (nhk, group, tokens, max_len, batch_bucket, len_bucket,
             float(sm_scale * k_scale * LOG2E), float(v_scale))
     consts = dict(MP=mp, D=hd, PAGE=int(page))
     if config is None and _host.on_gpu(q):
         # The autotuner picks BN, SPLITS and stages per key; partials sized for the most
-        # splits it may pick.
-        most = max(sp for sp in TUNING_SPACE["SPLITS"]
-                   if _splits_ok(sp, min(TUNING_SPACE["BN"]), _bucket(batch) * nhk,
-                                 _bucket(max_len)))
+        # splits it may pick. The launch takes the choice itself (one key lookup a call).
+        most = _most_splits(batch_bucket * nhk, len_bucket)
         part_o, part_l = _partials(q, programs * most * mp, hd)
         args = head + (part_o, part_l) + tail
-        grid = lambda meta: (programs, meta["SPLITS"])  # noqa: E731
-        splits = tuned_paged_kernel.config(grid, *args, **consts).kwargs["SPLITS"]
-        tuned_paged_kernel[grid](*args, **consts)
+        cfg = tuned_paged_kernel.config(lambda meta: (programs, meta["SPLITS"]), *args,
+                                        **consts)
+        splits = cfg.kwargs["SPLITS"]
+        paged_kernel[(programs, splits)](*args, **consts, **cfg.all())
     else:
         cfg = config or pick_config(batch, nhk, max_len, _num_sms(q))
         chunk = -(-max_len // max(1, cfg.splits))

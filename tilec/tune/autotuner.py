@@ -177,23 +177,26 @@ class Autotuner:
         first such call per key tunes): for hosts that size buffers or launch a second
         kernel by it."""
         try:
-            return self._config_for(grid, args, kwargs)
+            return self._config_of(grid, args, kwargs)
         except TilecError as e:
             if e.loc is None:
                 e.loc = caller_location(1)
             raise e.with_traceback(None) from None
 
+    def _config_of(self, grid: Any, args: tuple, kwargs: dict[str, Any]) -> Config:
+        if not self._tuned_names.intersection(kwargs):
+            try:  # a key seen before: no binding (the kernel's launch checks all)
+                cfg = self.chosen.get(self.key_values(self._loose_values(args, kwargs)))
+            except (AttributeError, IndexError, KeyError, TypeError):
+                cfg = None
+            if cfg is not None:
+                return cfg
+        return self._config_for(grid, args, kwargs)
+
     def __getitem__(self, grid: Any) -> Callable[..., None]:
         def launch(*args: Any, **kwargs: Any) -> None:
             try:
-                cfg = None
-                if not self._tuned_names.intersection(kwargs):
-                    try:  # a key seen before: no binding (the kernel's launch checks all)
-                        cfg = self.chosen.get(self.key_values(self._loose_values(args, kwargs)))
-                    except (AttributeError, IndexError, KeyError, TypeError):
-                        cfg = None
-                if cfg is None:
-                    cfg = self._config_for(grid, args, kwargs)
+                cfg = self._config_of(grid, args, kwargs)
                 self.kernel[grid](*args, **kwargs, **cfg.all())
             except TilecError as e:
                 if e.loc is None:
