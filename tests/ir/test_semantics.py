@@ -164,9 +164,10 @@ def rand_floats(tname: str, n: int = 256, scale: float = 4.0) -> np.ndarray:
 @pytest.mark.parametrize("opname", sorted(NP_OPS))
 def test_float_binary_correctly_rounded(tname, opname):
     # numpy's f16/f32 and ml_dtypes' (computed in f32, rounded once: exact for p <= 11)
-    # arithmetic are correctly rounded; inputs stay far from overflow.
+    # arithmetic are correctly rounded; inputs stay far from overflow (|a| <~ 20 over
+    # |b| >= 1/4: e4m3's 448 is not reached by a quotient either, whatever the draw).
     a, b = rand_floats(tname), rand_floats(tname)
-    b[b == 0] = 1
+    b[np.abs(b) < 0.25] = 1
     t = f"tile<256x{tname}>"
     got = run(f"%r = {opname} %a, %b : {t}", a, t, b, t)
     storage = ML[tname]

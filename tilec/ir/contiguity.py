@@ -101,10 +101,7 @@ def _divisor(v: Value, run: int, fn: Function, memo: dict) -> int:
 
 def _op_divisor(v: Value, run: int, fn: Function, memo: dict) -> int:
     if not isinstance(v, OpResult):
-        args = fn.args
-        i = next((k for k, a in enumerate(args) if a is v), None)
-        facts = fn.arg_attrs[i] if i is not None and i < len(fn.arg_attrs) else {}
-        return min(_CAP, int(facts.get("divisible", 1)))
+        return min(_CAP, int(_facts(fn, v).get("divisible", 1)))
     op = v.owner
     name = op.name
     if name == "constant":
@@ -114,8 +111,7 @@ def _op_divisor(v: Value, run: int, fn: Function, memo: dict) -> int:
         return min(_pow2(op.attrs["start"]), run)
     if name in ("tensor_ptr", "tensor_stride"):
         tensor = op.operands[0]
-        i = next((k for k, a in enumerate(fn.args) if a is tensor), None)
-        facts = fn.arg_attrs[i] if i is not None and i < len(fn.arg_attrs) else {}
+        facts = _facts(fn, tensor)
         d = tensor.type.dtype
         if facts.get("aligned") != 16 or d.bits % 8 or 128 % d.bits:
             return d.bits // 8 if name == "tensor_ptr" and d.bits % 8 == 0 else 1
@@ -139,3 +135,9 @@ def _op_divisor(v: Value, run: int, fn: Function, memo: dict) -> int:
         return min(_divisor(op.operands[0], run, fn, memo),
                    _divisor(op.operands[1], run, fn, memo) * (pointee.bits // 8))
     return 1
+
+
+def _facts(fn: Function, v: Value) -> dict:
+    """The launch's facts about `v` when it is one of `fn`'s arguments (else none)."""
+    i = next((k for k, a in enumerate(fn.args) if a is v), None)
+    return fn.arg_attrs[i] if i is not None and i < len(fn.arg_attrs) else {}
