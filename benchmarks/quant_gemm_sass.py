@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import collections
 import re
+import shutil
 import subprocess
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -19,8 +21,9 @@ import tilec.lib.quant_gemm as qg
 from tilec.backends.nvidia import compile_kernel
 from tilec.ir import dtypes as dt
 
-CUOBJDUMP = ("/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/nvidia/cu13/bin/"
-             "cuobjdump")
+# On the PATH (a CUDA toolkit), else the pip package nvidia-cuda-cuobjdump's.
+CUOBJDUMP = shutil.which("cuobjdump") or str(
+    Path(sysconfig.get_paths()["purelib"]) / "nvidia" / "cu13" / "bin" / "cuobjdump")
 _LINE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(@!?U?P\w+\s+)?([A-Z0-9_.]+)([^;]*);")
 _GUARD: dict[int, bool] = {}   # offset -> whether the instruction is predicated
 
@@ -124,8 +127,7 @@ def report(m: int, d: dt.DType, zeros: bool, n: int = 8192, k: int = 8192, confi
            dump: str | None = None) -> dict:
     out = {}
     for kernel, grid, args, kw in launches(m, n, k, d, zeros, config=config):
-        warps = kw.pop("num_warps", 4)
-        kw.pop("num_stages", None)
+        warps = kw.get("num_warps", 4)
         module = kernel.kernel.ir(*args, **kw) if hasattr(kernel, "kernel") else \
             kernel.ir(*args, **kw)
         name = module.functions[0].name

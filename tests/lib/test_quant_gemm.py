@@ -86,8 +86,12 @@ def test_default_config_and_odd_shapes():
 
 def test_pick_config_table():
     c = pick_config(1, 8192, 8192, 128)
-    assert (c.BM, c.BN, c.BK) == (16, 128, 128) and c.split_k > 1
+    # 4 bits at M = 1: steps of two groups, 2 programs a SM (quant_gemm-notes.md)
+    assert (c.BM, c.BN, c.BK, c.num_stages) == (16, 128, 256, 3) and c.split_k > 1
     assert -(-8192 // c.BN) * c.split_k >= 256       # every SM busy at M = 1
+    c3 = pick_config(1, 8192, 8192, 128, 3)          # dearer unpacking: more, shorter slices
+    assert c3.BK == 128 and c3.split_k == 2 * c.split_k
+    assert pick_config(16, 8192, 8192, 128).BK == 128
     assert pick_config(16, 4096, 4096, 128).BM == 16
     assert pick_config(128, 4096, 4096, 128) == QuantConfig(64, 64, 64, 4, 3)
     assert pick_config(4096, 4096, 4096, 128) == QuantConfig(128, 128, 64, 8, 3)
@@ -137,10 +141,10 @@ def _signature(wd: str, cfg: QuantConfig, act: str = "f16") -> str:
 
 
 @pytest.mark.parametrize("wd, cfg, act", [
-    ("u4", pick_config(1, 8192, 8192, 128, 4), "f16"),
+    ("u4", QuantConfig(16, 128, 128, 4, 1, 4), "f16"),
     ("i3", pick_config(16, 4096, 4096, 128, 3), "bf16"),
     ("u5", pick_config(16, 4096, 4096, 128, 5), "f16"),
-    ("u2", pick_config(1, 4096, 4096, 128, 2), "f16"),
+    ("u2", QuantConfig(16, 128, 128, 4, 1, 4), "f16"),
     ("f6e3m2", pick_config(1, 4096, 4096, 128, 6), "f16"),
     ("u4", pick_config(4096, 4096, 4096, 128, 4), "f16"),
     ("f4e2m1", pick_config(128, 4096, 4096, 128, 4), "bf16"),
@@ -210,21 +214,24 @@ def test_decode_layouts_are_the_mma_fragments():
 @pytest.mark.parametrize("wd, bits, m, zeros", [("u4", 4, 1, False), ("i4", 4, 16, True),
                                                 ("i3", 3, 1, False), ("f6e3m2", 6, 8, False),
                                                 ("u8", 8, 1, True)], ids=str)
-def test_decode_ptx_has_no_shared_memory(wd, bits, m, zeros):
+def test_decode_ptx_streams_the_weights(wd, bits, m, zeros):
+    """The decode template as `quant_gemm` launches it: the weight words and A's rows come
+    through the pipeline's stage buffers (cp.async in, 16-byte shared loads out), never
+    through a layout conversion or ldmatrix on their way to the mma."""
     cfg = pick_config(m, 8192, 8192, 128, bits)
-    bk = decode_bk(cfg.BK, 128, bits)
-    wl, el, *acts = decode_layouts(cfg.BN, bk, cfg.num_warps, bits)
     bm = 8 if m <= 8 else 16
+    plan = qg_mod._decode_plan(cfg.BN, cfg.BK, cfg.num_warps, bits, 128,
+                               0 if m == 1 else bm // 8)
     facts = "{contiguous = true, aligned = 16}"
+    consts = ", ".join(f'{k}="{v}"' if isinstance(v, str) else f"{k}={v}"
+                       for k, v in plan.items())
     module = quant_gemv_kernel.compile(
         f"A: tensor<?x?xf16> {facts}, W: tensor<?x?xu32> {facts}, S: tensor<?x?xf16> "
         f"{facts}, Z: tensor<?x?xf16> {facts}, C: tensor<?x?xf16> {facts}, "
         f"Ws: tensor<?xf32> {facts}, Arrived: tensor<?xi32> {facts}, split_k: i32, "
-        f"BM={bm}, BN={cfg.BN}, BK={bk}, G=128, PARTIAL=True, HAS_ZERO={zeros}, WDT={wd}, "
-        f"WB={bk * bits // 32}, WL=\"{wl}\", EL=\"{el}\", ONE_ROW={m == 1}, "
-        f"AL=\"{acts[0 if m == 1 else bm // 8]}\", SG=1, GE={bk}, "
-        f"SL=\"{scale_layout(el, cfg.BN, bk, 128)}\", "
-        f"num_warps={cfg.num_warps}")
+        f"BM={bm}, BN={cfg.BN}, G=128, PARTIAL=True, HAS_ZERO={zeros}, WDT={wd}, "
+        f"ONE_ROW={m == 1}, {consts}, num_warps={cfg.num_warps}, "
+        f"num_stages={cfg.num_stages}")
     for arch in ("sm_80", "sm_90a"):
         k = compile_kernel(module, "quant_gemv_kernel", arch=arch)
         assert k.cubin and "mma.sync" in k.ptx
@@ -232,7 +239,7 @@ def test_decode_ptx_has_no_shared_memory(wd, bits, m, zeros):
         # ldmatrix a step): at most the epilogue's transposed store of the accumulator.
         assert "ldmatrix" not in k.ptx and k.ptx.count("st.shared") <= 8
         assert k.resources.spill_stores == 0, k.resources
-        assert "ld.global.v4" in k.ptx                              # 16-byte runs
+        assert "cp.async.cg.shared.global" in k.ptx and "ld.shared.v4.b32" in k.ptx
         if bits == 4:
             assert "lop3.b32" in k.ptx and "prmt.b32" in k.ptx     # nibble pairs
 

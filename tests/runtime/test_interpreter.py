@@ -439,6 +439,26 @@ def test_shared_memory_and_copy_async():
     np.testing.assert_array_equal(y, 2 * x)
 
 
+def test_masked_off_copy_async_reads_nothing_and_fills_zeros():
+    m = kernel("""func @k(%x: tensor<?x?xf32>, %y: tensor<?x?xf32>, %go: i32) {
+  %buf = shared_alloc : tile<4x8xf32, shared>
+  %z = constant {value = 0} : i32
+  %on = cmp %go, %z {pred = "ne"} : bool
+  copy_async %x, [%z, %z], %buf, mask %on
+  async_wait
+  barrier
+  %t = shared_load %buf : tile<4x8xf32>
+  store_view %y, [%z, %z], %t
+  return
+}
+""")
+    x = RNG.standard_normal((4, 8)).astype(np.float32)
+    for go, want in ((1, x), (0, np.zeros_like(x))):
+        y = np.full((4, 8), np.nan, np.float32)
+        run(m, "k", [x, y, go], (1,))
+        np.testing.assert_array_equal(y, want)
+
+
 # ---- dtypes through memory ------------------------------------------------------------------
 
 

@@ -149,25 +149,17 @@ def mma_k_order(x, R: tc.constexpr):
 
 
 @tc.func
-def _decode_operands(k, A, S, Z, pm, pn, BM: tc.constexpr, BN: tc.constexpr,
-                     BK: tc.constexpr, G: tc.constexpr, HAS_ZERO: tc.constexpr,
-                     ONE_ROW: tc.constexpr, AL: tc.constexpr, SG: tc.constexpr,
-                     SL: tc.constexpr):
-    """The K step k's rows of A, scales and zero points (Z is S without zero points), loaded
-    a step before they are used, as the weights are: a load that the same step waits on
-    costs it a round trip to L2 (A and the scales are not in L1 most of the time)."""
-    if ONE_ROW:  # the one row (broadcast to every column of the B fragment in the step)
-        a = tc.with_layout(tc.load(A, (0, k), (1, BK)), AL)
-    else:
-        a = tc.with_layout(tc.load(A, (pm, k), (BM, BK)), AL)
+def _decode_scales(k, S, Z, pn, BN: tc.constexpr, BK: tc.constexpr, G: tc.constexpr,
+                   HAS_ZERO: tc.constexpr, SG: tc.constexpr, SL: tc.constexpr):
+    """The K step k's scales and zero points (Z is S without zero points), loaded where the
+    weights of their group are (layout SL: z * s uses s twice, so a conversion would not
+    sink into the load)."""
     g = (k * BK) // G
-    # Scales (and zeros) loaded where the weights of their group are (layout SL): z * s
-    # uses s twice, so a conversion would not sink into the load.
     s = tc.with_layout(tc.load(S, offsets=(pn * BN, g), shape=(BN, SG)), SL)
     z = s
     if HAS_ZERO:
         z = tc.with_layout(tc.load(Z, offsets=(pn * BN, g), shape=(BN, SG)), SL)
-    return a, s, z
+    return s, z
 
 
 @tc.func
@@ -205,27 +197,22 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
     # B operand. A step may span several groups (BK > G): SG scale columns of GE weights.
     pm, pn, part, first, last, steps = _split_k_slice(A, W, split_k, BM, BN, BK)
     acc = tc.zeros((BN, BM), tc.float32)
-    # Two steps a trip, so that the two sets of buffers swap roles without register copies:
-    # the next step's words, A and scales are in flight while a step computes (a step past
-    # this program's slice re-reads its last words, from cache). A step past K (the last
-    # trip's second with an odd number of steps; the last slice's steps past its end) reads
-    # A and the scales as zeros: it adds nothing, and the loop has no branch around it
-    # (through which the accumulator would lose its mma layout).
-    beyond = tc.cdiv(A.shape[1], BK)
-    words = tc.with_layout(tc.load(W, (pn, first), (BN, WB)), WL)
-    a, s, z = _decode_operands(first, A, S, Z, pm, pn, BM, BN, BK, G, HAS_ZERO, ONE_ROW, AL,
-                               SG, SL)
-    for i in range(0, steps, 2):
-        k = first + i
-        k2 = k + 1 + (beyond - k - 1) * ((i + 1) // steps)    # i + 1 == steps: past K
-        ahead = tc.with_layout(tc.load(W, (pn, tc.minimum(k + 1, last)), (BN, WB)), WL)
-        a2, s2, z2 = _decode_operands(k2, A, S, Z, pm, pn, BM, BN, BK, G, HAS_ZERO, ONE_ROW,
-                                      AL, SG, SL)
+    # The weight words and A's runs stream through shared memory: the pipeline pass copies
+    # them num_stages - 1 steps ahead with cp.async and each step reads its stage back in
+    # these layouts (16-byte shared loads). The scales, two bytes a row, are loaded a step
+    # ahead into registers instead (from DRAM: the step's own load would stall it).
+    s, z = _decode_scales(first, S, Z, pn, BN, BK, G, HAS_ZERO, SG, SL)
+    for k in range(first, last + 1):
+        words = tc.with_layout(tc.load(W, (pn, k), (BN, WB)), WL)
+        if ONE_ROW:  # the one row (broadcast to every column of the B fragment in the step)
+            a = tc.with_layout(tc.load(A, (0, k), (1, BK)), AL)
+        else:
+            a = tc.with_layout(tc.load(A, (pm, k), (BM, BK)), AL)
+        s2, z2 = _decode_scales(tc.minimum(k + 1, last), S, Z, pn, BN, BK, G, HAS_ZERO, SG,
+                                SL)
         acc = _decode_step(acc, words, a, s, z, BM, BN, BK, HAS_ZERO, WDT, ONE_ROW, SG, GE)
-        words = tc.with_layout(tc.load(W, (pn, tc.minimum(k + 2, last)), (BN, WB)), WL)
-        a, s, z = _decode_operands(k + 2, A, S, Z, pm, pn, BM, BN, BK, G, HAS_ZERO, ONE_ROW,
-                                   AL, SG, SL)
-        acc = _decode_step(acc, ahead, a2, s2, z2, BM, BN, BK, HAS_ZERO, WDT, ONE_ROW, SG, GE)
+        s = s2
+        z = z2
     if PARTIAL:
         _add_split(tc.trans(acc), C, Ws, Arrived, pm, pn, split_k, BM, BN)
     else:
@@ -262,16 +249,19 @@ class QuantConfig(NamedTuple):
 
 # M bucket -> tile configuration; `pick_config` is the one place the choice is made, so the
 # autotuner (`@tc.autotune(configs=[tc.Config(...)], key=["M", "N", "K"])`) can take it over.
-_DECODE = QuantConfig(16, 128, 128, 4, 1)      # M <= 16 (quant_gemv_kernel): split-K from the shape
+_DECODE = QuantConfig(16, 128, 128, 4, 3)      # M <= 16 (quant_gemv_kernel): split-K from the shape
 _MEDIUM = QuantConfig(64, 64, 64, 4, 3)        # M <= 256
 _LARGE = QuantConfig(128, 128, 64, 8, 3)
-# Decode programs (output tiles x K slices): ~2 per SM on an H100, each streaming a long
-# slice (at 8192^2: 4 slices of 16 steps). More, shorter slices (1024 programs) ran 20%
-# slower at M = 1 and 35% at M = 16: each slice pays a pipeline fill and the split-K
-# epilogue's round trips (quant_gemm-notes.md).
-_TARGET_PROGRAMS = 256
+# Decode programs (output tiles x K slices). Each slice pays a pipeline fill and the split-K
+# epilogue's round trips, so slices are long; how many programs pay off depends on the
+# decoding's cost a byte (H100, 8192^2, quant_gemm-notes.md): 2 and 4 bits (two weights a
+# byte-aligned instruction) stream fastest with ~2 programs a SM and 256-wide K steps at
+# M = 1; the other widths, whose unpacking costs more instructions a byte, with ~4 a SM.
+_TARGET_PROGRAMS = {True: 256, False: 512}
 
 
+def _cheap_decode(bits: int) -> bool:
+    return bits in (2, 4)
 def weight_layout(bn: int, bk: int, num_warps: int, bits: int) -> tuple[str, str]:
     """(layout of the BN x BK*bits/32 word tile, layout of the BN x BK weight tile it views
     as): each thread holds one run of consecutive K elements, 32 of them for the usual tiles
@@ -346,15 +336,19 @@ def row_layout(bk: int, num_warps: int) -> str:
 
 def pick_config(m: int, n: int, k: int, group_size: int, bits: int = 4) -> QuantConfig:
     """The tile configuration for an MxK @ (NxK)^T problem of `bits`-bit weights, by M
-    bucket (`bits` is for the autotuner's key; the table does not need it yet). BK always
-    divides the group size, so that one program's K step sees one scale per row."""
+    bucket and, for decode, by how cheaply the width unpacks. The prefill templates' BK
+    divides the group size (one scale per row and step); the decode template's steps may
+    span whole groups (`decode_bk`)."""
     cfg = _DECODE if m <= 16 else _MEDIUM if m <= 256 else _LARGE
     cfg = cfg._replace(BK=min(cfg.BK, group_size))
     if m <= 16:
+        if m == 1 and _cheap_decode(bits):
+            cfg = cfg._replace(BK=2 * cfg.BK)   # `decode_bk` makes it whole groups
         tiles = -(-n // cfg.BN)
         steps = -(-k // cfg.BK)
+        target = _TARGET_PROGRAMS[m > 1 or _cheap_decode(bits)]
         split = 1
-        while tiles * split * 2 <= _TARGET_PROGRAMS and steps % (split * 2) == 0 and \
+        while tiles * split * 2 <= target and steps % (split * 2) == 0 and \
                 steps // (split * 2) >= 4:
             split *= 2
         cfg = cfg._replace(split_k=split)

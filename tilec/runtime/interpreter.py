@@ -541,8 +541,12 @@ def _shared_store(prog, op, args):
 
 @handles("copy_async")
 def _copy_async(prog, op, args):
-    t, *offsets, dst = args
-    dst.array[...] = _load_view(t, offsets, dst.array.shape)
+    a = _named(op, args)
+    dst = a["dst"]
+    if a["mask"] is not None and not a["mask"]:
+        dst.array[...] = 0
+    else:
+        dst.array[...] = _load_view(a["tensor"], a["offsets"], dst.array.shape)
     return []
 
 

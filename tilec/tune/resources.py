@@ -221,7 +221,7 @@ def _walk(ops: list[Operation], weight: int, facts: Mapping[str, Any],
             totals["global"] += weight * _tile_bytes_or_scalar(op.results[0].type)
             peak = max(peak, _registers(op.results[0].type))
         elif op.name == "copy_async":
-            totals["global"] += weight * _tile_bytes_or_scalar(op.operands[-1].type)
+            totals["global"] += weight * _tile_bytes_or_scalar(op.dst.type)
         elif op.name in ("store", "store_view"):
             value = op.group("value")[0]
             totals["global"] += weight * _tile_bytes_or_scalar(value.type)

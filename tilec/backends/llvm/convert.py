@@ -23,7 +23,7 @@ from tilec.backends.llvm.memory import (linear_index, offsets_i32, from_bits, ma
                                         to_bits, vector_groups)
 from tilec.backends.llvm.elementwise import memory_type
 from tilec.backends.llvm.shared import (SharedTile, container_bits, from_container,
-                                        layout_offset, linear_offsets, load_register_tile,
+                                        layout_offset, linear_offsets, load_register_tile, load_vectors,
                                         row_major_strides, shared_coords_offsets,
                                         shared_layout_of, smem_type, store_register_tile,
                                         tile_offset, to_container, element_pointer)
@@ -253,6 +253,12 @@ def _shared_load(lw: Lowering, op: Operation) -> list:
         return [matrices]
     tile: SharedTile = lw.get(op.src)
     t = op.results[0].type
+    n = len(tile.prefix)
+    inner = SharedLayout(tile.layout.modes[n:], tile.layout.strides[n:], tile.layout.swizzles)
+    bits = container_bits(t.element)
+    vector = min(contiguous_vector(tile_layout(t), inner), max(1, 128 // bits))
+    if vector > 1 and not isinstance(t.element, PointerType) and not t.element.is_bool:
+        return [load_vectors(lw, tile, t, vector)]
     offsets = shared_coords_offsets(lw, tile, tile_layout(t))
     return [load_register_tile(lw, tile.base, t, offsets)]
 
@@ -371,7 +377,7 @@ def _chunk_addresses(lw: Lowering, op: Operation, vector: int) -> list:
                   for s_, n in zip(strides, shape)]
         coords[-1] = b.mul(coords[-1], i32(vector))
         gcoords = [b.add(o, c) for o, c in zip(offsets, coords)]
-        inside: ir.Value = ir.Constant(ir.IntType(1), 1)
+        inside = _copy_mask(lw, op)
         for c, size in zip(gcoords[:-1], tensor.sizes[:-1]):
             inside = b.and_(inside, b.icmp_unsigned("<", c, size))
         # Elements left in the last dim from this chunk's start, clamped to 0..vector.
@@ -383,6 +389,14 @@ def _chunk_addresses(lw: Lowering, op: Operation, vector: int) -> list:
         dst = element_pointer(b, tile.base, et_smem, tile_offset(b, tile, coords))
         out.append((src, dst, b.mul(left, i32(elem_bytes))))
     return out
+
+
+def _copy_mask(lw: Lowering, op: Operation) -> ir.Value:
+    """Whether the copy reads at all (its optional mask; out of it, zeros are written)."""
+    if op.mask is None:
+        return ir.Constant(ir.IntType(1), 1)
+    (mask,) = lw.get(op.mask)
+    return mask
 
 
 def _copy_elements(lw: Lowering, op: Operation, vector: int = 1) -> None:
@@ -418,7 +432,7 @@ def _copy_elements(lw: Lowering, op: Operation, vector: int = 1) -> None:
         coords = runs[:-1] + [b.add(b.mul(runs[-1], i32(vector)), i32(e)) if vector > 1
                               else runs[-1]]
         gcoords = [b.add(o, c) for o, c in zip(offsets, coords)]
-        inside: ir.Value = ir.Constant(ir.IntType(1), 1)
+        inside = _copy_mask(lw, op)
         for c, size in zip(gcoords, tensor.sizes):
             inside = b.and_(inside, b.icmp_unsigned("<", c, size))
         ptr = b.gep(tensor.ptr, [linear_index(b, gcoords, tensor.strides)], source_etype=et_mem)

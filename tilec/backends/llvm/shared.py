@@ -279,6 +279,31 @@ def load_register_tile(lowering: Lowering, base: ir.Value, t: TileType,
             for off in offsets]
 
 
+def load_vectors(lowering: Lowering, tile: SharedTile, t: TileType, vector: int) -> list[ir.Value]:
+    """Read a register tile of `t`'s layout from shared tile `tile`, `vector` consecutive
+    locals per load (at consecutive, vector-aligned offsets: `contiguous_vector`), as 32-bit
+    words where they fill them: 16 bytes are one `ld.shared.v4.b32`."""
+    b = lowering.b
+    layout = t.layout
+    index = lowering.index(layout)
+    et = smem_type(t.element, lowering.llvm_type)
+    reg = lowering.llvm_type(t.element)
+    bits = container_bits(t.element)
+    total = vector * bits
+    words = total // 32 if total >= 32 and total % 32 == 0 else 0
+    vt = ir.VectorType(et, vector)
+    wide = vt if not words else ir.IntType(32) if words == 1 else \
+        ir.VectorType(ir.IntType(32), words)
+    out = []
+    for g in range(0, layout.local_size, vector):
+        off = tile_offset(b, tile, [coord(b, index, g, d) for d in range(layout.rank)])
+        raw = b.load(element_pointer(b, tile.base, et, off), typ=wide, align=total // 8)
+        vec = b.bitcast(raw, vt) if words else raw
+        out.extend(from_container(b, b.extract_element(vec, i32(i)), reg)
+                   for i in range(vector))
+    return out
+
+
 def tile_coords(lowering: Lowering, layout: RegisterLayout) -> list[list[ir.Value]]:
     """[local][dim] i32 coordinates of this thread's elements."""
     index = lowering.index(layout)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from tilec.ir import dtypes as dt
 from tilec.ir.core import Attr, Operation, Trait
 from tilec.ir.ops.base import check_result, int_scalar, numeric_kinds
-from tilec.ir.types import (REGISTER, SHARED, PointerType, TensorType, TileType,
+from tilec.ir.types import (REGISTER, SHARED, PointerType, ScalarType, TensorType, TileType,
                             Type, dtype_of, element_of, like, shape_of)
 
 READS = Trait.READS_MEMORY
@@ -227,14 +227,17 @@ class SharedStore(Operation):
 
 class CopyAsync(Operation):
     """Start copying a tensor view into a shared tile (out of bounds fills 0); complete
-    after a later `async_wait`."""
+    after a later `async_wait`. With `mask` (a bool scalar) false, it reads nothing and fills
+    0 (a pipeline's copies past its loop's end)."""
     name = "copy_async"
-    operand_specs = ("tensor", "offsets*", "dst")
+    operand_specs = ("tensor", "offsets*", "dst", "mask?")
     traits = frozenset({READS, WRITES})
 
     def verify(self) -> None:
         dst = _shared(self, self.dst.type, "destination")
         _check_view(self, self.tensor, self.offsets, TileType(dst.shape, dst.element))
+        if self.mask is not None and self.mask.type != ScalarType(dt.bool_):
+            raise self.error(f"mask must be a bool scalar, got {self.mask.type}")
 
 
 class GatherAsync(Operation):

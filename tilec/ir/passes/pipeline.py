@@ -25,8 +25,16 @@ gets, per such load, a buffer of S stages in the swizzled shared layout that
     barrier                                  // the buffers' bytes may be reused
 
 (`L` loads per iteration; one commit group per `copy_async`, so `pending` counts copies.)
-Copies past the end of the loop read out of bounds and fill zeros into slots nobody reads.
+Every copy is masked by whether its iteration is one of the loop's (`iv_at < ub`): the
+copies past the end still commit their groups but read nothing and fill zeros into slots
+nobody reads (a split-K slice's would otherwise re-read the next slice's tiles from DRAM).
 The interpreter's meaning is unchanged: `copy_async` is the `load_view`, done early.
+
+A tile view the body computes on in its own register layout, not through a dot (packed
+weights decoded in registers, say), streams the same way when each thread's elements lie in
+16-byte runs: the stage buffer is row-major (swizzled where that takes away bank conflicts)
+and the view becomes a `shared_load` in its own layout, which lowers to 16-byte shared
+loads. That takes the view's latency out of the step: the step waits only for the barrier.
 
 A gather (`load` through a tile of pointers, e.g. rows picked by an index array or pages
 by a block table) streams the same way when its pointers and mask come from the induction
@@ -55,7 +63,7 @@ from tilec.ir.builder import Builder
 from tilec.ir.contiguity import last_dim_step
 from tilec.ir.core import Block, Function, Module, Operation, OpResult, Trait, Value
 from tilec.ir.rewrite import clone_op, replace_all_uses
-from tilec.ir.shared_layout import SharedLayout
+from tilec.ir.shared_layout import SharedLayout, best_swizzle, contiguous_vector, row_major
 from tilec.ir.types import SHARED, PointerType, ScalarType, TileType
 
 if TYPE_CHECKING:
@@ -67,13 +75,15 @@ NAME = "pipeline"
 @dataclass
 class _Stream:
     """One pipelined operand: the load, its conversion (None for a wgmma b, which reads the
-    stage itself, through `permute` if set) and the buffer layout."""
+    stage itself, through `permute` if set, and for a load read back into its own layout,
+    `registers`) and the buffer layout."""
 
     load: Operation
     convert: Operation | None
     layout: SharedLayout    # of one stage
     slice: list[Operation]  # the ops of the body the offsets depend on, in order
     permute: Operation | None = None
+    registers: bool = False
 
 
 def run(module: Module, options: PassOptions) -> Module:
@@ -188,13 +198,13 @@ def _stream(load: Operation, body: Block, reads: bool, options: PassOptions) -> 
         return found
     uses = load.results[0].uses
     if len(uses) != 1 or uses[0].name != "convert_layout" or uses[0].parent is not body:
-        return None
+        return _register_stream(load, body, reads)
     convert = uses[0]
     dots = convert.results[0].uses
     if len(dots) == 1 and dots[0].name == "permute" and dots[0].parent is body:
         dots = dots[0].results[0].uses   # dot(x, trans(load)): the permute stays
     if not dots or any(d.name != "dot" or d.parent is not body for d in dots):
-        return None
+        return _register_stream(load, body, reads)
     f = convert.results[0].type
     if t.rank != 2 or t.element.is_bool:
         return None
@@ -208,6 +218,34 @@ def _stream(load: Operation, body: Block, reads: bool, options: PassOptions) -> 
     if sliced is None:
         return None
     return _Stream(load, convert, plan.shared, sliced)
+
+
+def _register_stream(load: Operation, body: Block, reads: bool) -> _Stream | None:
+    """A tile view that the body computes on in its own layout (e.g. packed weights it
+    decodes in registers), read back from the stage with 16-byte shared loads: each thread's
+    elements in runs of 16 contiguous bytes, the buffer row-major, swizzled where that
+    takes away bank conflicts of the reads. Not a tile the loop carries out of the
+    iteration (a hand-written prefetch) and not a gather (its index reads stay as written)."""
+    if load.name != "load_view" or any(u.parent is not body or u.name == "yield"
+                                       for u in load.results[0].uses):
+        return None
+    t = load.results[0].type
+    if t.element.is_bool or t.rank < 1:
+        return None
+    bits = t.element.itemsize_bits
+    if bits not in (8, 16, 32, 64) or t.shape[-1] * bits % 128:
+        return None
+    layout = row_major(*t.shape)
+    vector = 128 // bits
+    if contiguous_vector(t.layout, layout) % vector:
+        return None
+    # Conflicts left after the swizzle cost a few shared wavefronts a step: still far less
+    # than the round trip to L2 that a load in the step waits on.
+    layout = best_swizzle(layout, [(t.layout, vector)], bits)
+    sliced = _slice(_roots(load), body, reads)
+    if sliced is None:
+        return None
+    return _Stream(load, None, layout, sliced, registers=True)
 
 
 def _buffer_layout(tile: SharedLayout, stages: int) -> SharedLayout:
@@ -247,11 +285,11 @@ def _issue(b: Builder, loop: Operation, streams: list[_Stream], buffers: list[Va
         stage = b.op("shared_index", buffer, slot,
                      types=[TileType(t.shape, t.element, _drop_dim0(buffer.type.layout),
                                      SHARED)])
+        guard = guard or _in_range(b, loop, iv_at)
         if s.load.name == "load_view":
             b.create("copy_async", s.load.tensor, [mapping.get(v, v) for v in s.load.offsets],
-                     stage)
+                     stage, mask=guard)
         else:
-            guard = guard or _in_range(b, loop, iv_at)
             b.create("gather_async", mapping.get(s.load.ptr, s.load.ptr), stage,
                      mask=_masked(b, guard, s.load, mapping))
 
@@ -304,7 +342,8 @@ def _pipeline(f: Function, loop: Operation, stages: int, options: PassOptions) -
     # In the loop, first: wait, barrier, the copies stages-1 iterations ahead.
     head = Builder(body, 0, loop.loc)
     head.create("async_wait", attrs={"pending": len(streams) * (stages - 2),
-                                     "fence_async": any(s.convert is None for s in streams)})
+                                     "fence_async": any(s.convert is None and not s.registers
+                                                        for s in streams)})
     head.create("barrier")
     it = head.op("div", head.op("sub", iv, loop.lb), loop.step)
     n = _const(head, stages, ivt)
@@ -316,6 +355,13 @@ def _pipeline(f: Function, loop: Operation, stages: int, options: PassOptions) -
     for s, buf in zip(streams, buffers):
         t = s.load.results[0].type
         inner = _drop_dim0(buf.type.layout)
+        if s.registers:
+            at = Builder.before(s.load)
+            stage = at.op("shared_index", buf, read,
+                          types=[TileType(t.shape, t.element, inner, SHARED)])
+            replace_all_uses(s.load.results[0], at.op("shared_load", stage, types=[t]))
+            s.load.erase()
+            continue
         if s.convert is None:
             at = Builder.before(s.load)
             value = at.op("shared_index", buf, read,
