@@ -14,16 +14,21 @@ quantized integers):
 in A's dtype: the zero point's product once per row and group, then one fused multiply-add
 per weight (the form GPTQ/AWQ-style kernels use). q converts to A's dtype exactly, so the
 kernel's dequantized weights equal that formula bit for bit; the products accumulate in
-f32 and the result is rounded to A's dtype.
+f32 and the result is rounded to A's dtype. One exception, closer to the exact product:
+the decode template without zero points, when a K step is one group, feeds q itself to
+the mma and scales the step's f32 products by s (one multiply a row instead of one a
+weight), so each weight's term differs from the formula's by at most half an ulp of A's
+dtype (the formula's rounding of q * s).
 
 Three paths by M; `pick_config` chooses the tiles per M bucket:
 
 - decode (M <= 16, `quant_gemv_kernel`): the weights are the mma's A operand and A's rows
   its B operand, each thread loading runs of consecutive weights and the same runs of A
-  that, after a permutation of K on both (`mma_k_order`), already are the mma fragments:
-  no shared memory. 128-row tiles of N and split-K, so that many programs stream disjoint
-  slices of the packed weight bytes at once (the weights are read exactly once; A is tiny
-  and stays in L2), the next step's weights, A and scales in flight while a step computes.
+  that, after a permutation of K on both (`mma_k_order`), already are the mma fragments.
+  128-row tiles of N and split-K, so that many programs stream disjoint slices of the
+  packed weight bytes at once (the weights are read exactly once; A is tiny and stays in
+  L2); the weight words and A's runs stream through the pipeline's stage buffers
+  (num_stages - 1 steps ahead, cp.async), the scales a step ahead in registers.
   Split-K slices add their f32 partial sums into a workspace with atomics, and each
   output tile's last slice rounds the total into C (`_add_split`): one launch.
 - prefill (`quant_gemm_kernel`): square output tiles on `tc.dot` (mma.sync), A streamed
@@ -150,11 +155,16 @@ def mma_k_order(x, R: tc.constexpr):
 
 @tc.func
 def _decode_scales(k, S, Z, pn, BN: tc.constexpr, BK: tc.constexpr, G: tc.constexpr,
-                   HAS_ZERO: tc.constexpr, SG: tc.constexpr, SL: tc.constexpr):
+                   HAS_ZERO: tc.constexpr, SG: tc.constexpr, SL: tc.constexpr,
+                   SCALE_ACC: tc.constexpr):
     """The K step k's scales and zero points (Z is S without zero points), loaded where the
     weights of their group are (layout SL: z * s uses s twice, so a conversion would not
-    sink into the load)."""
+    sink into the load), or with SCALE_ACC where the step's products are (the layout
+    assignment's choice, from their use)."""
     g = (k * BK) // G
+    if SCALE_ACC:
+        s = tc.load(S, offsets=(pn * BN, g), shape=(BN, 1))
+        return s, s
     s = tc.with_layout(tc.load(S, offsets=(pn * BN, g), shape=(BN, SG)), SL)
     z = s
     if HAS_ZERO:
@@ -165,11 +175,18 @@ def _decode_scales(k, S, Z, pn, BN: tc.constexpr, BK: tc.constexpr, G: tc.conste
 @tc.func
 def _decode_step(acc, words, a, s, z, BM: tc.constexpr, BN: tc.constexpr, BK: tc.constexpr,
                  HAS_ZERO: tc.constexpr, WDT: tc.constexpr, ONE_ROW: tc.constexpr,
-                 SG: tc.constexpr, GE: tc.constexpr):
-    """acc += one K step of the decode template, its operands already loaded."""
+                 SG: tc.constexpr, GE: tc.constexpr, SCALE_ACC: tc.constexpr):
+    """acc += one K step of the decode template, its operands already loaded. With
+    SCALE_ACC (one group a step, no zero points) the quantized values go into the mma as
+    they are (exact in A's dtype) and the step's f32 products take the scale, one multiply
+    a row and column instead of one a weight."""
     a = mma_k_order(a, BK // 16)
     if ONE_ROW:
         a = tc.broadcast_to(a, (BM, BK))
+    if SCALE_ACC:
+        q = mma_k_order(tc.view(words, WDT).to(a.dtype), BK // 16)
+        part = tc.dot(q, tc.trans(a), tc.zeros((BN, BM), tc.float32), warps_n=1)
+        return tc.fma(part, s.to(tc.float32), acc)
     q = tc.reshape(tc.view(words, WDT).to(a.dtype), (BN, SG, GE))
     s = tc.expand_dims(s, 2)
     if HAS_ZERO:  # q*s - z*s with one rounding per weight: an fma
@@ -187,7 +204,8 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
                       G: tc.constexpr, PARTIAL: tc.constexpr, HAS_ZERO: tc.constexpr,
                       WDT: tc.constexpr, WB: tc.constexpr, WL: tc.constexpr,
                       EL: tc.constexpr, ONE_ROW: tc.constexpr, AL: tc.constexpr,
-                      SG: tc.constexpr, GE: tc.constexpr, SL: tc.constexpr):
+                      SG: tc.constexpr, GE: tc.constexpr, SL: tc.constexpr,
+                      SCALE_ACC: tc.constexpr):
     # The decode template (M <= 16): C^T (a BN x BM tile, BM = 8 or 16) = dequant(W) @ A^T
     # on mma.m16n8k16, the weights as the A operand (16 rows of W a fragment, a row of A
     # per column of the 8-wide B fragment). Each thread loads runs of BK/4 consecutive
@@ -201,7 +219,7 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
     # them num_stages - 1 steps ahead with cp.async and each step reads its stage back in
     # these layouts (16-byte shared loads). The scales, two bytes a row, are loaded a step
     # ahead into registers instead (from DRAM: the step's own load would stall it).
-    s, z = _decode_scales(first, S, Z, pn, BN, BK, G, HAS_ZERO, SG, SL)
+    s, z = _decode_scales(first, S, Z, pn, BN, BK, G, HAS_ZERO, SG, SL, SCALE_ACC)
     for k in range(first, last + 1):
         words = tc.with_layout(tc.load(W, (pn, k), (BN, WB)), WL)
         if ONE_ROW:  # the one row (broadcast to every column of the B fragment in the step)
@@ -209,8 +227,9 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
         else:
             a = tc.with_layout(tc.load(A, (pm, k), (BM, BK)), AL)
         s2, z2 = _decode_scales(tc.minimum(k + 1, last), S, Z, pn, BN, BK, G, HAS_ZERO, SG,
-                                SL)
-        acc = _decode_step(acc, words, a, s, z, BM, BN, BK, HAS_ZERO, WDT, ONE_ROW, SG, GE)
+                                SL, SCALE_ACC)
+        acc = _decode_step(acc, words, a, s, z, BM, BN, BK, HAS_ZERO, WDT, ONE_ROW, SG, GE,
+                           SCALE_ACC)
         s = s2
         z = z2
     if PARTIAL:
@@ -252,16 +271,20 @@ class QuantConfig(NamedTuple):
 _DECODE = QuantConfig(16, 128, 128, 4, 3)      # M <= 16 (quant_gemv_kernel): split-K from the shape
 _MEDIUM = QuantConfig(64, 64, 64, 4, 3)        # M <= 256
 _LARGE = QuantConfig(128, 128, 64, 8, 3)
-# Decode programs (output tiles x K slices). Each slice pays a pipeline fill and the split-K
-# epilogue's round trips, so slices are long; how many programs pay off depends on the
-# decoding's cost a byte (H100, 8192^2, quant_gemm-notes.md): 2 and 4 bits (two weights a
-# byte-aligned instruction) stream fastest with ~2 programs a SM and 256-wide K steps at
-# M = 1; the other widths, whose unpacking costs more instructions a byte, with ~4 a SM.
-_TARGET_PROGRAMS = {True: 256, False: 512}
+# Decode programs (output tiles x K slices): ~2 per SM on an H100, each streaming a long
+# slice (at 8192^2: 4 slices of 16 steps). Each slice pays a pipeline fill and the split-K
+# epilogue's round trips; more, shorter slices ran no faster at any width once the weights
+# streamed through the pipeline (quant_gemm-notes.md).
+_TARGET_PROGRAMS = 256
 
 
 def _cheap_decode(bits: int) -> bool:
+    """Widths that unpack with a byte permute and one and/xor a pair (4 bits) or a few
+    shifts (2): at M = 1 they take steps of 256 (fewer trips, barriers and copies a weight,
+    which outweigh the per-group scaling of the products that 256 > G rules out)."""
     return bits in (2, 4)
+
+
 def weight_layout(bn: int, bk: int, num_warps: int, bits: int) -> tuple[str, str]:
     """(layout of the BN x BK*bits/32 word tile, layout of the BN x BK weight tile it views
     as): each thread holds one run of consecutive K elements, 32 of them for the usual tiles
@@ -346,9 +369,8 @@ def pick_config(m: int, n: int, k: int, group_size: int, bits: int = 4) -> Quant
             cfg = cfg._replace(BK=2 * cfg.BK)   # `decode_bk` makes it whole groups
         tiles = -(-n // cfg.BN)
         steps = -(-k // cfg.BK)
-        target = _TARGET_PROGRAMS[m > 1 or _cheap_decode(bits)]
         split = 1
-        while tiles * split * 2 <= target and steps % (split * 2) == 0 and \
+        while tiles * split * 2 <= _TARGET_PROGRAMS and steps % (split * 2) == 0 and \
                 steps // (split * 2) >= 4:
             split *= 2
         cfg = cfg._replace(split_k=split)
@@ -482,7 +504,8 @@ def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_si
                             zeros if zeros is not None else scales, out, ws, arrived,
                             cfg.split_k,
                             BM=bm, BN=cfg.BN, G=group_size, PARTIAL=cfg.split_k > 1,
-                            HAS_ZERO=zeros is not None, WDT=dw, ONE_ROW=m == 1, **plan,
+                            HAS_ZERO=zeros is not None, WDT=dw, ONE_ROW=m == 1,
+                            SCALE_ACC=zeros is None and plan["SG"] == 1, **plan,
                             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return out
 

@@ -31,10 +31,12 @@ nobody reads (a split-K slice's would otherwise re-read the next slice's tiles f
 The interpreter's meaning is unchanged: `copy_async` is the `load_view`, done early.
 
 A tile view the body computes on in its own register layout, not through a dot (packed
-weights decoded in registers, say), streams the same way when each thread's elements lie in
-16-byte runs: the stage buffer is row-major (swizzled where that takes away bank conflicts)
-and the view becomes a `shared_load` in its own layout, which lowers to 16-byte shared
-loads. That takes the view's latency out of the step: the step waits only for the barrier.
+weights decoded in registers, say), streams the same way when its rows are whole 16-byte
+chunks: the stage buffer is row-major (swizzled where that takes away bank conflicts) and
+the view becomes a `shared_load` in its own layout, which lowers to shared loads as wide as
+each thread's runs allow (16 bytes for the usual 16-byte runs; 12-byte runs of 3-bit
+weights read word by word). That takes the view's latency out of the step: the step waits
+only for the barrier.
 
 A gather (`load` through a tile of pointers, e.g. rows picked by an index array or pages
 by a block table) streams the same way when its pointers and mask come from the induction
@@ -222,9 +224,9 @@ def _stream(load: Operation, body: Block, reads: bool, options: PassOptions) -> 
 
 def _register_stream(load: Operation, body: Block, reads: bool) -> _Stream | None:
     """A tile view that the body computes on in its own layout (e.g. packed weights it
-    decodes in registers), read back from the stage with 16-byte shared loads: each thread's
-    elements in runs of 16 contiguous bytes, the buffer row-major, swizzled where that
-    takes away bank conflicts of the reads. Not a tile the loop carries out of the
+    decodes in registers), read back from the stage in that layout, each thread's runs of
+    consecutive elements as wide shared loads as they allow (16 bytes for runs of 16): the
+    buffer row-major, swizzled where that takes away bank conflicts of the reads. Not a tile the loop carries out of the
     iteration (a hand-written prefetch) and not a gather (its index reads stay as written)."""
     if load.name != "load_view" or any(u.parent is not body or u.name == "yield"
                                        for u in load.results[0].uses):
@@ -234,11 +236,9 @@ def _register_stream(load: Operation, body: Block, reads: bool) -> _Stream | Non
         return None
     bits = t.element.itemsize_bits
     if bits not in (8, 16, 32, 64) or t.shape[-1] * bits % 128:
-        return None
+        return None   # rows of whole 16-byte chunks: what copy_async copies
     layout = row_major(*t.shape)
-    vector = 128 // bits
-    if contiguous_vector(t.layout, layout) % vector:
-        return None
+    vector = min(contiguous_vector(t.layout, layout), 128 // bits)
     # Conflicts left after the swizzle cost a few shared wavefronts a step: still far less
     # than the round trip to L2 that a load in the step waits on.
     layout = best_swizzle(layout, [(t.layout, vector)], bits)
