@@ -74,6 +74,18 @@ def test_large_decode_shape_uses_split_k():
     _run(dt.uint4, 1, 8192, 8192, 128)
 
 
+def test_decode_is_autotuned():
+    """Without a config, M <= 16 on the GPU runs the decode autotuner's choice for the key
+    (N, K) of this width, group size, rows of A and zero points; other widths tune apart."""
+    _run(dt.int4, 1, 4096, 2048, 128)
+    _run(dt.int4, 3, 4096, 2048, 128, zero_point=True)
+    for m, zeros in ((1, False), (3, True)):
+        tuner = qg.decode_tuner(4, 128, m, zeros)
+        chosen = [cfg for key, cfg in tuner.chosen.items() if key[:2] == (4096, 2048)]
+        assert len(chosen) == 1 and chosen[0] in tuner.configs
+        assert chosen[0].kwargs["SCALE_ACC"] == (not zeros and chosen[0].kwargs["SG"] == 1)
+
+
 def test_split_k_leaves_its_workspace_clean():
     """Split-K slices add into a workspace that each tile's last slice clears: after every
     call it is zero again, so later calls (other shapes, the same one again) stay right."""

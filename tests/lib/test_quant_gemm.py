@@ -234,19 +234,15 @@ def test_decode_ptx_streams_the_weights(wd, bits, m, zeros):
     through a layout conversion or ldmatrix on their way to the mma."""
     cfg = pick_config(m, 8192, 8192, 128, bits)
     bm = 8 if m <= 8 else 16
-    plan = qg_mod._decode_plan(cfg.BN, cfg.BK, cfg.num_warps, bits, 128,
-                               0 if m == 1 else bm // 8)
+    chosen = qg_mod.decode_config(cfg, bits, 128, m, zeros)
     facts = "{contiguous = true, aligned = 16}"
     consts = ", ".join(f'{k}="{v}"' if isinstance(v, str) else f"{k}={v}"
-                       for k, v in plan.items())
+                       for k, v in chosen.all().items())
     module = quant_gemv_kernel.compile(
         f"A: tensor<?x?xf16> {facts}, W: tensor<?x?xu32> {facts}, S: tensor<?x?xf16> "
         f"{facts}, Z: tensor<?x?xf16> {facts}, C: tensor<?x?xf16> {facts}, "
-        f"Ws: tensor<?xf32> {facts}, Arrived: tensor<?xi32> {facts}, split_k: i32, "
-        f"BM={bm}, BN={cfg.BN}, G=128, PARTIAL=True, HAS_ZERO={zeros}, WDT={wd}, "
-        f"ONE_ROW={m == 1}, SCALE_ACC={not zeros and plan['SG'] == 1}, {consts}, "
-        f"num_warps={cfg.num_warps}, "
-        f"num_stages={cfg.num_stages}")
+        f"Ws: tensor<?xf32> {facts}, Arrived: tensor<?xi32> {facts}, "
+        f"BM={bm}, G=128, HAS_ZERO={zeros}, WDT={wd}, ONE_ROW={m == 1}, {consts}")
     for arch in ("sm_80", "sm_90a"):
         k = compile_kernel(module, "quant_gemv_kernel", arch=arch)
         assert k.cubin and "mma.sync" in k.ptx
@@ -257,6 +253,27 @@ def test_decode_ptx_streams_the_weights(wd, bits, m, zeros):
         assert "cp.async.cg.shared.global" in k.ptx and "ld.shared.v4.b32" in k.ptx
         if bits == 4:
             assert "lop3.b32" in k.ptx and "prmt.b32" in k.ptx     # nibble pairs
+
+
+def test_decode_tuner_space_and_prune():
+    """On the GPU the decode template's tiles come from `tc.autotune`: one tuner per width,
+    group size, rows of A (1, 2..8, 9..16) and zero points, keyed by N and K; its candidates
+    carry the layouts their tiles need, and the prune keeps 128..512 programs with at
+    least two steps a slice (every split for small shapes gone: the unsplit ones)."""
+    t = qg_mod.decode_tuner(4, 128, 1, False)
+    assert t is qg_mod.decode_tuner(4, 128, 1, False)            # cached
+    assert t is not qg_mod.decode_tuner(4, 128, 1, True)        # zero points: SCALE_ACC off
+    assert t.key == ["C.shape[1]", "A.shape[1]"]
+    assert len(t.configs) == 2 * 2 * 5 and t.budget == qg_mod.DECODE_BUDGET
+    one_group = [c for c in t.configs if c.kwargs["BK"] == 128]
+    assert all(c.kwargs["SCALE_ACC"] and c.kwargs["SG"] == 1 for c in one_group)
+    assert not any(c.kwargs["SCALE_ACC"] for c in qg_mod.decode_tuner(4, 128, 1, True).configs)
+    big = {"A": np.zeros((1, 8192)), "C": np.zeros((1, 8192))}
+    kept = qg_mod._prune_decode(t.configs, big)
+    assert {c.kwargs["SPLIT"] for c in kept} == {2, 4, 8}
+    assert all(8192 // c.kwargs["BK"] >= 2 * c.kwargs["SPLIT"] for c in kept)
+    small = {"A": np.zeros((1, 224)), "C": np.zeros((1, 40))}
+    assert {c.kwargs["SPLIT"] for c in qg_mod._prune_decode(t.configs, small)} == {1}
 
 
 @pytest.mark.torch

@@ -58,6 +58,9 @@ def test_resource_model_prunes_what_cannot_fit():
                  a100).startswith("shared memory: 192 KiB > 163 KiB")
     too_many = dataclasses.replace(fits, threads=2048)
     assert check(too_many, H100) == "threads: 2048 > 1024 per block"
+    # check_registers=False (tc.autotune): the estimate prunes nothing, the rest still does
+    assert check(big_acc, H100, registers=False) is None
+    assert check(big_smem, H100, registers=False).startswith("shared memory")
 
 
 def _rank(configs, m, n, k, serial_pool=True):

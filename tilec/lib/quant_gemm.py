@@ -199,9 +199,9 @@ def _decode_step(acc, words, a, s, z, BM: tc.constexpr, BN: tc.constexpr, BK: tc
 
 @tc.kernel
 def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C: tc.Tensor,
-                      Ws: tc.Tensor, Arrived: tc.Tensor, split_k: int, BM: tc.constexpr,
-                      BN: tc.constexpr, BK: tc.constexpr,
-                      G: tc.constexpr, PARTIAL: tc.constexpr, HAS_ZERO: tc.constexpr,
+                      Ws: tc.Tensor, Arrived: tc.Tensor, BM: tc.constexpr,
+                      BN: tc.constexpr, BK: tc.constexpr, G: tc.constexpr,
+                      SPLIT: tc.constexpr, HAS_ZERO: tc.constexpr,
                       WDT: tc.constexpr, WB: tc.constexpr, WL: tc.constexpr,
                       EL: tc.constexpr, ONE_ROW: tc.constexpr, AL: tc.constexpr,
                       SG: tc.constexpr, GE: tc.constexpr, SL: tc.constexpr,
@@ -213,7 +213,7 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
     # the same runs of A (AL); `mma_k_order` reorders K on both so that these runs already
     # are the mma fragments: no shared memory, no conversion, A's words straight into the
     # B operand. A step may span several groups (BK > G): SG scale columns of GE weights.
-    pm, pn, part, first, last, steps = _split_k_slice(A, W, split_k, BM, BN, BK)
+    pm, pn, part, first, last, steps = _split_k_slice(A, W, SPLIT, BM, BN, BK)
     acc = tc.zeros((BN, BM), tc.float32)
     # The weight words and A's runs stream through shared memory: the pipeline pass copies
     # them num_stages - 1 steps ahead with cp.async and each step reads its stage back in
@@ -232,8 +232,8 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
                            SCALE_ACC)
         s = s2
         z = z2
-    if PARTIAL:
-        _add_split(tc.trans(acc), C, Ws, Arrived, pm, pn, split_k, BM, BN)
+    if SPLIT > 1:
+        _add_split(tc.trans(acc), C, Ws, Arrived, pm, pn, SPLIT, BM, BN)
     else:
         tc.store(C, (pm, pn), tc.trans(acc).to(C.dtype))
 
@@ -471,6 +471,8 @@ def quant_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any = None
         return out
     if config is None and m >= DEQUANT_MIN_M and on_torch:
         return _dequantize_then_gemm(a, w_packed, scales, zeros, group_size, out)
+    if config is None and m <= 16 and _host.on_gpu(a):
+        return _decode(a, w_packed, scales, zeros, group_size, out, None, on_torch)
     cfg = config or pick_config(m, n, k, group_size, dw.bits)
     if m <= 16 and cfg.BM == 16:
         return _decode(a, w_packed, scales, zeros, group_size, out, cfg, on_torch)
@@ -492,21 +494,26 @@ def quant_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any = None
 
 
 def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_size: int,
-            out: Any, cfg: QuantConfig, on_torch: bool) -> Any:
-    """M <= 16 on the decode template (`quant_gemv_kernel`)."""
+            out: Any, cfg: QuantConfig | None, on_torch: bool) -> Any:
+    """M <= 16 on the decode template (`quant_gemv_kernel`): with `cfg` its tiles, without
+    (on the GPU) the autotuner's choice for this width, group size, rows and shape."""
     (m, k), n, dw = a.shape, w_packed.shape[0], w_packed.dtype
     bm = 8 if m <= 8 else 16
-    plan = _decode_plan(cfg.BN, cfg.BK, cfg.num_warps, dw.bits, group_size,
-                        0 if m == 1 else bm // 8)
-    ws, arrived = _split_workspace(a, m, n, bm, cfg.BN, cfg.split_k, on_torch)
-    grid = (tc.cdiv(m, bm) * tc.cdiv(n, cfg.BN) * cfg.split_k,)
-    quant_gemv_kernel[grid](a, _words(w_packed), scales,
-                            zeros if zeros is not None else scales, out, ws, arrived,
-                            cfg.split_k,
-                            BM=bm, BN=cfg.BN, G=group_size, PARTIAL=cfg.split_k > 1,
-                            HAS_ZERO=zeros is not None, WDT=dw, ONE_ROW=m == 1,
-                            SCALE_ACC=zeros is None and plan["SG"] == 1, **plan,
-                            num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    rows = 0 if m == 1 else bm // 8
+    has_zero = zeros is not None
+    head = (a, _words(w_packed), scales, zeros if has_zero else scales, out)
+    call = dict(BM=bm, G=group_size, HAS_ZERO=has_zero, WDT=dw, ONE_ROW=m == 1)
+    tiles = tc.cdiv(m, bm)
+    if cfg is None:
+        tuner = decode_tuner(dw.bits, group_size, m, has_zero)
+        ws, arrived = _split_workspace(a, m, n, bm, min(_DECODE_BN), 2, on_torch)
+        grid = lambda meta: (tiles * tc.cdiv(n, meta["BN"]) * meta["SPLIT"],)  # noqa: E731
+        chosen = tuner.config(grid, *head, ws, arrived, **call)
+    else:
+        chosen = decode_config(cfg, dw.bits, group_size, m, has_zero)
+        ws, arrived = _split_workspace(a, m, n, bm, cfg.BN, cfg.split_k, on_torch)
+    grid = (tiles * tc.cdiv(n, chosen.kwargs["BN"]) * chosen.kwargs["SPLIT"],)
+    quant_gemv_kernel[grid](*head, ws, arrived, **call, **chosen.all())
     return out
 
 
@@ -563,17 +570,64 @@ def _split_workspace(a: Any, m: int, n: int, bm: int, bn: int, split: int,
     return ws, arrived
 
 
+def decode_config(cfg: QuantConfig, bits: int, group_size: int, m: int,
+                  zeros: bool) -> tc.Config:
+    """The decode template's tuned constexprs and options for tile configuration `cfg`
+    (BN, BK, warps, stages, split; BM follows from M), `bits`-bit weights, the group size,
+    A's rows and whether there are zero points: the layouts that follow from the tile."""
+    rows = 0 if m == 1 else (8 if m <= 8 else 16) // 8
+    return _decode_config(cfg.BN, cfg.BK, cfg.num_warps, cfg.num_stages, cfg.split_k, bits,
+                          group_size, rows, zeros)
+
+
 @functools.cache
-def _decode_plan(bn: int, bk: int, num_warps: int, bits: int, group_size: int,
-                 rows: int) -> dict[str, Any]:
-    """The decode template's constexprs that follow from the tile, the weight width, the
-    group size and A's rows (0: one row; 1: 8; 2: 16): cached, since working out the
-    layouts takes ~0.4 ms, ten times a decode kernel's run."""
+def _decode_config(bn: int, bk: int, num_warps: int, stages: int, split: int, bits: int,
+                   group_size: int, rows: int, zeros: bool) -> tc.Config:
+    """Cached: working out the layouts takes ~0.4 ms, ten times a decode kernel's run."""
     bk = decode_bk(bk, group_size, bits)
     wl, el, *a_layouts = decode_layouts(bn, bk, num_warps, bits)
-    return dict(BK=bk, WB=bk * bits // 32, WL=wl, EL=el, AL=a_layouts[rows],
-                SG=max(1, bk // group_size), GE=min(bk, group_size),
-                SL=scale_layout(el, bn, bk, group_size))
+    sg = max(1, bk // group_size)
+    return tc.Config(num_warps=num_warps, num_stages=stages, BN=bn, BK=bk, SPLIT=split,
+                     WB=bk * bits // 32, WL=wl, EL=el, AL=a_layouts[rows], SG=sg,
+                     GE=min(bk, group_size), SL=scale_layout(el, bn, bk, group_size),
+                     SCALE_ACC=not zeros and sg == 1)
+
+
+# The decode autotuner's space (per width, group size, rows of A and zero points; key: N
+# and K): the tiles that the H100 sweeps kept near the best (quant_gemm-notes.md), 4 warps
+# of 128 weight rows, steps of one or two groups, 2 or 3 stages, and the splits that leave
+# 128..512 programs (1..4 a SM) and at least two steps a slice.
+_DECODE_BN = (128,)
+DECODE_SPACE = {"BK": [128, 256], "num_stages": [2, 3], "SPLIT": [1, 2, 4, 8, 16]}
+DECODE_BUDGET = 12   # every candidate the prune keeps at 8192^2
+
+
+def _prune_decode(configs: list, values: dict) -> list:
+    n, k = values["C"].shape[1], values["A"].shape[1]
+    keep = [c for c in configs if 128 <= tc.cdiv(n, c.kwargs["BN"]) * c.kwargs["SPLIT"] <= 512
+            and tc.cdiv(k, c.kwargs["BK"]) >= 2 * c.kwargs["SPLIT"]]
+    # Shapes too small for any split: the one-program-a-tile configurations.
+    return keep or [c for c in configs if c.kwargs["SPLIT"] == 1]
+
+
+def decode_tuner(bits: int, group_size: int, m: int, zeros: bool):
+    """The autotuner of the decode template for these weights and rows of A (M = 1, 2..8
+    or 9..16 share one): `tc.autotune` over DECODE_SPACE, keyed by N and K."""
+    rows = 0 if m == 1 else (8 if m <= 8 else 16) // 8
+    return _decode_tuner(bits, group_size, rows, zeros)
+
+
+@functools.cache
+def _decode_tuner(bits: int, group_size: int, rows: int, zeros: bool):
+    configs = list(dict.fromkeys(
+        _decode_config(bn, bk, 4, stages, split, bits, group_size, rows, zeros)
+        for bn in _DECODE_BN for bk in DECODE_SPACE["BK"]
+        for stages in DECODE_SPACE["num_stages"] for split in DECODE_SPACE["SPLIT"]))
+    # The resource model counts whole weight tiles live (~300-550 registers); ptxas gives
+    # these kernels 76-168, and its report still drops any that spill.
+    return tc.autotune(configs=configs, key=["C.shape[1]", "A.shape[1]"],
+                       prune=_prune_decode, budget=DECODE_BUDGET, compare=(),
+                       check_registers=False)(quant_gemv_kernel)
 
 
 def _words(p: tc.PackedTensor) -> Any:

@@ -87,7 +87,7 @@ class Autotuner:
                  reset_to_zero: Sequence[str] = (), restore: Sequence[str] = (),
                  cost_model: CostModel | None = None, example: Callable[..., Any] | None = None,
                  database: TuningDatabase | None = None, warmup: int = 3, reps: int = 25,
-                 compare: Sequence[str] | None = None):
+                 compare: Sequence[str] | None = None, check_registers: bool = True):
         self.kernel = kernel
         self.configs = list(configs)
         self.key = list(key)
@@ -101,6 +101,7 @@ class Autotuner:
         self.database = database or TuningDatabase()
         self.warmup, self.reps = warmup, reps
         self.compare = None if compare is None else list(compare)
+        self.check_registers = check_registers
         self.chosen: dict[tuple, Config] = {}
         self.reports: dict[tuple, Report] = {}
         self._check()
@@ -365,7 +366,7 @@ class Autotuner:
             if out.error is not None:
                 report.failed[cfg.short()] = out.error
                 continue
-            why = check(out.value, limits)
+            why = check(out.value, limits, self.check_registers)
             if why is not None:
                 report.pruned[cfg.short()] = f"resource model: {why}"
                 continue
@@ -558,7 +559,8 @@ def autotune(configs: Sequence[Config] | None = None, *, key: Sequence[str] = ()
              prune: Prune | Sequence[Prune] | None = None, reset_to_zero: Sequence[str] = (),
              restore: Sequence[str] = (), cost_model: CostModel | None = None,
              example: Callable[..., Any] | None = None,
-             compare: Sequence[str] | None = None) -> Callable[[Kernel], Autotuner]:
+             compare: Sequence[str] | None = None,
+             check_registers: bool = True) -> Callable[[Kernel], Autotuner]:
     """Decorator above `@tc.kernel`: tune the kernel's constexprs, num_warps and num_stages
     over `configs` (a list of `tc.Config`) or `space` (name -> values), per distinct `key`
     (parameter names, 'A.shape[0]', 'A.dtype'; tensor dtypes are always part of the key).
@@ -571,7 +573,9 @@ def autotune(configs: Sequence[Config] | None = None, *, key: Sequence[str] = ()
     `tilec tune FILE.py::KERNEL --shapes ...`. `compare`: the tensor parameters whose
     results must agree between candidates (default: every tensor; `()` for kernels whose
     candidates write different things, e.g. split-K or split-KV partials, each checked
-    by its own tests)."""
+    by its own tests). `check_registers=False`: the resource model's register estimate
+    prunes nothing (it counts whole tiles live, which overestimates kernels that decode
+    operands element by element into a dot); ptxas's report still drops spilling ones."""
     if (configs is None) == (space is None):
         raise TilecError("tc.autotune takes either configs=[tc.Config(...)] or space={...}",
                          caller_location(1))
@@ -597,7 +601,8 @@ def autotune(configs: Sequence[Config] | None = None, *, key: Sequence[str] = ()
                              hint="write @tc.autotune(...) on the line above @tc.kernel")
         try:
             return Autotuner(kernel, chosen, key, budget, prune, reset_to_zero, restore,
-                             cost_model, example, compare=compare)
+                             cost_model, example, compare=compare,
+                             check_registers=check_registers)
         except TilecError as e:
             raise e.with_traceback(None) from None
     return wrap

@@ -255,13 +255,16 @@ def _tile_bytes_or_scalar(t: Any) -> int:
     return max(1, bits // 8)
 
 
-def check(p: KernelProfile, limits: DeviceLimits) -> str | None:
-    """Why a configuration cannot run on the device, or None when it fits."""
+def check(p: KernelProfile, limits: DeviceLimits, registers: bool = True) -> str | None:
+    """Why a configuration cannot run on the device, or None when it fits (`registers`:
+    whether the register estimate may say so)."""
     if p.threads > limits.max_threads_per_block:
         return f"threads: {p.threads} > {limits.max_threads_per_block} per block"
     if p.shared_bytes > limits.max_shared_per_block:
         return (f"shared memory: {p.shared_bytes // 1024} KiB > "
                 f"{limits.max_shared_per_block // 1024} KiB per block")
+    if not registers:
+        return None
     if p.registers > limits.max_registers_per_thread:
         return f"registers: ~{p.registers} > {limits.max_registers_per_thread} per thread"
     if p.registers * p.threads > limits.registers_per_sm:
