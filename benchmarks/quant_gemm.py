@@ -146,7 +146,7 @@ def quantized(d: dt.DType, n: int, k: int, gen: torch.Generator):
 def chosen_config(d: dt.DType, m: int, n: int, k: int) -> dict:
     """The tiles the call ran with: the autotuner's choice at M <= 16, else the table's."""
     if m <= 16:
-        for key, cfg in decode_tuner(d.bits, GROUP, m, False).chosen.items():
+        for key, cfg in decode_tuner(d, GROUP, m, False).chosen.items():
             if key[:2] == (n, k):
                 return {name: v for name, v in cfg.all().items()
                         if name in ("BN", "BK", "SPLIT", "num_warps", "num_stages")}

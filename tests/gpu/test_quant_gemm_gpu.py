@@ -80,7 +80,7 @@ def test_decode_is_autotuned():
     _run(dt.int4, 1, 4096, 2048, 128)
     _run(dt.int4, 3, 4096, 2048, 128, zero_point=True)
     for m, zeros in ((1, False), (3, True)):
-        tuner = qg.decode_tuner(4, 128, m, zeros)
+        tuner = qg.decode_tuner(dt.int4, 128, m, zeros)
         chosen = [cfg for key, cfg in tuner.chosen.items() if key[:2] == (4096, 2048)]
         assert len(chosen) == 1 and chosen[0] in tuner.configs
         assert chosen[0].kwargs["SCALE_ACC"] == (not zeros and chosen[0].kwargs["SG"] == 1)

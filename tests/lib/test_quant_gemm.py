@@ -234,7 +234,7 @@ def test_decode_ptx_streams_the_weights(wd, bits, m, zeros):
     through a layout conversion or ldmatrix on their way to the mma."""
     cfg = pick_config(m, 8192, 8192, 128, bits)
     bm = 8 if m <= 8 else 16
-    chosen = qg_mod.decode_config(cfg, bits, 128, m, zeros)
+    chosen = qg_mod.decode_config(cfg, wd, 128, m, zeros)
     facts = "{contiguous = true, aligned = 16}"
     consts = ", ".join(f'{k}="{v}"' if isinstance(v, str) else f"{k}={v}"
                        for k, v in chosen.all().items())
@@ -252,7 +252,7 @@ def test_decode_ptx_streams_the_weights(wd, bits, m, zeros):
         assert k.resources.spill_stores == 0, k.resources
         assert "cp.async.cg.shared.global" in k.ptx and "ld.shared.v4.b32" in k.ptx
         if bits == 4:
-            assert "lop3.b32" in k.ptx and "prmt.b32" in k.ptx     # nibble pairs
+            assert "lop3.b32" in k.ptx          # nibble pairs: one and/xor each
 
 
 def test_decode_tuner_space_and_prune():
@@ -260,14 +260,14 @@ def test_decode_tuner_space_and_prune():
     group size, rows of A (1, 2..8, 9..16) and zero points, keyed by N and K; its candidates
     carry the layouts their tiles need, and the prune keeps 128..512 programs with at
     least two steps a slice (every split for small shapes gone: the unsplit ones)."""
-    t = qg_mod.decode_tuner(4, 128, 1, False)
-    assert t is qg_mod.decode_tuner(4, 128, 1, False)            # cached
-    assert t is not qg_mod.decode_tuner(4, 128, 1, True)        # zero points: SCALE_ACC off
+    t = qg_mod.decode_tuner(dt.int4, 128, 1, False)
+    assert t is qg_mod.decode_tuner(dt.int4, 128, 1, False)            # cached
+    assert t is not qg_mod.decode_tuner(dt.int4, 128, 1, True)        # zero points: SCALE_ACC off
     assert t.key == ["C.shape[1]", "A.shape[1]"]
     assert len(t.configs) == 2 * 2 * 5 and t.budget == qg_mod.DECODE_BUDGET
     one_group = [c for c in t.configs if c.kwargs["BK"] == 128]
     assert all(c.kwargs["SCALE_ACC"] and c.kwargs["SG"] == 1 for c in one_group)
-    assert not any(c.kwargs["SCALE_ACC"] for c in qg_mod.decode_tuner(4, 128, 1, True).configs)
+    assert not any(c.kwargs["SCALE_ACC"] for c in qg_mod.decode_tuner(dt.int4, 128, 1, True).configs)
     big = {"A": np.zeros((1, 8192)), "C": np.zeros((1, 8192))}
     kept = qg_mod._prune_decode(t.configs, big)
     assert {c.kwargs["SPLIT"] for c in kept} == {2, 4, 8}

@@ -51,6 +51,7 @@ import numpy as np
 import tilec as tc
 from tilec.errors import LaunchError
 from tilec.ir import dtypes as dt
+from tilec.backends.llvm.fastcasts import PAIRED_FIELDS, pair_distance
 from tilec.ir.layout import parse_layout
 from tilec.ir.layout_defaults import reshape_layout
 from tilec.lib import _host
@@ -141,16 +142,22 @@ def quant_gemm_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
 
 
 @tc.func
-def mma_k_order(x, R: tc.constexpr):
+def mma_k_order(x, R: tc.constexpr, P: tc.constexpr):
     """The columns of x (rows x 16R) in the order the mma k steps read them, so that the
-    thread of column group c (lane % 4) owns the contiguous run c*4R .. c*4R + 4R - 1:
-    column c*4R + 4s + 2h + j (k step s) goes to 16s + 8h + 2c + j, where mma.m16n8k16
-    reads it (PTX ISA 9.7.14.5.8: A fragment columns and B fragment rows are
-    2*(lane%4) + i%2 + 8*(i//2 % 2)). A permutation of K on both operands leaves the dot as
-    it is; the reshapes and the permute only rename registers."""
+    thread of column group c (lane % 4) owns the contiguous run c*4R .. c*4R + 4R - 1 and
+    holds columns (i, i + P) of each 2P of its run in one register (PTX ISA 9.7.14.5.8: A
+    fragment columns and B fragment rows are 2*(lane%4) + i%2 + 8*(i//2 % 2)):
+    - P = 1: run column 4s + 2h + j goes to 16s + 8h + 2c + j (k step s, half h, lane j);
+    - P > 1 (the pairs `paired_fields_to_f16` makes of 2/3/4-bit weights): run column
+      2P*g + P*j + 2t + h goes to 16*(g*P/2 + t) + 8h + 2c + j.
+    A permutation of K on both operands leaves the dot as it is; the reshapes and the
+    permute only rename registers."""
     rows = x.shape[0]
-    return tc.reshape(tc.permute(tc.reshape(x, (rows, 4, R, 2, 2)), (0, 2, 3, 1, 4)),
-                      (rows, 16 * R))
+    if P == 1:
+        return tc.reshape(tc.permute(tc.reshape(x, (rows, 4, R, 2, 2)), (0, 2, 3, 1, 4)),
+                          (rows, 16 * R))
+    return tc.reshape(tc.permute(tc.reshape(x, (rows, 4, 2 * R // P, 2, P // 2, 2)),
+                                 (0, 2, 4, 5, 1, 3)), (rows, 16 * R))
 
 
 @tc.func
@@ -175,16 +182,18 @@ def _decode_scales(k, S, Z, pn, BN: tc.constexpr, BK: tc.constexpr, G: tc.conste
 @tc.func
 def _decode_step(acc, words, a, s, z, BM: tc.constexpr, BN: tc.constexpr, BK: tc.constexpr,
                  HAS_ZERO: tc.constexpr, WDT: tc.constexpr, ONE_ROW: tc.constexpr,
-                 SG: tc.constexpr, GE: tc.constexpr, SCALE_ACC: tc.constexpr):
+                 SG: tc.constexpr, GE: tc.constexpr, SCALE_ACC: tc.constexpr,
+                 PAIR: tc.constexpr):
     """acc += one K step of the decode template, its operands already loaded. With
     SCALE_ACC (one group a step, no zero points) the quantized values go into the mma as
-    they are (exact in A's dtype) and the step's f32 products take the scale, one multiply
-    a row and column instead of one a weight."""
-    a = mma_k_order(a, BK // 16)
+    they are (exact in A's dtype), in the K order of the pairs their conversion makes
+    (PAIR), and the step's f32 products take the scale: one multiply a row and column
+    instead of one a weight."""
+    a = mma_k_order(a, BK // 16, PAIR)
     if ONE_ROW:
         a = tc.broadcast_to(a, (BM, BK))
     if SCALE_ACC:
-        q = mma_k_order(tc.view(words, WDT).to(a.dtype), BK // 16)
+        q = mma_k_order(tc.view(words, WDT).to(a.dtype), BK // 16, PAIR)
         part = tc.dot(q, tc.trans(a), tc.zeros((BN, BM), tc.float32), warps_n=1)
         return tc.fma(part, s.to(tc.float32), acc)
     q = tc.reshape(tc.view(words, WDT).to(a.dtype), (BN, SG, GE))
@@ -193,7 +202,7 @@ def _decode_step(acc, words, a, s, z, BM: tc.constexpr, BN: tc.constexpr, BK: tc
         w = tc.fma(q, s, -(tc.expand_dims(z, 2) * s))
     else:
         w = q * s
-    w = mma_k_order(tc.reshape(w, (BN, BK)), BK // 16)
+    w = mma_k_order(tc.reshape(w, (BN, BK)), BK // 16, PAIR)
     return tc.dot(w, tc.trans(a), acc, warps_n=1)
 
 
@@ -205,7 +214,7 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
                       WDT: tc.constexpr, WB: tc.constexpr, WL: tc.constexpr,
                       EL: tc.constexpr, ONE_ROW: tc.constexpr, AL: tc.constexpr,
                       SG: tc.constexpr, GE: tc.constexpr, SL: tc.constexpr,
-                      SCALE_ACC: tc.constexpr):
+                      SCALE_ACC: tc.constexpr, PAIR: tc.constexpr):
     # The decode template (M <= 16): C^T (a BN x BM tile, BM = 8 or 16) = dequant(W) @ A^T
     # on mma.m16n8k16, the weights as the A operand (16 rows of W a fragment, a row of A
     # per column of the 8-wide B fragment). Each thread loads runs of BK/4 consecutive
@@ -229,7 +238,7 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
         s2, z2 = _decode_scales(tc.minimum(k + 1, last), S, Z, pn, BN, BK, G, HAS_ZERO, SG,
                                 SL, SCALE_ACC)
         acc = _decode_step(acc, words, a, s, z, BM, BN, BK, HAS_ZERO, WDT, ONE_ROW, SG, GE,
-                           SCALE_ACC)
+                           SCALE_ACC, PAIR)
         s = s2
         z = z2
     if SPLIT > 1:
@@ -499,18 +508,17 @@ def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_si
     (on the GPU) the autotuner's choice for this width, group size, rows and shape."""
     (m, k), n, dw = a.shape, w_packed.shape[0], w_packed.dtype
     bm = 8 if m <= 8 else 16
-    rows = 0 if m == 1 else bm // 8
     has_zero = zeros is not None
     head = (a, _words(w_packed), scales, zeros if has_zero else scales, out)
     call = dict(BM=bm, G=group_size, HAS_ZERO=has_zero, WDT=dw, ONE_ROW=m == 1)
     tiles = tc.cdiv(m, bm)
     if cfg is None:
-        tuner = decode_tuner(dw.bits, group_size, m, has_zero)
+        tuner = decode_tuner(dw, group_size, m, has_zero)
         ws, arrived = _split_workspace(a, m, n, bm, min(_DECODE_BN), 2, on_torch)
         grid = lambda meta: (tiles * tc.cdiv(n, meta["BN"]) * meta["SPLIT"],)  # noqa: E731
         chosen = tuner.config(grid, *head, ws, arrived, **call)
     else:
-        chosen = decode_config(cfg, dw.bits, group_size, m, has_zero)
+        chosen = decode_config(cfg, dw, group_size, m, has_zero)
         ws, arrived = _split_workspace(a, m, n, bm, cfg.BN, cfg.split_k, on_torch)
     grid = (tiles * tc.cdiv(n, chosen.kwargs["BN"]) * chosen.kwargs["SPLIT"],)
     quant_gemv_kernel[grid](*head, ws, arrived, **call, **chosen.all())
@@ -570,27 +578,40 @@ def _split_workspace(a: Any, m: int, n: int, bm: int, bn: int, split: int,
     return ws, arrived
 
 
-def decode_config(cfg: QuantConfig, bits: int, group_size: int, m: int,
+def decode_config(cfg: QuantConfig, wdtype: Any, group_size: int, m: int,
                   zeros: bool) -> tc.Config:
     """The decode template's tuned constexprs and options for tile configuration `cfg`
-    (BN, BK, warps, stages, split; BM follows from M), `bits`-bit weights, the group size,
+    (BN, BK, warps, stages, split; BM follows from M), weights of `wdtype`, the group size,
     A's rows and whether there are zero points: the layouts that follow from the tile."""
-    rows = 0 if m == 1 else (8 if m <= 8 else 16) // 8
-    return _decode_config(cfg.BN, cfg.BK, cfg.num_warps, cfg.num_stages, cfg.split_k, bits,
-                          group_size, rows, zeros)
+    d = dt.dtype(wdtype)
+    return _decode_config(cfg.BN, cfg.BK, cfg.num_warps, cfg.num_stages, cfg.split_k,
+                          d.bits, _paired(d), group_size, _rows(m), zeros)
+
+
+def _paired(d: dt.DType) -> bool:
+    """Whether casts of `d` from words make pairs (e_i, e_i+P) (`paired_fields_to_f16`)."""
+    return d.is_int and d.bits in PAIRED_FIELDS
+
+
+def _rows(m: int) -> int:
+    return 0 if m == 1 else (8 if m <= 8 else 16) // 8
 
 
 @functools.cache
 def _decode_config(bn: int, bk: int, num_warps: int, stages: int, split: int, bits: int,
-                   group_size: int, rows: int, zeros: bool) -> tc.Config:
+                   paired: bool, group_size: int, rows: int, zeros: bool) -> tc.Config:
     """Cached: working out the layouts takes ~0.4 ms, ten times a decode kernel's run."""
     bk = decode_bk(bk, group_size, bits)
     wl, el, *a_layouts = decode_layouts(bn, bk, num_warps, bits)
     sg = max(1, bk // group_size)
+    scale_acc = not zeros and sg == 1
+    # The mma reads the converted pairs as they come only where nothing else (the zero
+    # points' fma, pairs of neighbours) stands between the cast and the dot.
+    pair = pair_distance(bits) if paired and scale_acc else 1
     return tc.Config(num_warps=num_warps, num_stages=stages, BN=bn, BK=bk, SPLIT=split,
                      WB=bk * bits // 32, WL=wl, EL=el, AL=a_layouts[rows], SG=sg,
                      GE=min(bk, group_size), SL=scale_layout(el, bn, bk, group_size),
-                     SCALE_ACC=not zeros and sg == 1)
+                     SCALE_ACC=scale_acc, PAIR=pair)
 
 
 # The decode autotuner's space (per width, group size, rows of A and zero points; key: N
@@ -610,17 +631,17 @@ def _prune_decode(configs: list, values: dict) -> list:
     return keep or [c for c in configs if c.kwargs["SPLIT"] == 1]
 
 
-def decode_tuner(bits: int, group_size: int, m: int, zeros: bool):
+def decode_tuner(wdtype: Any, group_size: int, m: int, zeros: bool):
     """The autotuner of the decode template for these weights and rows of A (M = 1, 2..8
     or 9..16 share one): `tc.autotune` over DECODE_SPACE, keyed by N and K."""
-    rows = 0 if m == 1 else (8 if m <= 8 else 16) // 8
-    return _decode_tuner(bits, group_size, rows, zeros)
+    d = dt.dtype(wdtype)
+    return _decode_tuner(d.bits, _paired(d), group_size, _rows(m), zeros)
 
 
 @functools.cache
-def _decode_tuner(bits: int, group_size: int, rows: int, zeros: bool):
+def _decode_tuner(bits: int, paired: bool, group_size: int, rows: int, zeros: bool):
     configs = list(dict.fromkeys(
-        _decode_config(bn, bk, 4, stages, split, bits, group_size, rows, zeros)
+        _decode_config(bn, bk, 4, stages, split, bits, paired, group_size, rows, zeros)
         for bn in _DECODE_BN for bk in DECODE_SPACE["BK"]
         for stages in DECODE_SPACE["num_stages"] for split in DECODE_SPACE["SPLIT"]))
     # The resource model counts whole weight tiles live (~300-550 registers); ptxas gives

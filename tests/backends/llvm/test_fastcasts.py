@@ -14,7 +14,9 @@ from llvmlite import ir
 from test_casts import assert_same
 
 from tilec.backends.llvm.dtypes import llvm_type
-from tilec.backends.llvm.fastcasts import fast_cast, nibble_pairs_to_f16
+from tilec.backends.llvm.fastcasts import (PAIRED_FIELDS, fast_cast, pair_distance,
+                                          paired_fields_to_f16)
+from tilec.backends.nvidia.target import NvidiaTarget
 from tilec.ir import dtypes as dt
 
 F16_INTS = [dt.int_(b) for b in range(1, 11)] + [dt.uint(b) for b in range(1, 11)]
@@ -72,56 +74,62 @@ def test_no_conversion_instructions_on_nvptx(arch):
         assert not re.search(r"cvt\.rn\.f32\.[su]", body), (src, dst)
 
 
-# ---- 4-bit weights straight from words --------------------------------------------------
+# ---- 2, 3 and 4-bit weights straight from words --------------------------------------------
 
 
-def _prmt(x: int, y: int, selector: int) -> int:
-    """PTX `prmt.b32` in its default mode: result byte i = byte (selector >> 4i) & 7 of the
-    eight bytes of (x, y), x's first (the sign-replicate bit 3 unused here)."""
-    data = x | y << 32
-    return sum(((data >> 8 * ((selector >> 4 * i) & 7)) & 0xFF) << 8 * i for i in range(4))
-
-
-class _PrmtModel:
-    """A target whose byte_perm is emitted as the model above computes it, so the host JIT
-    runs the same selectors the NVIDIA hook passes to prmt."""
-
-    def byte_perm(self, b, x, y, selector):
-        i32 = ir.IntType(32)
-        out = ir.Constant(i32, 0)
-        for i in range(4):
-            k = (selector >> 4 * i) & 7
-            src = x if k < 4 else y
-            byte = b.and_(b.lshr(src, ir.Constant(i32, 8 * (k % 4))), ir.Constant(i32, 0xFF))
-            out = b.or_(out, b.shl(byte, ir.Constant(i32, 8 * i)))
-        return out
-
-
-@pytest.mark.parametrize("target", [None, _PrmtModel()], ids=["shifts", "prmt"])
-@pytest.mark.parametrize("src", [dt.uint4, dt.int4], ids=str)
-def test_nibble_pairs_from_words(src, target):
-    """Every byte value in every byte position of a word: the 8 f16 values equal the cast
-    of each nibble."""
+@pytest.mark.parametrize("src", [dt.int_(b) for b in range(1, 9)] +
+                         [dt.uint(b) for b in range(1, 9)], ids=str)
+def test_paired_fields_from_words(src):
+    """Every field of a unit of words (1 word, or 3 for 3-bit fields that straddle words),
+    over every value of each field and random neighbours: the f16 values, in order, equal
+    the cast of each field; the pairs are (e_i, e_i+P)."""
+    n, pair = PAIRED_FIELDS[src.bits]
+    count = 32 * n // src.bits
+    assert pair_distance(src.bits) == pair == count // 2
     module = ir.Module()
-    for j in range(8):
+    for j in range(count):
         def body(b, v, j=j):
-            pairs = nibble_pairs_to_f16(b, [v[0]], src.kind == "int", target)
-            return b.extract_element(pairs[j // 2], ir.Constant(ir.IntType(32), j % 2))
-        build_array_function(module, f"nib{j}", [dt.uint32], dt.float16, body)
+            return paired_fields_to_f16(b, list(v), src.bits, src.kind == "int")[j]
+        build_array_function(module, f"field{j}", [dt.uint32] * n, dt.float16, body)
     jit = HostJit(opt=2)
     jit.add(module)
-    bytes_ = np.arange(256, dtype=np.uint64)
-    words = np.concatenate([bytes_ << (8 * k) | ((255 - bytes_) << (8 * ((k + 1) % 4)))
-                            for k in range(4)])
-    for j in range(8):
-        got = jit.run(f"nib{j}", [words], [dt.uint32], dt.float16)
-        nibbles = (words >> np.uint64(4 * j)) & np.uint64(0xF)
-        assert_same(src, dt.float16, nibbles, got)
+    rng = np.random.default_rng(src.bits)
+    stream_bits = 32 * n
+    for j in range(count):
+        values = np.arange(1 << src.bits, dtype=object)
+        noise = [int(x) for x in rng.integers(0, 2**63, 4 * len(values))]
+        streams = [(noise[k] | noise[k + len(values)] << 63) % (1 << stream_bits)
+                   for k in range(len(values))]
+        field = ((1 << src.bits) - 1) << (src.bits * j)
+        streams = [(s & ~field) | (int(v) << (src.bits * j)) for s, v in zip(streams, values)]
+        words = [np.array([(s >> (32 * w)) & 0xFFFFFFFF for s in streams], np.uint64)
+                 for w in range(n)]
+        got = jit.run(f"field{j}", words, [dt.uint32] * n, dt.float16)
+        assert_same(src, dt.float16, np.array([int(v) for v in values], np.uint64), got)
 
 
-def test_prmt_selector_spreads_the_byte():
-    word = 0x89ABCDEF
-    for byte in range(4):
-        sel = byte | 4 << 4 | byte << 8 | 4 << 12
-        want = ((word >> 8 * byte) & 0xFF) * 0x00010001
-        assert _prmt(word, 0, sel) == want
+def test_paired_fields_on_nvptx_take_no_byte_permutes():
+    """One lop3 and one sub.f16x2 a pair; shifts (funnel shifts for units of several words)
+    and half-word merges, no byte permutes."""
+    module = nvptx_module()
+    widths = [dt.int2, dt.int3, dt.uint4, dt.int5, dt.uint6, dt.int7, dt.uint8]
+    for src in widths:
+        n, _ = PAIRED_FIELDS[src.bits]
+
+        def body(b, v, src=src):
+            vals = paired_fields_to_f16(b, list(v), src.bits, src.kind == "int",
+                                        NvidiaTarget("sm_90a"))
+            total = vals[0]
+            for x in vals[1:]:
+                total = b.fadd(total, x)
+            return total
+        add_nvptx_kernel(module, f"pairs_{src}", [dt.uint32] * n, dt.float16, body)
+    ptx = emit_ptx(module, "sm_90a")
+    run_ptxas(ptx, "sm_90a")
+    for src in widths:
+        body = ptx.split(f".entry pairs_{src}")[1].split(".entry")[0]
+        pairs = 16 * PAIRED_FIELDS[src.bits][0] // src.bits
+        assert body.count("lop3.b32") == pairs, src
+        assert "prmt" not in body and "cvt.rn.f16" not in body, src
+
+

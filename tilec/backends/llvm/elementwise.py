@@ -17,7 +17,8 @@ from tilec.backends.abi import is_packed
 from tilec.backends.llvm import casts
 from tilec.backends.llvm import dtypes as ltypes
 from tilec.backends.llvm import math as lmath
-from tilec.backends.llvm.fastcasts import fast_cast, has_fast_cast, nibble_pairs_to_f16
+from tilec.backends.llvm.fastcasts import (PAIRED_FIELDS, fast_cast, has_fast_cast,
+                                          paired_fields_to_f16)
 from tilec.backends.llvm.lower import Lowering, lowers, tile_layout
 from tilec.backends.llvm.values import I1, coord, i32, int_const
 from tilec.ir import dtypes as dt
@@ -274,10 +275,9 @@ def _cast(lw: Lowering, op: Operation) -> list:
     src, dst = dtype_of(op.x.type), dtype_of(op.results[0].type)
     if src == dst:
         return [list(lw.get(op.x))]
-    words = _nibble_words(lw, op, src, dst)
-    if words is not None:  # 4-bit weights viewed from words: pairs straight from the bytes
-        pairs = nibble_pairs_to_f16(lw.b, words, src.kind == "int", lw.target)
-        return [[lw.b.extract_element(p, i32(j)) for p in pairs for j in (0, 1)]]
+    words = _packed_words(lw, op, src, dst)
+    if words is not None:  # 2/3/4-bit weights viewed from words: pairs straight from them
+        return [paired_fields_to_f16(lw.b, words, src.bits, src.kind == "int", lw.target)]
     if has_fast_cast(src, dst):  # low-bit -> f16/bf16: the bit tricks, two lanes at once
         if src.bits >= 8 or lw.target.narrow_int_vectors:
             return map_pairs(lw, op, lambda x: fast_cast(lw.b, x, src, dst))
@@ -285,12 +285,13 @@ def _cast(lw: Lowering, op: Operation) -> list:
     return map_elements(lw, op, lambda x: casts.cast(lw.b, x, src, dst, lw.target))
 
 
-def _nibble_words(lw: Lowering, op: Operation, src: DType, dst: DType) -> list | None:
-    """The 32-bit words of a cast i4/u4 -> f16 whose operand is a `view` of words that
-    stays in registers (8 nibbles a word, in order: `convert._view_in_registers`); None
-    for any other cast."""
+def _packed_words(lw: Lowering, op: Operation, src: DType, dst: DType) -> list | None:
+    """The 32-bit words of a cast of 2, 3 or 4-bit ints to f16 whose operand is a `view` of
+    words that stays in registers (each thread's elements are its words' fields, in order,
+    in whole units of PAIRED_FIELDS: `convert._view_in_registers`); None for any other."""
     x = op.x
-    if dst != dt.float16 or not src.is_int or src.bits != 4 or not isinstance(x, OpResult):
+    if dst != dt.float16 or not src.is_int or src.bits not in PAIRED_FIELDS or \
+            not isinstance(x, OpResult):
         return None
     view = x.owner
     if view.name != "view":
@@ -298,9 +299,10 @@ def _nibble_words(lw: Lowering, op: Operation, src: DType, dst: DType) -> list |
     words_t = view.x.type
     if dtype_of(words_t).bits != 32 or not dtype_of(words_t).is_int:
         return None
-    if view_layout(tile_layout(words_t), 32, 4) != tile_layout(x.type):
+    if view_layout(tile_layout(words_t), 32, src.bits) != tile_layout(x.type):
         return None
-    return list(lw.get(view.x))
+    words = list(lw.get(view.x))
+    return words if len(words) % PAIRED_FIELDS[src.bits][0] == 0 else None
 
 
 def _count(t) -> int:

@@ -18,13 +18,15 @@ still bit-exactly `DType.convert`, which the exhaustive cast tests check):
 """
 from __future__ import annotations
 
+import math
+
 from llvmlite import ir
 
 from tilec.backends.llvm.dtypes import is_native_float, llvm_type
 from tilec.ir import dtypes as dt
 from tilec.ir.dtypes import DType
 
-__all__ = ["fast_cast", "has_fast_cast"]
+__all__ = ["fast_cast", "has_fast_cast", "pair_distance", "paired_fields_to_f16"]
 
 I16 = ir.IntType(16)
 F16 = ir.HalfType()
@@ -119,39 +121,83 @@ def _small_float(b: ir.IRBuilder, p: ir.Value, src: DType, dst: DType) -> ir.Val
     return h
 
 
-# ---- 4-bit weights straight from their 32-bit words ---------------------------------------
+# ---- 2, 3 and 4-bit weights straight from their 32-bit words ----------------------------
 I32 = ir.IntType(32)
 
-
-def spread_byte(b: ir.IRBuilder, word: ir.Value, byte: int, target=None) -> ir.Value:
-    """`word`'s byte `byte` in bytes 0 and 2 of an i32, zeros elsewhere: one `prmt` where
-    the target has a byte permute (`byte_perm` hook), shifts otherwise."""
-    hook = getattr(target, "byte_perm", None)
-    if hook is not None:  # result byte i = source byte selector[i] of (word, 0); 4 is zero
-        return hook(b, word, ir.Constant(I32, 0), byte | 4 << 4 | byte << 8 | 4 << 12)
-    x = b.and_(b.lshr(word, ir.Constant(I32, 8 * byte)), ir.Constant(I32, 0xFF))
-    return b.or_(x, b.shl(x, ir.Constant(I32, 16)))
+# bits -> (words a unit, the distance P of the two elements one f16x2 register holds): a
+# unit is the fewest whole words of whole fields (1 word for 1, 2, 4 and 8 bits; 3 for 3
+# and 6; 5 and 7 for 5 and 7), and pairs (e_i, e_i+P) of its fields sit 16 bits a word
+# apart in the stream: one and/xor puts both into the mantissas of one f16x2 register
+# (no byte permute), after a shift or two.
+PAIRED_FIELDS = {bits: (bits // math.gcd(bits, 32), 16 // math.gcd(bits, 32))
+                 for bits in range(1, 9)}
 
 
-def nibble_pairs_to_f16(b: ir.IRBuilder, words: list[ir.Value], signed: bool,
-                        target=None) -> list[ir.Value]:
-    """The 4-bit integers packed in `words` (8 a word, little-endian) as <2 x half> pairs
-    (elements 2i, 2i+1: the two nibbles of byte i). Per pair: the byte spread into both
-    halves, one and/xor (a lop3) that keeps the low nibble in half 0 and the high one in
-    half 1 and sets the exponents of 1024.0 and 64.0 (where one unit is 1 and 1/16:
-    the high nibble sits 4 bits up), and one f16x2 subtraction. Exact, like `_int_magic`."""
-    keep = 0x00F0000F
-    flip = 0x00800008 if signed else 0           # x + 8 for signed nibbles
-    magic = 0x54006400 | flip                    # (64.0, 1024.0): disjoint from `keep`
-    and_xor = getattr(target, "and_xor", None)   # one lop3 where the target has it
-    bias = 8.0 if signed else 0.0
+def pair_distance(bits: int) -> int:
+    """P: which elements share an f16x2 register when `paired_fields_to_f16` converts
+    `bits`-bit fields (e_i, e_i+P); 1 (pairs of neighbours) for other widths."""
+    return PAIRED_FIELDS[bits][1] if bits in PAIRED_FIELDS else 1
+
+
+def paired_fields_to_f16(b: ir.IRBuilder, words: list[ir.Value], bits: int, signed: bool,
+                         target=None) -> list[ir.Value]:
+    """The `bits`-bit integers (1..8) packed little-endian in `words` (whole units of
+    PAIRED_FIELDS) as f16 values, in order, computed as f16x2 pairs (e_i, e_i+P). For a
+    pair, a 32-bit window of the stream holds field i at bit b and field i+P at bit 16 + b
+    (b + bits <= 10, the mantissa: for one-word units a shift, where the unit is several
+    words a funnel shift for each half and a half-word merge); one and/xor (a lop3) keeps
+    both fields and sets the exponents of 2**(10-b), where one unit of the mantissa at bit
+    b is 1 (the sign bit flipped: x + 2**(bits-1)), and one f16x2 subtraction leaves the
+    values. A window serves every field at b = 0, bits, 2*bits, ... up to 10 - bits.
+    Exact, like `_int_magic`."""
+    n, pair = PAIRED_FIELDS[bits]
+    step = 8 if bits in (2, 4) else bits * ((10 - bits) // bits + 1)  # windows' spacing
+    field = (1 << bits) - 1
+    and_xor = getattr(target, "and_xor", None)
+    bias = float(1 << (bits - 1)) if signed else 0.0
     pair_t = ir.VectorType(F16, 2)
-    offset = ir.Constant(pair_t, [ir.Constant(F16, 1024.0 + bias), ir.Constant(F16, 64.0 + bias)])
-    out = []
-    for w in words:
-        for byte in range(4):
-            spread = spread_byte(b, w, byte, target)
-            x = and_xor(b, spread, keep, magic) if and_xor is not None else \
-                b.xor(b.and_(spread, ir.Constant(I32, keep)), ir.Constant(I32, magic))
-            out.append(b.fsub(b.bitcast(x, pair_t), offset))
+    out: list[ir.Value] = []
+    for u in range(0, len(words), n):
+        unit = words[u:u + n]
+        windows: dict[int, ir.Value] = {}
+
+        def window(start: int) -> ir.Value:
+            """Bits start .. start + 31 of the unit's stream (zeros past its end)."""
+            if start not in windows:
+                k, r = divmod(start, 32)
+                lo = unit[k] if k < n else ir.Constant(I32, 0)
+                hi = unit[k + 1] if k + 1 < n else ir.Constant(I32, 0)
+                windows[start] = lo if r == 0 else _funnel_right(b, hi, lo, r)
+            return windows[start]
+
+        merged: dict[int, ir.Value] = {}
+        values: list[ir.Value | None] = [None] * (2 * pair)
+        for i in range(pair):
+            pos = bits * i
+            start = pos - pos % step
+            off = pos - start
+            if start not in merged:
+                low, high = window(start), window(start + 16 * n - 16)
+                merged[start] = low if n == 1 else b.or_(
+                    b.and_(low, ir.Constant(I32, 0xFFFF)),
+                    b.and_(high, ir.Constant(I32, 0xFFFF0000)))
+            mask = (field << off) * 0x10001
+            flip = (((25 - off) << 10) | ((1 << (bits - 1 + off)) if signed else 0)) * 0x10001
+            t = merged[start]
+            x = and_xor(b, t, mask, flip) if and_xor is not None else \
+                b.xor(b.and_(t, ir.Constant(I32, mask)), ir.Constant(I32, flip))
+            offset = ir.Constant(F16, float(2 ** (10 - off)) + bias)
+            p = b.fsub(b.bitcast(x, pair_t), ir.Constant(pair_t, [offset, offset]))
+            values[i] = b.extract_element(p, ir.Constant(I32, 0))
+            values[i + pair] = b.extract_element(p, ir.Constant(I32, 1))
+        out += values
     return out
+
+
+def _funnel_right(b: ir.IRBuilder, hi: ir.Value, lo: ir.Value, shift: int) -> ir.Value:
+    """The low 32 bits of (hi:lo) >> shift: one funnel shift (shf.r.wrap / v_alignbit)."""
+    module = b.module
+    fn = module.globals.get("llvm.fshr.i32")
+    if fn is None:
+        fn = ir.Function(module, ir.FunctionType(I32, [I32, I32, I32]), "llvm.fshr.i32")
+    return b.call(fn, [hi, lo, ir.Constant(I32, shift)])

@@ -154,13 +154,6 @@ class NvidiaTarget(Target):
         out = b.asm(fnty, text, f"={reg},l,r,{reg}", [ptr, flag, fill], side_effect=True)
         return b.trunc(out, t) if bits == 8 else out
 
-    def byte_perm(self, b: ir.IRBuilder, x: ir.Value, y: ir.Value, selector: int) -> ir.Value:
-        """`prmt.b32` (PTX ISA "prmt"): result byte i is byte (selector >> 4i) & 7 of the
-        eight bytes of (x, y), x's first."""
-        fnty = ir.FunctionType(_I32, [_I32, _I32])
-        return b.asm(fnty, f"prmt.b32 $0, $1, $2, {selector:#x};", "=r,r,r", [x, y],
-                     side_effect=False)
-
     def and_xor(self, b: ir.IRBuilder, x: ir.Value, mask: int, flip: int) -> ir.Value:
         """`(x & mask) ^ flip` as one `lop3.b32` (PTX ISA "lop3"; the truth table of
         (a & b) ^ c over a = 0xF0, b = 0xCC, c = 0xAA is 0x6A): LLVM's and + xor with two
