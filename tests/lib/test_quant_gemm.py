@@ -193,6 +193,19 @@ def test_decode_steps_spanning_groups(d, zero_point, m):
         _check(quant_gemm(a, p, s, z, 32, config=cfg), ref, np.float16)
 
 
+@pytest.mark.parametrize("d, zero_point, m", [(dt.int4, False, 1), (dt.int3, False, 5),
+                                              (dt.uint2, True, 16), (dt.int8, False, 12)],
+                         ids=str)
+def test_decode_two_steps_a_trip(d, zero_point, m):
+    """UNROLL = 2: two one-group steps a loop trip. Slices of 3 and 2 steps (7 steps of K in
+    splits of 3: the last trip of an odd slice has a step past the slice, whose scales are
+    zeroed), K past the last whole step, N not a multiple of BN."""
+    a, p, s, z, ref = _problem(d, m, 40, 224, 32, zero_point=zero_point, seed=3)
+    for cfg in (QuantConfig(16, 32, 32, 2, 1, 3, unroll=2),
+                QuantConfig(16, 16, 32, 1, 3, 1, unroll=2)):
+        _check(quant_gemm(a, p, s, z, 32, config=cfg), ref, np.float16)
+
+
 def test_decode_bk():
     assert decode_bk(128, 128, 4) == 128
     assert decode_bk(32, 128, 3) == 128       # a thread's quarter: whole words of i3
@@ -264,8 +277,9 @@ def test_decode_tuner_space_and_prune():
     assert t is qg_mod.decode_tuner(dt.int4, 128, 1, False)            # cached
     assert t is not qg_mod.decode_tuner(dt.int4, 128, 1, True)        # zero points: SCALE_ACC off
     assert t.key == ["C.shape[1]", "A.shape[1]"]
-    assert len(t.configs) == 2 * 2 * 5 and t.budget == qg_mod.DECODE_BUDGET
+    assert len(t.configs) == 3 * 2 * 5 and t.budget == qg_mod.DECODE_BUDGET
     one_group = [c for c in t.configs if c.kwargs["BK"] == 128]
+    assert {c.kwargs["UNROLL"] for c in one_group} == {1, 2}
     assert all(c.kwargs["SCALE_ACC"] and c.kwargs["SG"] == 1 for c in one_group)
     assert not any(c.kwargs["SCALE_ACC"] for c in qg_mod.decode_tuner(dt.int4, 128, 1, True).configs)
     big = {"A": np.zeros((1, 8192)), "C": np.zeros((1, 8192))}

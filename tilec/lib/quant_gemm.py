@@ -214,7 +214,8 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
                       WDT: tc.constexpr, WB: tc.constexpr, WL: tc.constexpr,
                       EL: tc.constexpr, ONE_ROW: tc.constexpr, AL: tc.constexpr,
                       SG: tc.constexpr, GE: tc.constexpr, SL: tc.constexpr,
-                      SCALE_ACC: tc.constexpr, PAIR: tc.constexpr):
+                      SCALE_ACC: tc.constexpr, PAIR: tc.constexpr,
+                      UNROLL: tc.constexpr):
     # The decode template (M <= 16): C^T (a BN x BM tile, BM = 8 or 16) = dequant(W) @ A^T
     # on mma.m16n8k16, the weights as the A operand (16 rows of W a fragment, a row of A
     # per column of the 8-wide B fragment). Each thread loads runs of BK/4 consecutive
@@ -228,19 +229,27 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
     # them num_stages - 1 steps ahead with cp.async and each step reads its stage back in
     # these layouts (16-byte shared loads). The scales, two bytes a row, are loaded a step
     # ahead into registers instead (from DRAM: the step's own load would stall it).
+    # UNROLL steps a trip: one barrier and the copies of UNROLL * BK weights of each row
+    # (e.g. two one-group steps of 64 bytes: a row's whole 128-byte line) per trip, each
+    # step still one group (its own scale). A step past the slice (its last trip's, when
+    # UNROLL does not divide its steps) has its scales zeroed: it adds nothing.
     s, z = _decode_scales(first, S, Z, pn, BN, BK, G, HAS_ZERO, SG, SL, SCALE_ACC)
-    for k in range(first, last + 1):
-        words = tc.with_layout(tc.load(W, (pn, k), (BN, WB)), WL)
-        if ONE_ROW:  # the one row (broadcast to every column of the B fragment in the step)
-            a = tc.with_layout(tc.load(A, (0, k), (1, BK)), AL)
-        else:
-            a = tc.with_layout(tc.load(A, (pm, k), (BM, BK)), AL)
-        s2, z2 = _decode_scales(tc.minimum(k + 1, last), S, Z, pn, BN, BK, G, HAS_ZERO, SG,
-                                SL, SCALE_ACC)
-        acc = _decode_step(acc, words, a, s, z, BM, BN, BK, HAS_ZERO, WDT, ONE_ROW, SG, GE,
-                           SCALE_ACC, PAIR)
-        s = s2
-        z = z2
+    for t in range(first, last + 1, UNROLL):
+        for u in tc.static_range(UNROLL):
+            k = t + u
+            words = tc.with_layout(tc.load(W, (pn, k), (BN, WB)), WL)
+            if ONE_ROW:  # the one row (broadcast to every column of the B fragment)
+                a = tc.with_layout(tc.load(A, (0, k), (1, BK)), AL)
+            else:
+                a = tc.with_layout(tc.load(A, (pm, k), (BM, BK)), AL)
+            s2, z2 = _decode_scales(tc.minimum(k + 1, last), S, Z, pn, BN, BK, G, HAS_ZERO,
+                                    SG, SL, SCALE_ACC)
+            if UNROLL > 1:
+                s = tc.where(k <= last, s, 0.0)
+            acc = _decode_step(acc, words, a, s, z, BM, BN, BK, HAS_ZERO, WDT, ONE_ROW, SG,
+                               GE, SCALE_ACC, PAIR)
+            s = s2
+            z = z2
     if SPLIT > 1:
         _add_split(tc.trans(acc), C, Ws, Arrived, pm, pn, SPLIT, BM, BN)
     else:
@@ -273,6 +282,7 @@ class QuantConfig(NamedTuple):
     num_warps: int
     num_stages: int
     split_k: int = 1
+    unroll: int = 1     # decode template: K steps a loop trip
 
 
 # M bucket -> tile configuration; `pick_config` is the one place the choice is made, so the
@@ -518,7 +528,7 @@ def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_si
         grid = lambda meta: (tiles * tc.cdiv(n, meta["BN"]) * meta["SPLIT"],)  # noqa: E731
         chosen = tuner.config(grid, *head, ws, arrived, **call)
     else:
-        chosen = decode_config(cfg, dw, group_size, m, has_zero)
+        chosen = decode_config(cfg, dw, group_size, m, has_zero, cfg.unroll)
         ws, arrived = _split_workspace(a, m, n, bm, cfg.BN, cfg.split_k, on_torch)
     grid = (tiles * tc.cdiv(n, chosen.kwargs["BN"]) * chosen.kwargs["SPLIT"],)
     quant_gemv_kernel[grid](*head, ws, arrived, **call, **chosen.all())
@@ -579,13 +589,14 @@ def _split_workspace(a: Any, m: int, n: int, bm: int, bn: int, split: int,
 
 
 def decode_config(cfg: QuantConfig, wdtype: Any, group_size: int, m: int,
-                  zeros: bool) -> tc.Config:
+                  zeros: bool, unroll: int = 1) -> tc.Config:
     """The decode template's tuned constexprs and options for tile configuration `cfg`
     (BN, BK, warps, stages, split; BM follows from M), weights of `wdtype`, the group size,
-    A's rows and whether there are zero points: the layouts that follow from the tile."""
+    A's rows, whether there are zero points and the steps a trip: the layouts that follow
+    from the tile."""
     d = dt.dtype(wdtype)
     return _decode_config(cfg.BN, cfg.BK, cfg.num_warps, cfg.num_stages, cfg.split_k,
-                          d.bits, _paired(d), group_size, _rows(m), zeros)
+                          d.bits, _paired(d), group_size, _rows(m), zeros, unroll)
 
 
 def _paired(d: dt.DType) -> bool:
@@ -599,7 +610,8 @@ def _rows(m: int) -> int:
 
 @functools.cache
 def _decode_config(bn: int, bk: int, num_warps: int, stages: int, split: int, bits: int,
-                   paired: bool, group_size: int, rows: int, zeros: bool) -> tc.Config:
+                   paired: bool, group_size: int, rows: int, zeros: bool,
+                   unroll: int = 1) -> tc.Config:
     """Cached: working out the layouts takes ~0.4 ms, ten times a decode kernel's run."""
     bk = decode_bk(bk, group_size, bits)
     wl, el, *a_layouts = decode_layouts(bn, bk, num_warps, bits)
@@ -611,22 +623,24 @@ def _decode_config(bn: int, bk: int, num_warps: int, stages: int, split: int, bi
     return tc.Config(num_warps=num_warps, num_stages=stages, BN=bn, BK=bk, SPLIT=split,
                      WB=bk * bits // 32, WL=wl, EL=el, AL=a_layouts[rows], SG=sg,
                      GE=min(bk, group_size), SL=scale_layout(el, bn, bk, group_size),
-                     SCALE_ACC=scale_acc, PAIR=pair)
+                     SCALE_ACC=scale_acc, PAIR=pair, UNROLL=unroll)
 
 
 # The decode autotuner's space (per width, group size, rows of A and zero points; key: N
 # and K): the tiles that the H100 sweeps kept near the best (quant_gemm-notes.md), 4 warps
-# of 128 weight rows, steps of one or two groups, 2 or 3 stages, and the splits that leave
-# 128..512 programs (1..4 a SM) and at least two steps a slice.
+# of 128 weight rows; a trip of one or two 128-wide steps, or one 256-wide (two groups at
+# G = 128: no scaling of the products, but half the trips); 2 or 3 stages; the splits
+# that leave 128..512 programs (1..4 a SM) and at least two steps a slice.
 _DECODE_BN = (128,)
-DECODE_SPACE = {"BK": [128, 256], "num_stages": [2, 3], "SPLIT": [1, 2, 4, 8, 16]}
-DECODE_BUDGET = 12   # every candidate the prune keeps at 8192^2
+DECODE_SPACE = {"BK/UNROLL": [(128, 1), (128, 2), (256, 1)], "num_stages": [2, 3],
+                "SPLIT": [1, 2, 4, 8, 16]}
+DECODE_BUDGET = 18   # every candidate the prune keeps at 8192^2
 
 
 def _prune_decode(configs: list, values: dict) -> list:
     n, k = values["C"].shape[1], values["A"].shape[1]
     keep = [c for c in configs if 128 <= tc.cdiv(n, c.kwargs["BN"]) * c.kwargs["SPLIT"] <= 512
-            and tc.cdiv(k, c.kwargs["BK"]) >= 2 * c.kwargs["SPLIT"]]
+            and tc.cdiv(k, c.kwargs["BK"]) >= 2 * c.kwargs["UNROLL"] * c.kwargs["SPLIT"]]
     # Shapes too small for any split: the one-program-a-tile configurations.
     return keep or [c for c in configs if c.kwargs["SPLIT"] == 1]
 
@@ -641,8 +655,9 @@ def decode_tuner(wdtype: Any, group_size: int, m: int, zeros: bool):
 @functools.cache
 def _decode_tuner(bits: int, paired: bool, group_size: int, rows: int, zeros: bool):
     configs = list(dict.fromkeys(
-        _decode_config(bn, bk, 4, stages, split, bits, paired, group_size, rows, zeros)
-        for bn in _DECODE_BN for bk in DECODE_SPACE["BK"]
+        _decode_config(bn, bk, 4, stages, split, bits, paired, group_size, rows, zeros,
+                       unroll)
+        for bn in _DECODE_BN for bk, unroll in DECODE_SPACE["BK/UNROLL"]
         for stages in DECODE_SPACE["num_stages"] for split in DECODE_SPACE["SPLIT"]))
     # The resource model counts whole weight tiles live (~300-550 registers); ptxas gives
     # these kernels 76-168, and its report still drops any that spill.
