@@ -3,6 +3,9 @@ aligned contiguous tensors would (sm_90a), find the loop (the backward branch wh
 holds the most FFMA/HFMA2/HMMA) and print its instructions per weight.
 
     python benchmarks/quant_gemm_sass.py [M] [dtype] [--zeros] [--dump DIR]
+
+Needs cuobjdump and nvdisasm: a CUDA toolkit's, or `pip install nvidia-cuda-cuobjdump
+nvidia-cuda-nvdisasm` (put their bin folder on the PATH for nvdisasm).
 """
 from __future__ import annotations
 

@@ -281,11 +281,14 @@ def test_decode_tuner_space_and_prune():
     one_group = [c for c in t.configs if c.kwargs["BK"] == 128]
     assert {c.kwargs["UNROLL"] for c in one_group} == {1, 2}
     assert all(c.kwargs["SCALE_ACC"] and c.kwargs["SG"] == 1 for c in one_group)
-    assert not any(c.kwargs["SCALE_ACC"] for c in qg_mod.decode_tuner(dt.int4, 128, 1, True).configs)
+    with_zeros = qg_mod.decode_tuner(dt.int4, 128, 1, True)
+    assert not any(c.kwargs["SCALE_ACC"] or c.kwargs["PAIR"] > 1 for c in with_zeros.configs)
+    assert {c.kwargs["PAIR"] for c in one_group} == {4}     # the cast's nibble pairs
     big = {"A": np.zeros((1, 8192)), "C": np.zeros((1, 8192))}
     kept = qg_mod._prune_decode(t.configs, big)
     assert {c.kwargs["SPLIT"] for c in kept} == {2, 4, 8}
-    assert all(8192 // c.kwargs["BK"] >= 2 * c.kwargs["SPLIT"] for c in kept)
+    assert all(8192 // c.kwargs["BK"] >= 2 * c.kwargs["UNROLL"] * c.kwargs["SPLIT"]
+               for c in kept)
     small = {"A": np.zeros((1, 224)), "C": np.zeros((1, 40))}
     assert {c.kwargs["SPLIT"] for c in qg_mod._prune_decode(t.configs, small)} == {1}
 

@@ -49,9 +49,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 import tilec as tc
+from tilec.backends.llvm.fastcasts import PAIRED_FIELDS, pair_distance
 from tilec.errors import LaunchError
 from tilec.ir import dtypes as dt
-from tilec.backends.llvm.fastcasts import PAIRED_FIELDS, pair_distance
 from tilec.ir.layout import parse_layout
 from tilec.ir.layout_defaults import reshape_layout
 from tilec.lib import _host
@@ -148,7 +148,7 @@ def mma_k_order(x, R: tc.constexpr, P: tc.constexpr):
     holds columns (i, i + P) of each 2P of its run in one register (PTX ISA 9.7.14.5.8: A
     fragment columns and B fragment rows are 2*(lane%4) + i%2 + 8*(i//2 % 2)):
     - P = 1: run column 4s + 2h + j goes to 16s + 8h + 2c + j (k step s, half h, lane j);
-    - P > 1 (the pairs `paired_fields_to_f16` makes of 2/3/4-bit weights): run column
+    - P > 1 (the pairs `paired_fields_to_f16` makes of low-bit ints): run column
       2P*g + P*j + 2t + h goes to 16*(g*P/2 + t) + 8h + 2c + j.
     A permutation of K on both operands leaves the dot as it is; the reshapes and the
     permute only rename registers."""
@@ -298,9 +298,9 @@ _TARGET_PROGRAMS = 256
 
 
 def _cheap_decode(bits: int) -> bool:
-    """Widths that unpack with a byte permute and one and/xor a pair (4 bits) or a few
-    shifts (2): at M = 1 they take steps of 256 (fewer trips, barriers and copies a weight,
-    which outweigh the per-group scaling of the products that 256 > G rules out)."""
+    """Widths whose fields never straddle words (one and/xor a pair after a shift a word):
+    at M = 1 the table gives them steps of 256 (fewer trips, barriers and copies a weight;
+    the autotuner, which the GPU uses, weighs that against scaling the products)."""
     return bits in (2, 4)
 
 
@@ -528,7 +528,7 @@ def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_si
         grid = lambda meta: (tiles * tc.cdiv(n, meta["BN"]) * meta["SPLIT"],)  # noqa: E731
         chosen = tuner.config(grid, *head, ws, arrived, **call)
     else:
-        chosen = decode_config(cfg, dw, group_size, m, has_zero, cfg.unroll)
+        chosen = decode_config(cfg, dw, group_size, m, has_zero)
         ws, arrived = _split_workspace(a, m, n, bm, cfg.BN, cfg.split_k, on_torch)
     grid = (tiles * tc.cdiv(n, chosen.kwargs["BN"]) * chosen.kwargs["SPLIT"],)
     quant_gemv_kernel[grid](*head, ws, arrived, **call, **chosen.all())
@@ -589,14 +589,14 @@ def _split_workspace(a: Any, m: int, n: int, bm: int, bn: int, split: int,
 
 
 def decode_config(cfg: QuantConfig, wdtype: Any, group_size: int, m: int,
-                  zeros: bool, unroll: int = 1) -> tc.Config:
+                  zeros: bool) -> tc.Config:
     """The decode template's tuned constexprs and options for tile configuration `cfg`
-    (BN, BK, warps, stages, split; BM follows from M), weights of `wdtype`, the group size,
-    A's rows, whether there are zero points and the steps a trip: the layouts that follow
+    (BN, BK, warps, stages, split, steps a trip; BM follows from M), weights of `wdtype`,
+    the group size, A's rows and whether there are zero points: the layouts that follow
     from the tile."""
     d = dt.dtype(wdtype)
     return _decode_config(cfg.BN, cfg.BK, cfg.num_warps, cfg.num_stages, cfg.split_k,
-                          d.bits, _paired(d), group_size, _rows(m), zeros, unroll)
+                          d.bits, _paired(d), group_size, _rows(m), zeros, cfg.unroll)
 
 
 def _paired(d: dt.DType) -> bool:

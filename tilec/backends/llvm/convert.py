@@ -23,8 +23,8 @@ from tilec.backends.llvm.memory import (linear_index, offsets_i32, from_bits, ma
                                         to_bits, vector_groups)
 from tilec.backends.llvm.elementwise import memory_type
 from tilec.backends.llvm.shared import (SharedTile, container_bits, from_container,
-                                        layout_offset, linear_offsets, load_register_tile, load_vectors,
-                                        row_major_strides, shared_coords_offsets,
+                                        layout_offset, linear_offsets, load_register_tile,
+                                        load_vectors, row_major_strides, shared_coords_offsets,
                                         shared_layout_of, smem_type, store_register_tile,
                                         tile_offset, to_container, element_pointer)
 from tilec.backends.llvm import shuffle, staging

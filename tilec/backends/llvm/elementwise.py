@@ -276,7 +276,7 @@ def _cast(lw: Lowering, op: Operation) -> list:
     if src == dst:
         return [list(lw.get(op.x))]
     words = _packed_words(lw, op, src, dst)
-    if words is not None:  # 2/3/4-bit weights viewed from words: pairs straight from them
+    if words is not None:  # low-bit ints viewed from words: pairs straight from them
         return [paired_fields_to_f16(lw.b, words, src.bits, src.kind == "int", lw.target)]
     if has_fast_cast(src, dst):  # low-bit -> f16/bf16: the bit tricks, two lanes at once
         if src.bits >= 8 or lw.target.narrow_int_vectors:
@@ -286,7 +286,7 @@ def _cast(lw: Lowering, op: Operation) -> list:
 
 
 def _packed_words(lw: Lowering, op: Operation, src: DType, dst: DType) -> list | None:
-    """The 32-bit words of a cast of 2, 3 or 4-bit ints to f16 whose operand is a `view` of
+    """The 32-bit words of a cast of 1..8-bit ints to f16 whose operand is a `view` of
     words that stays in registers (each thread's elements are its words' fields, in order,
     in whole units of PAIRED_FIELDS: `convert._view_in_registers`); None for any other."""
     x = op.x

@@ -121,7 +121,7 @@ def _small_float(b: ir.IRBuilder, p: ir.Value, src: DType, dst: DType) -> ir.Val
     return h
 
 
-# ---- 2, 3 and 4-bit weights straight from their 32-bit words ----------------------------
+# ---- 1..8-bit integer weights straight from their 32-bit words --------------------------
 I32 = ir.IntType(32)
 
 # bits -> (words a unit, the distance P of the two elements one f16x2 register holds): a

@@ -226,8 +226,9 @@ def _register_stream(load: Operation, body: Block, reads: bool) -> _Stream | Non
     """A tile view that the body computes on in its own layout (e.g. packed weights it
     decodes in registers), read back from the stage in that layout, each thread's runs of
     consecutive elements as wide shared loads as they allow (16 bytes for runs of 16): the
-    buffer row-major, swizzled where that takes away bank conflicts of the reads. Not a tile the loop carries out of the
-    iteration (a hand-written prefetch) and not a gather (its index reads stay as written)."""
+    buffer row-major, swizzled where that takes away bank conflicts of the reads. Not a
+    tile the loop carries out of the iteration (a hand-written prefetch) and not a gather
+    (its index reads stay as written)."""
     if load.name != "load_view" or any(u.parent is not body or u.name == "yield"
                                        for u in load.results[0].uses):
         return None
