@@ -287,7 +287,7 @@ class QuantConfig(NamedTuple):
 
 # M bucket -> tile configuration; `pick_config` is the one place the choice is made, so the
 # autotuner (`@tc.autotune(configs=[tc.Config(...)], key=["M", "N", "K"])`) can take it over.
-_DECODE = QuantConfig(16, 128, 128, 4, 3)      # M <= 16 (quant_gemv_kernel): split-K from the shape
+_DECODE = QuantConfig(16, 128, 128, 4, 3)      # M <= 16 (quant_gemv_kernel): split from the shape
 _MEDIUM = QuantConfig(64, 64, 64, 4, 3)        # M <= 256
 _LARGE = QuantConfig(128, 128, 64, 8, 3)
 # Decode programs (output tiles x K slices): ~2 per SM on an H100, each streaming a long
@@ -524,7 +524,9 @@ def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_si
     tiles = tc.cdiv(m, bm)
     if cfg is None:
         tuner = decode_tuner(dw, group_size, m, has_zero)
-        ws, arrived = _split_workspace(a, m, n, bm, min(_DECODE_BN), 2, on_torch)
+        # Sized for any candidate: the smallest BN, split or not.
+        ws, arrived = _split_workspace(a, m, n, bm, min(_DECODE_BN), max(DECODE_SPACE["SPLIT"]),
+                                       on_torch)
         grid = lambda meta: (tiles * tc.cdiv(n, meta["BN"]) * meta["SPLIT"],)  # noqa: E731
         chosen = tuner.config(grid, *head, ws, arrived, **call)
     else:

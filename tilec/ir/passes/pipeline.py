@@ -233,7 +233,7 @@ def _register_stream(load: Operation, body: Block, reads: bool) -> _Stream | Non
                                        for u in load.results[0].uses):
         return None
     t = load.results[0].type
-    if t.element.is_bool or t.rank < 1:
+    if t.element.is_bool:
         return None
     bits = t.element.itemsize_bits
     if bits not in (8, 16, 32, 64) or t.shape[-1] * bits % 128:
