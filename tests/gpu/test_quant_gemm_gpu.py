@@ -69,19 +69,26 @@ def test_bfloat16(d):
     _run(d, 1024, 384, 512, 128, act=torch.bfloat16)   # dequantize, then tilec.lib.gemm
 
 
-def test_large_decode_shape_uses_split_k():
-    assert pick_config(1, 8192, 8192, 128).split_k > 1
+def test_large_decode_shape_uses_parts_of_k():
+    """8192^2 at M = 1: four parts of K in the mma's columns give the programs (tuned, the
+    table's config, and parts under split-K)."""
+    assert pick_config(1, 8192, 8192, 128).parts == 4
     _run(dt.uint4, 1, 8192, 8192, 128)
+    _run(dt.int4, 1, 8192, 8192, 128, config=pick_config(1, 8192, 8192, 128))
+    _run(dt.int3, 2, 8192, 8192, 128, config=QuantConfig(16, 128, 128, 4, 3, 2, parts=4))
 
 
 def test_decode_is_autotuned():
     """Without a config, M <= 16 on the GPU runs the decode autotuner's choice for the key
-    (N, K) of this width, group size, rows of A and zero points; other widths tune apart."""
+    (rows and length of K's parts) of this width, group size, rows of A, zero points and
+    parts; other widths tune apart."""
     _run(dt.int4, 1, 4096, 2048, 128)
     _run(dt.int4, 3, 4096, 2048, 128, zero_point=True)
-    for m, zeros in ((1, False), (3, True)):
-        tuner = qg.decode_tuner(dt.int4, 128, m, zeros)
-        chosen = [cfg for key, cfg in tuner.chosen.items() if key[:2] == (4096, 2048)]
+    for m, zeros, parts in ((1, False, 8), (3, True, 2)):
+        assert qg.decode_parts(m, 4096, 2048, 128) == parts
+        tuner = qg.decode_tuner(dt.int4, 128, m, zeros, parts)
+        key = (4096 * parts, 2048 // parts)
+        chosen = [cfg for k, cfg in tuner.chosen.items() if k[:2] == key]
         assert len(chosen) == 1 and chosen[0] in tuner.configs
         assert chosen[0].kwargs["SCALE_ACC"] == (not zeros and chosen[0].kwargs["SG"] == 1)
 
@@ -90,6 +97,7 @@ def test_split_k_leaves_its_workspace_clean():
     """Split-K slices add into a workspace that each tile's last slice clears: after every
     call it is zero again, so later calls (other shapes, the same one again) stay right."""
     cases = [(1, 8192, 8192, None), (16, 1000, 1024, QuantConfig(16, 64, 128, 4, 1, 4)),
+             (2, 1000, 1024, QuantConfig(16, 64, 128, 2, 2, 2, parts=2)),
              (40, 520, 512, QuantConfig(32, 32, 64, 2, 2, 4)), (3, 1000, 1024, None)]
     for m, n, k, cfg in cases * 2:
         _run(dt.uint4, m, n, k, 128, zero_point=True, config=cfg)

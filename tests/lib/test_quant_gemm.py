@@ -100,11 +100,15 @@ def test_default_config_and_odd_shapes():
 
 def test_pick_config_table():
     c = pick_config(1, 8192, 8192, 128)
-    # 4 bits at M = 1: steps of two groups, 2 programs a SM (quant_gemm-notes.md)
-    assert (c.BM, c.BN, c.BK, c.num_stages) == (16, 128, 256, 3) and c.split_k > 1
-    assert -(-8192 // c.BN) * c.split_k >= 256       # every SM busy at M = 1
+    # 4 bits at M = 1: steps of two groups, 2 programs a SM (quant_gemm-notes.md), from
+    # four parts of K in the mma's columns rather than split-K
+    assert (c.BM, c.BN, c.BK, c.num_stages, c.parts, c.split_k) == (16, 128, 256, 3, 4, 1)
+    assert -(-8192 * c.parts // c.BN) * c.split_k >= 256       # every SM busy at M = 1
     c3 = pick_config(1, 8192, 8192, 128, 3)          # dearer unpacking: one group a step
-    assert c3.BK == 128 and c3.split_k == c.split_k
+    assert c3.BK == 128 and (c3.parts, c3.split_k) == (c.parts, c.split_k)
+    assert pick_config(1, 4096, 4096, 128).parts == 8
+    assert pick_config(4, 4096, 4096, 128).parts == 2             # M * parts <= 8
+    assert pick_config(1, 4096, 4096 + 128, 128).parts == 1       # 33 groups: no halves
     assert pick_config(16, 8192, 8192, 128).BK == 128
     assert pick_config(16, 4096, 4096, 128).BM == 16
     assert pick_config(128, 4096, 4096, 128) == QuantConfig(64, 64, 64, 4, 3)
@@ -206,6 +210,29 @@ def test_decode_two_steps_a_trip(d, zero_point, m):
         _check(quant_gemm(a, p, s, z, 32, config=cfg), ref, np.float16)
 
 
+@pytest.mark.parametrize("d, zero_point, m, parts, split",
+                         [(dt.int4, False, 1, 4, 1), (dt.int4, False, 1, 8, 1),
+                          (dt.uint2, True, 1, 2, 2), (dt.int3, False, 2, 4, 1),
+                          (dt.int8, False, 4, 2, 3), (dt.float6_e3m2, False, 1, 4, 1),
+                          (dt.uint5, True, 3, 2, 1)], ids=str)
+def test_decode_parts_of_k(d, zero_point, m, parts, split):
+    """K cut into interleaved parts, M*P rows of parts in the mma's columns (`decode_parts`,
+    `_sum_parts`), alone and under split-K; N not a multiple of the tile's rows."""
+    a, p, s, z, ref = _problem(d, m, 40, 512, 32, zero_point=zero_point, seed=5)
+    for cfg in (QuantConfig(16, 32, 64, 2, 2, split, parts=parts),
+                QuantConfig(16, 16, 32, 1, 1, split, unroll=2, parts=parts)):
+        _check(quant_gemm(a, p, s, z, 32, config=cfg), ref, np.float16)
+
+
+def test_decode_parts_need_contiguous_rows():
+    """A strided A (a reshape would copy it) takes the template without parts."""
+    a, p, s, z, ref = _problem(dt.int4, 2, 40, 512, 32, seed=6)
+    wide = np.zeros((2, 1024), np.float16)
+    wide[:, ::2] = a
+    cfg = QuantConfig(16, 32, 64, 2, 2, 1, parts=4)
+    _check(quant_gemm(wide[:, ::2], p, s, z, 32, config=cfg), ref, np.float16)
+
+
 def test_decode_bk():
     assert decode_bk(128, 128, 4) == 128
     assert decode_bk(32, 128, 3) == 128       # a thread's quarter: whole words of i3
@@ -255,7 +282,8 @@ def test_decode_ptx_streams_the_weights(wd, bits, m, zeros):
         f"A: tensor<?x?xf16> {facts}, W: tensor<?x?xu32> {facts}, S: tensor<?x?xf16> "
         f"{facts}, Z: tensor<?x?xf16> {facts}, C: tensor<?x?xf16> {facts}, "
         f"Ws: tensor<?xf32> {facts}, Arrived: tensor<?xi32> {facts}, "
-        f"BM={bm}, G=128, HAS_ZERO={zeros}, WDT={wd}, ONE_ROW={m == 1}, {consts}")
+        f"BM={bm}, G=128, HAS_ZERO={zeros}, WDT={wd}, ONE_ROW={m * cfg.parts == 1}, "
+        f"{consts}")
     for arch in ("sm_80", "sm_90a"):
         k = compile_kernel(module, "quant_gemv_kernel", arch=arch)
         assert k.cubin and "mma.sync" in k.ptx
@@ -270,13 +298,14 @@ def test_decode_ptx_streams_the_weights(wd, bits, m, zeros):
 
 def test_decode_tuner_space_and_prune():
     """On the GPU the decode template's tiles come from `tc.autotune`: one tuner per width,
-    group size, rows of A (1, 2..8, 9..16) and zero points, keyed by N and K; its candidates
-    carry the layouts their tiles need, and the prune keeps 128..512 programs with at
-    least two steps a slice (every split for small shapes gone: the unsplit ones)."""
+    group size, rows of A (1, 2..8, 9..16), zero points and parts of K, keyed by the rows
+    and length of the parts; its candidates carry the layouts their tiles need, and the
+    prune keeps 128..512 programs with at least two steps a slice (every split for small
+    shapes gone: the unsplit ones)."""
     t = qg_mod.decode_tuner(dt.int4, 128, 1, False)
     assert t is qg_mod.decode_tuner(dt.int4, 128, 1, False)            # cached
     assert t is not qg_mod.decode_tuner(dt.int4, 128, 1, True)        # zero points: SCALE_ACC off
-    assert t.key == ["C.shape[1]", "A.shape[1]"]
+    assert t.key == ["W.shape[0]", "A.shape[1]"]
     assert len(t.configs) == 3 * 2 * 5 and t.budget == qg_mod.DECODE_BUDGET
     one_group = [c for c in t.configs if c.kwargs["BK"] == 128]
     assert {c.kwargs["UNROLL"] for c in one_group} == {1, 2}
@@ -284,13 +313,19 @@ def test_decode_tuner_space_and_prune():
     with_zeros = qg_mod.decode_tuner(dt.int4, 128, 1, True)
     assert not any(c.kwargs["SCALE_ACC"] or c.kwargs["PAIR"] > 1 for c in with_zeros.configs)
     assert {c.kwargs["PAIR"] for c in one_group} == {4}     # the cast's nibble pairs
-    big = {"A": np.zeros((1, 8192)), "C": np.zeros((1, 8192))}
+    big = {"A": np.zeros((1, 8192)), "W": np.zeros((8192, 1))}
     kept = qg_mod._prune_decode(t.configs, big)
     assert {c.kwargs["SPLIT"] for c in kept} == {2, 4, 8}
     assert all(8192 // c.kwargs["BK"] >= 2 * c.kwargs["UNROLL"] * c.kwargs["SPLIT"]
                for c in kept)
-    small = {"A": np.zeros((1, 224)), "C": np.zeros((1, 40))}
+    small = {"A": np.zeros((1, 224)), "W": np.zeros((40, 1))}
     assert {c.kwargs["SPLIT"] for c in qg_mod._prune_decode(t.configs, small)} == {1}
+    # Four parts of K (8192^2 at M = 1 as `quant_gemm` launches it: 32768 rows of 2048):
+    # the programs are there without split-K.
+    four = qg_mod.decode_tuner(dt.int4, 128, 1, False, 4)
+    assert four is not t and {c.kwargs["PARTS"] for c in four.configs} == {4}
+    parts = {"A": np.zeros((4, 2048)), "W": np.zeros((32768, 1))}
+    assert {c.kwargs["SPLIT"] for c in qg_mod._prune_decode(four.configs, parts)} == {1, 2}
 
 
 @pytest.mark.torch
@@ -343,6 +378,9 @@ _S = np.ones((8, 2), f16)
     ((np.zeros((2, 64), f16), _W, _S), {"config": QuantConfig(16, 32, 64, 4, 1),
                                          "group_size": 32},
      r"decode template needs BN a multiple of 16 \* num_warps"),
+    ((np.zeros((2, 64), f16), _W, _S), {"config": QuantConfig(16, 64, 64, 4, 1, parts=4)},
+     r"config parts = 4 must be a power of two with M \* parts <= 8 \(M = 2\) and whole "
+     r"groups of 32 in each of K's parts \(K = 64\)"),
     (([[1.0]], _W, _S), {}, r"'a' must be a tensor"),
     ((np.zeros((2, 64), f16), _W, _S), {"out": np.zeros((2, 8), np.float32)},
      r"'out' must be f16 of shape \(2, 8\) on the device of 'a', got f32"),

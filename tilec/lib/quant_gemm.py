@@ -25,12 +25,15 @@ Three paths by M; `pick_config` chooses the tiles per M bucket:
 - decode (M <= 16, `quant_gemv_kernel`): the weights are the mma's A operand and A's rows
   its B operand, each thread loading runs of consecutive weights and the same runs of A
   that, after a permutation of K on both (`mma_k_order`), already are the mma fragments.
-  128-row tiles of N and split-K, so that many programs stream disjoint slices of the
-  packed weight bytes at once (the weights are read exactly once; A is tiny and stays in
-  L2); the weight words and A's runs stream through the pipeline's stage buffers
-  (num_stages - 1 steps ahead, cp.async), the scales a step ahead in registers.
-  Split-K slices add their f32 partial sums into a workspace with atomics, and each
-  output tile's last slice rounds the total into C (`_add_split`): one launch.
+  128-row tiles of N, K cut into parts (`decode_parts`) and split-K, so that many
+  programs stream disjoint slices of the packed weight bytes at once (the weights are
+  read exactly once; A is tiny and stays in L2); the weight words and A's runs stream
+  through the pipeline's stage buffers (num_stages - 1 steps ahead, cp.async), the
+  scales a step ahead in registers. K's parts are rows of the same bytes (N*P x K/P) and
+  meet in the mma's otherwise idle B columns (M*P <= 8): their sums add up in registers
+  (`_sum_parts`). Split-K slices add their f32 partial sums into a workspace with
+  atomics, and each output tile's last slice rounds the total into C (`_add_split`):
+  one launch.
 - prefill (`quant_gemm_kernel`): square output tiles on `tc.dot` (mma.sync), A streamed
   through the cp.async pipeline and the packed weight tile dequantized in registers before
   it meets the tensor cores.
@@ -206,6 +209,22 @@ def _decode_step(acc, words, a, s, z, BM: tc.constexpr, BN: tc.constexpr, BK: tc
     return tc.dot(w, tc.trans(a), acc, warps_n=1)
 
 
+@tc.func
+def _sum_parts(acc, BM: tc.constexpr, BN: tc.constexpr, P: tc.constexpr):
+    """C's (BM/P) x (BN/P) tile from a decode tile acc (BN x BM) of K split in P parts
+    (`decode_parts`): weight row r*P + s and A row m*P + s hold part s of rows r and m, so
+    C[m, r] sums acc[r*P + s, m*P + s] over s; the other products are thrown away (they
+    sit in columns the mma computes anyway). P consecutive rows of the mma's C fragment
+    are lanes of one warp: the sum is shuffles."""
+    if P == 1:
+        return tc.trans(acc)
+    t = tc.reshape(acc, (BN // P, P, BM // P, P))
+    s = tc.arange(0, P)
+    same = tc.expand_dims(tc.expand_dims(tc.expand_dims(s, 1), 2), 0) == \
+        tc.expand_dims(tc.expand_dims(tc.expand_dims(s, 0), 0), 0)
+    return tc.trans(tc.sum(tc.sum(tc.where(same, t, 0.0), axis=3), axis=1))
+
+
 @tc.kernel
 def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C: tc.Tensor,
                       Ws: tc.Tensor, Arrived: tc.Tensor, BM: tc.constexpr,
@@ -215,7 +234,7 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
                       EL: tc.constexpr, ONE_ROW: tc.constexpr, AL: tc.constexpr,
                       SG: tc.constexpr, GE: tc.constexpr, SL: tc.constexpr,
                       SCALE_ACC: tc.constexpr, PAIR: tc.constexpr,
-                      UNROLL: tc.constexpr):
+                      UNROLL: tc.constexpr, PARTS: tc.constexpr):
     # The decode template (M <= 16): C^T (a BN x BM tile, BM = 8 or 16) = dequant(W) @ A^T
     # on mma.m16n8k16, the weights as the A operand (16 rows of W a fragment, a row of A
     # per column of the 8-wide B fragment). Each thread loads runs of BK/4 consecutive
@@ -250,10 +269,11 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
                                GE, SCALE_ACC, PAIR)
             s = s2
             z = z2
+    out = _sum_parts(acc, BM, BN, PARTS)
     if SPLIT > 1:
-        _add_split(tc.trans(acc), C, Ws, Arrived, pm, pn, SPLIT, BM, BN)
+        _add_split(out, C, Ws, Arrived, pm, pn, SPLIT, BM // PARTS, BN // PARTS)
     else:
-        tc.store(C, (pm, pn), tc.trans(acc).to(C.dtype))
+        tc.store(C, (pm, pn), out.to(C.dtype))
 
 
 @tc.kernel
@@ -283,6 +303,7 @@ class QuantConfig(NamedTuple):
     num_stages: int
     split_k: int = 1
     unroll: int = 1     # decode template: K steps a loop trip
+    parts: int = 1      # decode template: interleaved parts of K (`decode_parts`)
 
 
 # M bucket -> tile configuration; `pick_config` is the one place the choice is made, so the
@@ -386,14 +407,30 @@ def pick_config(m: int, n: int, k: int, group_size: int, bits: int = 4) -> Quant
     if m <= 16:
         if m == 1 and _cheap_decode(bits):
             cfg = cfg._replace(BK=2 * cfg.BK)   # `decode_bk` makes it whole groups
-        tiles = -(-n // cfg.BN)
-        steps = -(-k // cfg.BK)
+        parts = decode_parts(m, n, k, group_size)
+        tiles = -(-n * parts // cfg.BN)
+        steps = -(-k // parts // cfg.BK)
         split = 1
         while tiles * split * 2 <= _TARGET_PROGRAMS and steps % (split * 2) == 0 and \
                 steps // (split * 2) >= 4:
             split *= 2
-        cfg = cfg._replace(split_k=split)
+        cfg = cfg._replace(split_k=split, parts=parts)
     return cfg
+
+
+def decode_parts(m: int, n: int, k: int, group_size: int) -> int:
+    """Into how many interleaved parts P the decode template cuts K (a power of two): row
+    r of the weights becomes rows r*P .. r*P + P-1 of K/P each (the same bytes: an N*P x
+    K/P matrix), A's rows likewise, and the mma's B fragment, 8 columns wide where M is 1,
+    carries the M*P rows of parts (`_sum_parts` keeps the products of matching parts). A
+    split of K whose partial sums meet in registers: enough programs (~2 an SM) without
+    split-K's atomics and round trips through L2 (~2 us a launch at 8192^2). Parts are
+    whole groups, and M*P rows fit the 8-column fragment."""
+    parts = 1
+    while (m * parts * 2 <= 8 and (k // group_size) % (parts * 2) == 0 and k % group_size == 0
+           and -(-n * parts // min(_DECODE_BN)) < _TARGET_PROGRAMS):
+        parts *= 2
+    return parts
 
 
 # ---------------------------------------------------------------------------------------
@@ -519,22 +556,40 @@ def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_si
     (m, k), n, dw = a.shape, w_packed.shape[0], w_packed.dtype
     bm = 8 if m <= 8 else 16
     has_zero = zeros is not None
-    head = (a, _words(w_packed), scales, zeros if has_zero else scales, out)
-    call = dict(BM=bm, G=group_size, HAS_ZERO=has_zero, WDT=dw, ONE_ROW=m == 1)
-    tiles = tc.cdiv(m, bm)
+    parts = decode_parts(m, n, k, group_size) if cfg is None else cfg.parts
+    if parts != 1 and (parts < 1 or parts & (parts - 1) or m * parts > 8
+                       or k % (group_size * parts)):
+        raise LaunchError(f"quant_gemm: config parts = {parts} must be a power of two with "
+                          f"M * parts <= 8 (M = {m}) and whole groups of {group_size} in "
+                          f"each of K's parts (K = {k})")
+    if parts > 1 and not all(_contiguous(x) for x in (a, scales, zeros) if x is not None):
+        parts = 1   # a reshape would copy
+        cfg = cfg and cfg._replace(parts=1)
+    # K's parts as rows: the same bytes viewed as N*P x K/P (A: M*P x K/P, scales likewise)
+    words = _words(w_packed)
+    head = tuple(x.reshape(x.shape[0] * parts, x.shape[1] // parts) for x in
+                 (a, words, scales, zeros if has_zero else scales)) + (out,)
+    call = dict(BM=bm, G=group_size, HAS_ZERO=has_zero, WDT=dw, ONE_ROW=m * parts == 1)
+    tiles = tc.cdiv(m * parts, bm)
+    rows = n * parts
     if cfg is None:
-        tuner = decode_tuner(dw, group_size, m, has_zero)
+        tuner = decode_tuner(dw, group_size, m, has_zero, parts)
         # Sized for any candidate: the smallest BN, split or not.
-        ws, arrived = _split_workspace(a, m, n, bm, min(_DECODE_BN), max(DECODE_SPACE["SPLIT"]),
-                                       on_torch)
-        grid = lambda meta: (tiles * tc.cdiv(n, meta["BN"]) * meta["SPLIT"],)  # noqa: E731
+        ws, arrived = _split_workspace(a, m, n, bm // parts, min(_DECODE_BN) // parts,
+                                       max(DECODE_SPACE["SPLIT"]), on_torch)
+        grid = lambda meta: (tiles * tc.cdiv(rows, meta["BN"]) * meta["SPLIT"],)  # noqa: E731
         chosen = tuner.config(grid, *head, ws, arrived, **call)
     else:
         chosen = decode_config(cfg, dw, group_size, m, has_zero)
-        ws, arrived = _split_workspace(a, m, n, bm, cfg.BN, cfg.split_k, on_torch)
-    grid = (tiles * tc.cdiv(n, chosen.kwargs["BN"]) * chosen.kwargs["SPLIT"],)
+        ws, arrived = _split_workspace(a, m, n, bm // parts, cfg.BN // parts, cfg.split_k,
+                                       on_torch)
+    grid = (tiles * tc.cdiv(rows, chosen.kwargs["BN"]) * chosen.kwargs["SPLIT"],)
     quant_gemv_kernel[grid](*head, ws, arrived, **call, **chosen.all())
     return out
+
+
+def _contiguous(x: Any) -> bool:
+    return x.is_contiguous() if _is_torch(x) else x.flags.c_contiguous
 
 
 # From this many rows of A on (on the GPU), the weights are dequantized once into a K x N
@@ -598,7 +653,8 @@ def decode_config(cfg: QuantConfig, wdtype: Any, group_size: int, m: int,
     from the tile."""
     d = dt.dtype(wdtype)
     return _decode_config(cfg.BN, cfg.BK, cfg.num_warps, cfg.num_stages, cfg.split_k,
-                          d.bits, _paired(d), group_size, _rows(m), zeros, cfg.unroll)
+                          d.bits, _paired(d), group_size, _rows(m * cfg.parts), zeros,
+                          cfg.unroll, cfg.parts)
 
 
 def _paired(d: dt.DType) -> bool:
@@ -613,7 +669,7 @@ def _rows(m: int) -> int:
 @functools.cache
 def _decode_config(bn: int, bk: int, num_warps: int, stages: int, split: int, bits: int,
                    paired: bool, group_size: int, rows: int, zeros: bool,
-                   unroll: int = 1) -> tc.Config:
+                   unroll: int = 1, parts: int = 1) -> tc.Config:
     """Cached: working out the layouts takes ~0.4 ms, ten times a decode kernel's run."""
     bk = decode_bk(bk, group_size, bits)
     wl, el, *a_layouts = decode_layouts(bn, bk, num_warps, bits)
@@ -625,7 +681,7 @@ def _decode_config(bn: int, bk: int, num_warps: int, stages: int, split: int, bi
     return tc.Config(num_warps=num_warps, num_stages=stages, BN=bn, BK=bk, SPLIT=split,
                      WB=bk * bits // 32, WL=wl, EL=el, AL=a_layouts[rows], SG=sg,
                      GE=min(bk, group_size), SL=scale_layout(el, bn, bk, group_size),
-                     SCALE_ACC=scale_acc, PAIR=pair, UNROLL=unroll)
+                     SCALE_ACC=scale_acc, PAIR=pair, UNROLL=unroll, PARTS=parts)
 
 
 # The decode autotuner's space (per width, group size, rows of A and zero points; key: N
@@ -640,30 +696,32 @@ DECODE_BUDGET = 18   # every candidate the prune keeps at 8192^2
 
 
 def _prune_decode(configs: list, values: dict) -> list:
-    n, k = values["C"].shape[1], values["A"].shape[1]
+    n, k = values["W"].shape[0], values["A"].shape[1]    # with K's parts: rows of parts
     keep = [c for c in configs if 128 <= tc.cdiv(n, c.kwargs["BN"]) * c.kwargs["SPLIT"] <= 512
             and tc.cdiv(k, c.kwargs["BK"]) >= 2 * c.kwargs["UNROLL"] * c.kwargs["SPLIT"]]
     # Shapes too small for any split: the one-program-a-tile configurations.
     return keep or [c for c in configs if c.kwargs["SPLIT"] == 1]
 
 
-def decode_tuner(wdtype: Any, group_size: int, m: int, zeros: bool):
-    """The autotuner of the decode template for these weights and rows of A (M = 1, 2..8
-    or 9..16 share one): `tc.autotune` over DECODE_SPACE, keyed by N and K."""
+def decode_tuner(wdtype: Any, group_size: int, m: int, zeros: bool, parts: int = 1):
+    """The autotuner of the decode template for these weights, rows of A (M = 1, 2..8 or
+    9..16 share one) and parts of K (`decode_parts`): `tc.autotune` over DECODE_SPACE,
+    keyed by the rows and the length of the parts."""
     d = dt.dtype(wdtype)
-    return _decode_tuner(d.bits, _paired(d), group_size, _rows(m), zeros)
+    return _decode_tuner(d.bits, _paired(d), group_size, _rows(m * parts), zeros, parts)
 
 
 @functools.cache
-def _decode_tuner(bits: int, paired: bool, group_size: int, rows: int, zeros: bool):
+def _decode_tuner(bits: int, paired: bool, group_size: int, rows: int, zeros: bool,
+                  parts: int):
     configs = list(dict.fromkeys(
         _decode_config(bn, bk, 4, stages, split, bits, paired, group_size, rows, zeros,
-                       unroll)
+                       unroll, parts)
         for bn in _DECODE_BN for bk, unroll in DECODE_SPACE["BK/UNROLL"]
         for stages in DECODE_SPACE["num_stages"] for split in DECODE_SPACE["SPLIT"]))
     # The resource model counts whole weight tiles live (~300-550 registers); ptxas gives
     # these kernels 76-168, and its report still drops any that spill.
-    return tc.autotune(configs=configs, key=["C.shape[1]", "A.shape[1]"],
+    return tc.autotune(configs=configs, key=["W.shape[0]", "A.shape[1]"],
                        prune=_prune_decode, budget=DECODE_BUDGET, compare=(),
                        check_registers=False)(quant_gemv_kernel)
 
