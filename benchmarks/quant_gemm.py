@@ -26,7 +26,7 @@ import triton.language as tl
 
 import tilec as tc
 from tilec.ir import dtypes as dt
-from tilec.lib.quant_gemm import decode_tuner, pick_config, quant_gemm
+from tilec.lib.quant_gemm import decode_parts, decode_tuner, pick_config, quant_gemm
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from common import median, time_ms, write_result  # noqa: E402
@@ -146,10 +146,12 @@ def quantized(d: dt.DType, n: int, k: int, gen: torch.Generator):
 def chosen_config(d: dt.DType, m: int, n: int, k: int) -> dict:
     """The tiles the call ran with: the autotuner's choice at M <= 16, else the table's."""
     if m <= 16:
-        for key, cfg in decode_tuner(d, GROUP, m, False).chosen.items():
-            if key[:2] == (n, k):
+        parts = decode_parts(m, n, k, GROUP)
+        for key, cfg in decode_tuner(d, GROUP, m, False, parts).chosen.items():
+            if key[:2] == (n * parts, k // parts):
                 return {name: v for name, v in cfg.all().items()
-                        if name in ("BN", "BK", "SPLIT", "num_warps", "num_stages")}
+                        if name in ("BN", "BK", "SPLIT", "UNROLL", "PARTS", "num_warps",
+                                    "num_stages")}
     return pick_config(m, n, k, GROUP, d.bits)._asdict()
 
 
