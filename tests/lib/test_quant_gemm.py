@@ -296,6 +296,33 @@ def test_decode_ptx_streams_the_weights(wd, bits, m, zeros):
             assert "lop3.b32" in k.ptx          # nibble pairs: one and/xor each
 
 
+@pytest.mark.parametrize("wd, m, zeros, cfg", [
+    ("i4", 1, False, QuantConfig(16, 128, 256, 4, 3, 1, parts=4)),   # two groups a step
+    ("u4", 1, True, QuantConfig(16, 128, 128, 4, 3, 1, parts=4)),    # zero points
+    ("u4", 16, True, QuantConfig(16, 128, 128, 4, 3, 4))], ids=str)
+def test_decode_weights_keep_the_casts_pairs(wd, m, zeros, cfg):
+    """Where the scales' multiply or the zero points' fma stands between the cast and the
+    mma, it takes the cast's f16x2 pairs as they come (`elementwise.map_pairs`): fewer
+    half-word packs in the PTX than pairs (more than one a pair, and as many unpacks,
+    when they were repacked as neighbours)."""
+    import re
+    bm = 8 if m * cfg.parts <= 8 else 16
+    chosen = qg_mod.decode_config(cfg, wd, 128, m, zeros)
+    facts = "{contiguous = true, aligned = 16}"
+    consts = ", ".join(f'{k}="{v}"' if isinstance(v, str) else f"{k}={v}"
+                       for k, v in chosen.all().items())
+    module = quant_gemv_kernel.compile(
+        f"A: tensor<?x?xf16> {facts}, W: tensor<?x?xu32> {facts}, S: tensor<?x?xf16> "
+        f"{facts}, Z: tensor<?x?xf16> {facts}, C: tensor<?x?xf16> {facts}, "
+        f"Ws: tensor<?xf32> {facts}, Arrived: tensor<?xi32> {facts}, "
+        f"BM={bm}, G=128, HAS_ZERO={zeros}, WDT={wd}, ONE_ROW={m * cfg.parts == 1}, "
+        f"{consts}")
+    ptx = compile_kernel(module, "quant_gemv_kernel", arch="sm_90a").ptx
+    pairs = ptx.count("lop3.b32")
+    packs = len(re.findall(r"mov\.b32\s+%r\d+, \{", ptx))
+    assert chosen.kwargs["PAIR"] == 4 and packs < pairs, (packs, pairs)
+
+
 def test_decode_tuner_space_and_prune():
     """On the GPU the decode template's tiles come from `tc.autotune`: one tuner per width,
     group size, rows of A (1, 2..8, 9..16), zero points and parts of K, keyed by the rows
@@ -311,8 +338,10 @@ def test_decode_tuner_space_and_prune():
     assert {c.kwargs["UNROLL"] for c in one_group} == {1, 2}
     assert all(c.kwargs["SCALE_ACC"] and c.kwargs["SG"] == 1 for c in one_group)
     with_zeros = qg_mod.decode_tuner(dt.int4, 128, 1, True)
-    assert not any(c.kwargs["SCALE_ACC"] or c.kwargs["PAIR"] > 1 for c in with_zeros.configs)
-    assert {c.kwargs["PAIR"] for c in one_group} == {4}     # the cast's nibble pairs
+    assert not any(c.kwargs["SCALE_ACC"] for c in with_zeros.configs)
+    # K in the order of the cast's nibble pairs everywhere: the zero points' fma and the
+    # scales' multiply (two groups a step) take its registers as they come, like the mma
+    assert {c.kwargs["PAIR"] for c in t.configs + with_zeros.configs} == {4}
     big = {"A": np.zeros((1, 8192)), "W": np.zeros((8192, 1))}
     kept = qg_mod._prune_decode(t.configs, big)
     assert {c.kwargs["SPLIT"] for c in kept} == {2, 4, 8}

@@ -675,9 +675,9 @@ def _decode_config(bn: int, bk: int, num_warps: int, stages: int, split: int, bi
     wl, el, *a_layouts = decode_layouts(bn, bk, num_warps, bits)
     sg = max(1, bk // group_size)
     scale_acc = not zeros and sg == 1
-    # The mma reads the converted pairs as they come only where nothing else (the zero
-    # points' fma, pairs of neighbours) stands between the cast and the dot.
-    pair = pair_distance(bits) if paired and scale_acc else 1
+    # K in the order of the cast's pairs: the mma (and before it the scales' multiply or
+    # the zero points' fma, `elementwise.map_pairs`) takes its f16x2 registers as they come.
+    pair = pair_distance(bits) if paired else 1
     return tc.Config(num_warps=num_warps, num_stages=stages, BN=bn, BK=bk, SPLIT=split,
                      WB=bk * bits // 32, WL=wl, EL=el, AL=a_layouts[rows], SG=sg,
                      GE=min(bk, group_size), SL=scale_layout(el, bn, bk, group_size),

@@ -133,3 +133,21 @@ def test_paired_fields_on_nvptx_take_no_byte_permutes():
         assert "prmt" not in body and "cvt.rn.f16" not in body, src
 
 
+
+
+def test_map_pairs_takes_the_vectors_it_is_given():
+    """`map_pairs` computes together the two lanes of one vector (a paired cast's (e_i,
+    e_i+P)), whatever their places, and the other elements in order."""
+    from tilec.backends.llvm.elementwise import _pairing
+    fn = ir.Function(ir.Module(), ir.FunctionType(ir.VoidType(), [ir.VectorType(
+        ir.HalfType(), 2)] * 2 + [ir.HalfType()] * 3), "f")
+    b = ir.IRBuilder(fn.append_basic_block())
+    u, v, x, y, z = fn.args
+    lanes = [b.extract_element(w, ir.Constant(ir.IntType(32), i)) for w in (u, v)
+             for i in range(2)]
+    # elements: u0 v0 x u1 v1 y z  ->  (u0, u1), (v0, v1), then x y, z in order
+    col = [lanes[0], lanes[2], x, lanes[1], lanes[3], y, z]
+    assert _pairing([col]) == [(0, 3), (1, 4), (2, 5), (6,)]
+    assert _pairing([[x, y, z]]) == [(0, 1), (2,)]
+    # the operand with the most vector pairs decides, for every operand
+    assert _pairing([[x] * 7, col]) == [(0, 3), (1, 4), (2, 5), (6,)]

@@ -67,22 +67,56 @@ _PAIRED = (dt.float16, dt.bfloat16)
 
 
 def map_pairs(lw: Lowering, op: Operation, fn: Callable[..., ir.Value]) -> list:
-    """Like `map_elements`, with `fn` applied to <2 x T> vectors of elements 2i, 2i+1 of
-    each operand (a trailing odd element as a vector of one)."""
+    """Like `map_elements`, with `fn` applied to <2 x T> vectors of two elements of each
+    operand: those that are the two lanes of one vector already (a paired cast's (e_i,
+    e_i+P), `fastcasts.paired_fields_to_f16`), so that the op takes that register as it
+    is, and the others in order, 2i and 2i+1 (a trailing odd one as a vector of one)."""
     b = lw.b
     columns = [lw.get(v) for v in op.operands]
-    out: list[ir.Value] = []
-    for i in range(0, len(columns[0]), 2):
-        group = [col[i:i + 2] for col in columns]
+    out: list[ir.Value | None] = [None] * len(columns[0])
+    for idx in _pairing(columns):
         vecs = []
-        for xs in group:
-            vec: ir.Value = ir.Constant(ir.VectorType(xs[0].type, len(xs)), None)
-            for j, x in enumerate(xs):
-                vec = b.insert_element(vec, x, i32(j))
+        for col in columns:
+            vec: ir.Value = ir.Constant(ir.VectorType(col[idx[0]].type, len(idx)), None)
+            for j, i in enumerate(idx):
+                vec = b.insert_element(vec, col[i], i32(j))
             vecs.append(vec)
         r = fn(*vecs)
-        out += [b.extract_element(r, i32(j)) for j in range(len(group[0]))]
+        for j, i in enumerate(idx):
+            out[i] = b.extract_element(r, i32(j))
     return [out]
+
+
+def _lane_of(v: ir.Value) -> tuple[int, int] | None:
+    """(id of the vector, lane) when `v` is a constant-lane extract from a vector."""
+    if isinstance(v, ir.Instruction) and v.opname == "extractelement":
+        vec, lane = v.operands
+        if isinstance(lane, ir.Constant):
+            return id(vec), int(lane.constant)
+    return None
+
+
+def _pairing(columns: list[list]) -> list[tuple[int, ...]]:
+    """The index pairs `map_pairs` computes together: the operand whose elements are most
+    often lanes 0 and 1 of one vector gives those pairs, the rest go in order."""
+    n = len(columns[0])
+    best: list[tuple[int, int]] = []
+    for col in columns:
+        at = {_lane_of(v): i for i, v in enumerate(col) if _lane_of(v) is not None}
+        found = []
+        for i, v in enumerate(col):
+            lane = _lane_of(v)
+            if lane is not None and lane[1] == 0:
+                j = at.get((lane[0], 1))
+                if j is not None and j != i:
+                    found.append((i, j))
+        if len(found) > len(best):
+            best = found
+    taken = {i for pair in best for i in pair}
+    if len(taken) != 2 * len(best):   # an element in two vectors' pairs: in order instead
+        best, taken = [], set()
+    rest = [i for i in range(n) if i not in taken]
+    return best + [tuple(rest[i:i + 2]) for i in range(0, len(rest), 2)]
 
 
 def _intrinsic(lw: Lowering, name: str, t: ir.Type, nargs: int) -> ir.Function:
