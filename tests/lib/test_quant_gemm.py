@@ -152,7 +152,7 @@ def _signature(wd: str, cfg: QuantConfig, act: str = "f16") -> str:
             f"C: tensor<?x?x{act}> {facts}, Ws: tensor<?xf32> {facts}, "
             f"Arrived: tensor<?xi32> {facts}, split_k: i32, "
             f"BM={cfg.BM}, BN={cfg.BN}, BK={cfg.BK}, G=128, PARTIAL={cfg.split_k > 1}, "
-            f"HAS_ZERO=True, "
+            f"HAS_ZERO={dt.dtype(wd).is_int}, "     # zero points: integer weights only
             f"WDT={wd}, WB={cfg.BK * bits // 32}, WL=\"{wl}\", EL=\"{el}\", "
             f"ONE_ROW={cfg.BM == 16}, AL=\"{row_layout(cfg.BK, cfg.num_warps)}\", "
             f"num_warps={cfg.num_warps}, num_stages={cfg.num_stages}")
@@ -324,14 +324,15 @@ def test_decode_weights_keep_the_casts_pairs(wd, m, zeros, cfg):
 
 
 def test_decode_tuner_space_and_prune():
-    """On the GPU the decode template's tiles come from `tc.autotune`: one tuner per width,
-    group size, rows of A (1, 2..8, 9..16), zero points and parts of K, keyed by the rows
+    """On the GPU the decode template's tiles come from `tc.autotune`: one tuner per weight
+    dtype, group size, rows of A (1, 2..8, 9..16), zero points and parts of K, keyed by the rows
     and length of the parts; its candidates carry the layouts their tiles need, and the
     prune keeps 128..512 programs with at least two steps a slice (every split for small
     shapes gone: the unsplit ones)."""
     t = qg_mod.decode_tuner(dt.int4, 128, 1, False)
     assert t is qg_mod.decode_tuner(dt.int4, 128, 1, False)            # cached
     assert t is not qg_mod.decode_tuner(dt.int4, 128, 1, True)        # zero points: SCALE_ACC off
+    assert t is not qg_mod.decode_tuner(dt.float4_e2m1, 128, 1, False)  # same width, dearer cast
     assert t.key == ["W.shape[0]", "A.shape[1]"]
     assert len(t.configs) == 3 * 2 * 5 and t.budget == qg_mod.DECODE_BUDGET
     one_group = [c for c in t.configs if c.kwargs["BK"] == 128]

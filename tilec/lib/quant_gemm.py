@@ -52,7 +52,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 import tilec as tc
-from tilec.backends.llvm.fastcasts import PAIRED_FIELDS, pair_distance
+from tilec.backends.llvm.fastcasts import PAIRED_FIELDS, has_paired_float, pair_distance
 from tilec.errors import LaunchError
 from tilec.ir import dtypes as dt
 from tilec.ir.layout import parse_layout
@@ -658,8 +658,9 @@ def decode_config(cfg: QuantConfig, wdtype: Any, group_size: int, m: int,
 
 
 def _paired(d: dt.DType) -> bool:
-    """Whether casts of `d` from words make pairs (e_i, e_i+P) (`paired_fields_to_f16`)."""
-    return d.is_int and d.bits in PAIRED_FIELDS
+    """Whether casts of `d` from words make pairs (e_i, e_i+P) (`paired_fields_to_f16`,
+    `paired_floats_to_f16`)."""
+    return (d.is_int and d.bits in PAIRED_FIELDS) or has_paired_float(d)
 
 
 def _rows(m: int) -> int:
@@ -684,8 +685,8 @@ def _decode_config(bn: int, bk: int, num_warps: int, stages: int, split: int, bi
                      SCALE_ACC=scale_acc, PAIR=pair, UNROLL=unroll, PARTS=parts)
 
 
-# The decode autotuner's space (per width, group size, rows of A and zero points; key: N
-# and K): the tiles that the H100 sweeps kept near the best (quant_gemm-notes.md), 4 warps
+# The decode autotuner's space (per weight dtype, group size, rows of A, zero points and
+# parts of K; key: the rows and length of the parts): the tiles that the H100 sweeps kept near the best (quant_gemm-notes.md), 4 warps
 # of 128 weight rows; a trip of one or two 128-wide steps, or one 256-wide (two groups at
 # G = 128: no scaling of the products, but half the trips); 2 or 3 stages; the splits
 # that leave 128..512 programs (1..4 a SM) and at least two steps a slice.
@@ -708,15 +709,15 @@ def decode_tuner(wdtype: Any, group_size: int, m: int, zeros: bool, parts: int =
     9..16 share one) and parts of K (`decode_parts`): `tc.autotune` over DECODE_SPACE,
     keyed by the rows and the length of the parts."""
     d = dt.dtype(wdtype)
-    return _decode_tuner(d.bits, _paired(d), group_size, _rows(m * parts), zeros, parts)
+    return _decode_tuner(d, group_size, _rows(m * parts), zeros, parts)
 
 
 @functools.cache
-def _decode_tuner(bits: int, paired: bool, group_size: int, rows: int, zeros: bool,
-                  parts: int):
+def _decode_tuner(d: dt.DType, group_size: int, rows: int, zeros: bool, parts: int):
+    # One a dtype (not a width): an int and a float of one width cast at different costs.
     configs = list(dict.fromkeys(
-        _decode_config(bn, bk, 4, stages, split, bits, paired, group_size, rows, zeros,
-                       unroll, parts)
+        _decode_config(bn, bk, 4, stages, split, d.bits, _paired(d), group_size, rows,
+                       zeros, unroll, parts)
         for bn in _DECODE_BN for bk, unroll in DECODE_SPACE["BK/UNROLL"]
         for stages in DECODE_SPACE["num_stages"] for split in DECODE_SPACE["SPLIT"]))
     # The resource model counts whole weight tiles live (~300-550 registers); ptxas gives

@@ -14,8 +14,9 @@ from llvmlite import ir
 from test_casts import assert_same
 
 from tilec.backends.llvm.dtypes import llvm_type
-from tilec.backends.llvm.fastcasts import (PAIRED_FIELDS, fast_cast, pair_distance,
-                                          paired_fields_to_f16)
+from tilec.backends.llvm.fastcasts import (PAIRED_FIELDS, fast_cast, has_paired_float,
+                                          pair_distance, paired_fields_to_f16,
+                                          paired_floats_to_f16)
 from tilec.backends.nvidia.target import NvidiaTarget
 from tilec.ir import dtypes as dt
 
@@ -108,6 +109,40 @@ def test_paired_fields_from_words(src):
         assert_same(src, dt.float16, np.array([int(v) for v in values], np.uint64), got)
 
 
+@pytest.mark.parametrize("src", [d for d in (dt.float4_e2m1, dt.float6_e3m2, dt.float6_e2m3,
+                                             dt.float3_e1m1, dt.float8_e5m2)], ids=str)
+def test_paired_floats_from_words(src):
+    """Small floats from their words as pairs (e_i, e_i+P): every field over every value
+    of each field and random neighbours equals the cast of that field."""
+    assert has_paired_float(src)
+    n, pair = PAIRED_FIELDS[src.bits]
+    count = 32 * n // src.bits
+    module = ir.Module()
+    for j in range(count):
+        def body(b, v, j=j):
+            return paired_floats_to_f16(b, list(v), src)[j]
+        build_array_function(module, f"field{j}", [dt.uint32] * n, dt.float16, body)
+    jit = HostJit(opt=2)
+    jit.add(module)
+    rng = np.random.default_rng(src.bits)
+    for j in range(count):
+        values = np.arange(1 << src.bits, dtype=object)
+        noise = [int(x) for x in rng.integers(0, 2**63, 4 * len(values))]
+        streams = [(noise[k] | noise[k + len(values)] << 63) % (1 << 32 * n)
+                   for k in range(len(values))]
+        field = ((1 << src.bits) - 1) << (src.bits * j)
+        streams = [(s & ~field) | (int(v) << (src.bits * j)) for s, v in zip(streams, values)]
+        words = [np.array([(s >> (32 * w)) & 0xFFFFFFFF for s in streams], np.uint64)
+                 for w in range(n)]
+        got = jit.run(f"field{j}", words, [dt.uint32] * n, dt.float16)
+        assert_same(src, dt.float16, np.array([int(v) for v in values], np.uint64), got)
+
+
+def test_paired_floats_are_not_for_nan_formats():
+    assert not has_paired_float(dt.float8_e4m3)      # "fn": its NaN needs a select
+    assert not has_paired_float(dt.int4) and not has_paired_float(dt.float16)
+
+
 def test_paired_fields_on_nvptx_take_no_byte_permutes():
     """One lop3 and one sub.f16x2 a pair; shifts (funnel shifts for units of several words)
     and half-word merges, no byte permutes."""
@@ -130,6 +165,30 @@ def test_paired_fields_on_nvptx_take_no_byte_permutes():
         body = ptx.split(f".entry pairs_{src}")[1].split(".entry")[0]
         pairs = 16 * PAIRED_FIELDS[src.bits][0] // src.bits
         assert body.count("lop3.b32") == pairs, src
+        assert "prmt" not in body and "cvt.rn.f16" not in body, src
+
+
+def test_paired_floats_on_nvptx_take_no_byte_permutes():
+    """Two shifts, the and/or that joins them and one mul.f16x2 a pair; no byte permutes,
+    no conversion instructions."""
+    module = nvptx_module()
+    formats = [dt.float4_e2m1, dt.float6_e3m2, dt.float3_e1m1]
+    for src in formats:
+        n, _ = PAIRED_FIELDS[src.bits]
+
+        def body(b, v, src=src):
+            vals = paired_floats_to_f16(b, list(v), src)
+            total = vals[0]
+            for x in vals[1:]:
+                total = b.fadd(total, x)
+            return total
+        add_nvptx_kernel(module, f"floats_{src}", [dt.uint32] * n, dt.float16, body)
+    ptx = emit_ptx(module, "sm_90a")
+    run_ptxas(ptx, "sm_90a")
+    for src in formats:
+        body = ptx.split(f".entry floats_{src}")[1].split(".entry")[0]
+        pairs = 16 * PAIRED_FIELDS[src.bits][0] // src.bits
+        assert body.count("mul.rn.f16x2") == pairs, src
         assert "prmt" not in body and "cvt.rn.f16" not in body, src
 
 

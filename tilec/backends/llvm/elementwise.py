@@ -18,7 +18,8 @@ from tilec.backends.llvm import casts
 from tilec.backends.llvm import dtypes as ltypes
 from tilec.backends.llvm import math as lmath
 from tilec.backends.llvm.fastcasts import (PAIRED_FIELDS, fast_cast, has_fast_cast,
-                                          paired_fields_to_f16)
+                                          has_paired_float, paired_fields_to_f16,
+                                          paired_floats_to_f16)
 from tilec.backends.llvm.lower import Lowering, lowers, tile_layout
 from tilec.backends.llvm.values import I1, coord, i32, int_const
 from tilec.ir import dtypes as dt
@@ -310,8 +311,11 @@ def _cast(lw: Lowering, op: Operation) -> list:
     if src == dst:
         return [list(lw.get(op.x))]
     words = _packed_words(lw, op, src, dst)
-    if words is not None:  # low-bit ints viewed from words: pairs straight from them
-        return [paired_fields_to_f16(lw.b, words, src.bits, src.kind == "int", lw.target)]
+    if words is not None:  # low-bit values viewed from words: pairs straight from them
+        if src.is_int:
+            return [paired_fields_to_f16(lw.b, words, src.bits, src.kind == "int",
+                                         lw.target)]
+        return [paired_floats_to_f16(lw.b, words, src)]
     if has_fast_cast(src, dst):  # low-bit -> f16/bf16: the bit tricks, two lanes at once
         if src.bits >= 8 or lw.target.narrow_int_vectors:
             return map_pairs(lw, op, lambda x: fast_cast(lw.b, x, src, dst))
@@ -320,12 +324,13 @@ def _cast(lw: Lowering, op: Operation) -> list:
 
 
 def _packed_words(lw: Lowering, op: Operation, src: DType, dst: DType) -> list | None:
-    """The 32-bit words of a cast of 1..8-bit ints to f16 whose operand is a `view` of
-    words that stays in registers (each thread's elements are its words' fields, in order,
-    in whole units of PAIRED_FIELDS: `convert._view_in_registers`); None for any other."""
+    """The 32-bit words of a cast of 1..8-bit ints (or small floats, `has_paired_float`) to
+    f16 whose operand is a `view` of words that stays in registers (each thread's elements
+    are its words' fields, in order, in whole units of PAIRED_FIELDS:
+    `convert._view_in_registers`); None for any other."""
     x = op.x
-    if dst != dt.float16 or not src.is_int or src.bits not in PAIRED_FIELDS or \
-            not isinstance(x, OpResult):
+    paired = (src.is_int and src.bits in PAIRED_FIELDS) or has_paired_float(src)
+    if dst != dt.float16 or not paired or not isinstance(x, OpResult):
         return None
     view = x.owner
     if view.name != "view":

@@ -15,10 +15,14 @@ still bit-exactly `DType.convert`, which the exhaustive cast tests check):
   subnormals). "fn" formats select NaN for their one NaN magnitude; the IEEE-like e5m2
   with f16's bias is a plain shift. To bf16 the same value goes through f16 when bf16
   holds every value of the format (both conversions exact).
+- 1..8-bit ints and small floats straight from the 32-bit words they are packed in, to
+  f16, two at a time: pairs (e_i, e_i+P) whose fields sit 16 bits apart in the stream
+  (`paired_fields_to_f16`, `paired_floats_to_f16`), no byte permute.
 """
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 from llvmlite import ir
 
@@ -26,7 +30,8 @@ from tilec.backends.llvm.dtypes import is_native_float, llvm_type
 from tilec.ir import dtypes as dt
 from tilec.ir.dtypes import DType
 
-__all__ = ["fast_cast", "has_fast_cast", "pair_distance", "paired_fields_to_f16"]
+__all__ = ["fast_cast", "has_fast_cast", "has_paired_float", "pair_distance",
+           "paired_fields_to_f16", "paired_floats_to_f16"]
 
 I16 = ir.IntType(16)
 F16 = ir.HalfType()
@@ -150,12 +155,61 @@ def paired_fields_to_f16(b: ir.IRBuilder, words: list[ir.Value], bits: int, sign
     b is 1 (the sign bit flipped: x + 2**(bits-1)), and one f16x2 subtraction leaves the
     values. A window serves every field at b = 0, bits, 2*bits, ... up to 10 - bits.
     Exact, like `_int_magic`."""
-    n, pair = PAIRED_FIELDS[bits]
-    step = 8 if bits in (2, 4) else bits * ((10 - bits) // bits + 1)  # windows' spacing
     field = (1 << bits) - 1
     and_xor = getattr(target, "and_xor", None)
     bias = float(1 << (bits - 1)) if signed else 0.0
-    pair_t = ir.VectorType(F16, 2)
+
+    def pair(t: ir.Value, off: int) -> ir.Value:
+        mask = (field << off) * 0x10001
+        flip = (((25 - off) << 10) | ((1 << (bits - 1 + off)) if signed else 0)) * 0x10001
+        x = and_xor(b, t, mask, flip) if and_xor is not None else \
+            b.xor(b.and_(t, ir.Constant(I32, mask)), ir.Constant(I32, flip))
+        offset = ir.Constant(F16, float(2 ** (10 - off)) + bias)
+        return b.fsub(b.bitcast(x, _PAIR), ir.Constant(_PAIR, [offset, offset]))
+    step = 8 if bits in (2, 4) else bits * ((10 - bits) // bits + 1)   # b + bits <= 10
+    return _in_pairs(b, words, bits, step, pair)
+
+
+def has_paired_float(src: DType) -> bool:
+    """Whether `paired_floats_to_f16` converts `src`: a small float of at most 8 bits that
+    `fast_cast` moves field by field, without a NaN to select (not the "fn" formats)."""
+    return (src.is_float and not is_native_float(src) and src.bits in PAIRED_FIELDS
+            and src.float_mode != "fn" and _small_float_ok(src, dt.float16))
+
+
+def paired_floats_to_f16(b: ir.IRBuilder, words: list[ir.Value], src: DType) -> list[ir.Value]:
+    """The small floats `src` (`has_paired_float`) packed in `words` as f16 values, in
+    order, computed as f16x2 pairs (e_i, e_i+P) from windows as `paired_fields_to_f16`'s
+    (each field inside its half: b + bits <= 16): one shift puts both signs at bit 15 of
+    their halves, another both magnitudes (exponent and mantissa fields) under f16's
+    exponent field, two ands and an or join them (lop3s), and one f16x2 multiplication by
+    2**(15 - bias) scales the pair, exactly, as `_small_float` does one value."""
+    n, m = src.bits, src.mantissa
+    magnitude = ((1 << (n - 1)) - 1) << (10 - m)
+    scale = float(2.0 ** (15 - src.bias))
+
+    def shifted(t: ir.Value, by: int) -> ir.Value:
+        return b.shl(t, ir.Constant(I32, by)) if by >= 0 else b.lshr(t, ir.Constant(I32, -by))
+
+    def pair(t: ir.Value, off: int) -> ir.Value:
+        sign = b.and_(shifted(t, 16 - n - off), ir.Constant(I32, 0x80008000))
+        mag = b.and_(shifted(t, 10 - m - off), ir.Constant(I32, magnitude * 0x10001))
+        h = b.bitcast(b.or_(sign, mag), _PAIR)
+        if _ieee_like_f16(src) or src.bias == 15:
+            return h
+        return b.fmul(h, ir.Constant(_PAIR, [scale, scale]))
+    return _in_pairs(b, words, n, n * ((16 - n) // n + 1), pair)
+
+
+_PAIR = ir.VectorType(F16, 2)
+
+
+def _in_pairs(b: ir.IRBuilder, words: list[ir.Value], bits: int, step: int,
+              pair: Callable[[ir.Value, int], ir.Value]) -> list[ir.Value]:
+    """The fields of `words` (whole units of PAIRED_FIELDS) in order, from `pair(t, b)`:
+    the <2 x half> of fields i and i+P, which the 32-bit window t holds at bits b and 16 +
+    b. Windows start every `step` bits of the stream (so b < step)."""
+    n, p = PAIRED_FIELDS[bits]
     out: list[ir.Value] = []
     for u in range(0, len(words), n):
         unit = words[u:u + n]
@@ -171,25 +225,18 @@ def paired_fields_to_f16(b: ir.IRBuilder, words: list[ir.Value], bits: int, sign
             return windows[start]
 
         merged: dict[int, ir.Value] = {}
-        values: list[ir.Value | None] = [None] * (2 * pair)
-        for i in range(pair):
+        values: list[ir.Value | None] = [None] * (2 * p)
+        for i in range(p):
             pos = bits * i
             start = pos - pos % step
-            off = pos - start
             if start not in merged:
                 low, high = window(start), window(start + 16 * n - 16)
                 merged[start] = low if n == 1 else b.or_(
                     b.and_(low, ir.Constant(I32, 0xFFFF)),
                     b.and_(high, ir.Constant(I32, 0xFFFF0000)))
-            mask = (field << off) * 0x10001
-            flip = (((25 - off) << 10) | ((1 << (bits - 1 + off)) if signed else 0)) * 0x10001
-            t = merged[start]
-            x = and_xor(b, t, mask, flip) if and_xor is not None else \
-                b.xor(b.and_(t, ir.Constant(I32, mask)), ir.Constant(I32, flip))
-            offset = ir.Constant(F16, float(2 ** (10 - off)) + bias)
-            p = b.fsub(b.bitcast(x, pair_t), ir.Constant(pair_t, [offset, offset]))
-            values[i] = b.extract_element(p, ir.Constant(I32, 0))
-            values[i + pair] = b.extract_element(p, ir.Constant(I32, 1))
+            v = pair(merged[start], pos - start)
+            values[i] = b.extract_element(v, ir.Constant(I32, 0))
+            values[i + p] = b.extract_element(v, ir.Constant(I32, 1))
         out += values
     return out
 
