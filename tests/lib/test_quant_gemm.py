@@ -265,15 +265,10 @@ def test_decode_layouts_are_the_mma_fragments():
     assert a1.reduce(0) is not None
 
 
-@pytest.mark.parametrize("wd, bits, m, zeros", [("u4", 4, 1, False), ("i4", 4, 16, True),
-                                                ("i3", 3, 1, False), ("f6e3m2", 6, 8, False),
-                                                ("u8", 8, 1, True)], ids=str)
-def test_decode_ptx_streams_the_weights(wd, bits, m, zeros):
-    """The decode template as `quant_gemm` launches it: the weight words and A's rows come
-    through the pipeline's stage buffers (cp.async in, 16-byte shared loads out), never
-    through a layout conversion or ldmatrix on their way to the mma."""
-    cfg = pick_config(m, 8192, 8192, 128, bits)
-    bm = 8 if m <= 8 else 16
+def _decode_module(wd: str, m: int, zeros: bool, cfg: QuantConfig):
+    """(the decode template's module as `quant_gemm` would launch it with `cfg` on aligned
+    contiguous tensors, the tc.Config of its constexprs)."""
+    bm = 8 if m * cfg.parts <= 8 else 16
     chosen = qg_mod.decode_config(cfg, wd, 128, m, zeros)
     facts = "{contiguous = true, aligned = 16}"
     consts = ", ".join(f'{k}="{v}"' if isinstance(v, str) else f"{k}={v}"
@@ -284,6 +279,17 @@ def test_decode_ptx_streams_the_weights(wd, bits, m, zeros):
         f"Ws: tensor<?xf32> {facts}, Arrived: tensor<?xi32> {facts}, "
         f"BM={bm}, G=128, HAS_ZERO={zeros}, WDT={wd}, ONE_ROW={m * cfg.parts == 1}, "
         f"{consts}")
+    return module, chosen
+
+
+@pytest.mark.parametrize("wd, bits, m, zeros", [("u4", 4, 1, False), ("i4", 4, 16, True),
+                                                ("i3", 3, 1, False), ("f6e3m2", 6, 8, False),
+                                                ("u8", 8, 1, True)], ids=str)
+def test_decode_ptx_streams_the_weights(wd, bits, m, zeros):
+    """The decode template as `quant_gemm` launches it: the weight words and A's rows come
+    through the pipeline's stage buffers (cp.async in, 16-byte shared loads out), never
+    through a layout conversion or ldmatrix on their way to the mma."""
+    module, _ = _decode_module(wd, m, zeros, pick_config(m, 8192, 8192, 128, bits))
     for arch in ("sm_80", "sm_90a"):
         k = compile_kernel(module, "quant_gemv_kernel", arch=arch)
         assert k.cubin and "mma.sync" in k.ptx
@@ -306,17 +312,7 @@ def test_decode_weights_keep_the_casts_pairs(wd, m, zeros, cfg):
     half-word packs in the PTX than pairs (more than one a pair, and as many unpacks,
     when they were repacked as neighbours)."""
     import re
-    bm = 8 if m * cfg.parts <= 8 else 16
-    chosen = qg_mod.decode_config(cfg, wd, 128, m, zeros)
-    facts = "{contiguous = true, aligned = 16}"
-    consts = ", ".join(f'{k}="{v}"' if isinstance(v, str) else f"{k}={v}"
-                       for k, v in chosen.all().items())
-    module = quant_gemv_kernel.compile(
-        f"A: tensor<?x?xf16> {facts}, W: tensor<?x?xu32> {facts}, S: tensor<?x?xf16> "
-        f"{facts}, Z: tensor<?x?xf16> {facts}, C: tensor<?x?xf16> {facts}, "
-        f"Ws: tensor<?xf32> {facts}, Arrived: tensor<?xi32> {facts}, "
-        f"BM={bm}, G=128, HAS_ZERO={zeros}, WDT={wd}, ONE_ROW={m * cfg.parts == 1}, "
-        f"{consts}")
+    module, chosen = _decode_module(wd, m, zeros, cfg)
     ptx = compile_kernel(module, "quant_gemv_kernel", arch="sm_90a").ptx
     pairs = ptx.count("lop3.b32")
     packs = len(re.findall(r"mov\.b32\s+%r\d+, \{", ptx))

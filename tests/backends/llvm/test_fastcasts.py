@@ -78,49 +78,17 @@ def test_no_conversion_instructions_on_nvptx(arch):
 # ---- 2, 3 and 4-bit weights straight from words --------------------------------------------
 
 
-@pytest.mark.parametrize("src", [dt.int_(b) for b in range(1, 9)] +
-                         [dt.uint(b) for b in range(1, 9)], ids=str)
-def test_paired_fields_from_words(src):
+def _convert_from_words(src, convert) -> None:
     """Every field of a unit of words (1 word, or 3 for 3-bit fields that straddle words),
-    over every value of each field and random neighbours: the f16 values, in order, equal
-    the cast of each field; the pairs are (e_i, e_i+P)."""
+    over every value of each field and random neighbours: `convert(b, words)`'s f16
+    values, in order, equal the cast of each field."""
     n, pair = PAIRED_FIELDS[src.bits]
     count = 32 * n // src.bits
     assert pair_distance(src.bits) == pair == count // 2
     module = ir.Module()
     for j in range(count):
         def body(b, v, j=j):
-            return paired_fields_to_f16(b, list(v), src.bits, src.kind == "int")[j]
-        build_array_function(module, f"field{j}", [dt.uint32] * n, dt.float16, body)
-    jit = HostJit(opt=2)
-    jit.add(module)
-    rng = np.random.default_rng(src.bits)
-    stream_bits = 32 * n
-    for j in range(count):
-        values = np.arange(1 << src.bits, dtype=object)
-        noise = [int(x) for x in rng.integers(0, 2**63, 4 * len(values))]
-        streams = [(noise[k] | noise[k + len(values)] << 63) % (1 << stream_bits)
-                   for k in range(len(values))]
-        field = ((1 << src.bits) - 1) << (src.bits * j)
-        streams = [(s & ~field) | (int(v) << (src.bits * j)) for s, v in zip(streams, values)]
-        words = [np.array([(s >> (32 * w)) & 0xFFFFFFFF for s in streams], np.uint64)
-                 for w in range(n)]
-        got = jit.run(f"field{j}", words, [dt.uint32] * n, dt.float16)
-        assert_same(src, dt.float16, np.array([int(v) for v in values], np.uint64), got)
-
-
-@pytest.mark.parametrize("src", [d for d in (dt.float4_e2m1, dt.float6_e3m2, dt.float6_e2m3,
-                                             dt.float3_e1m1, dt.float8_e5m2)], ids=str)
-def test_paired_floats_from_words(src):
-    """Small floats from their words as pairs (e_i, e_i+P): every field over every value
-    of each field and random neighbours equals the cast of that field."""
-    assert has_paired_float(src)
-    n, pair = PAIRED_FIELDS[src.bits]
-    count = 32 * n // src.bits
-    module = ir.Module()
-    for j in range(count):
-        def body(b, v, j=j):
-            return paired_floats_to_f16(b, list(v), src)[j]
+            return convert(b, list(v))[j]
         build_array_function(module, f"field{j}", [dt.uint32] * n, dt.float16, body)
     jit = HostJit(opt=2)
     jit.add(module)
@@ -138,22 +106,36 @@ def test_paired_floats_from_words(src):
         assert_same(src, dt.float16, np.array([int(v) for v in values], np.uint64), got)
 
 
+@pytest.mark.parametrize("src", [dt.int_(b) for b in range(1, 9)] +
+                         [dt.uint(b) for b in range(1, 9)], ids=str)
+def test_paired_fields_from_words(src):
+    """Ints from their words as pairs (e_i, e_i+P), exhaustively per field."""
+    _convert_from_words(src, lambda b, words: paired_fields_to_f16(
+        b, words, src.bits, src.kind == "int"))
+
+
+@pytest.mark.parametrize("src", [dt.float4_e2m1, dt.float6_e3m2, dt.float6_e2m3,
+                                 dt.float3_e1m1, dt.float8_e5m2], ids=str)
+def test_paired_floats_from_words(src):
+    """Small floats from their words as pairs (e_i, e_i+P), exhaustively per field."""
+    assert has_paired_float(src)
+    _convert_from_words(src, lambda b, words: paired_floats_to_f16(b, words, src))
+
+
 def test_paired_floats_are_not_for_nan_formats():
     assert not has_paired_float(dt.float8_e4m3)      # "fn": its NaN needs a select
     assert not has_paired_float(dt.int4) and not has_paired_float(dt.float16)
 
 
-def test_paired_fields_on_nvptx_take_no_byte_permutes():
-    """One lop3 and one sub.f16x2 a pair; shifts (funnel shifts for units of several words)
-    and half-word merges, no byte permutes."""
+def _pairs_ptx(formats: list, convert) -> dict:
+    """{format: the PTX of a kernel summing `convert(b, words, src)` over one unit of
+    words}, assembled by ptxas."""
     module = nvptx_module()
-    widths = [dt.int2, dt.int3, dt.uint4, dt.int5, dt.uint6, dt.int7, dt.uint8]
-    for src in widths:
+    for src in formats:
         n, _ = PAIRED_FIELDS[src.bits]
 
         def body(b, v, src=src):
-            vals = paired_fields_to_f16(b, list(v), src.bits, src.kind == "int",
-                                        NvidiaTarget("sm_90a"))
+            vals = convert(b, list(v), src)
             total = vals[0]
             for x in vals[1:]:
                 total = b.fadd(total, x)
@@ -161,37 +143,27 @@ def test_paired_fields_on_nvptx_take_no_byte_permutes():
         add_nvptx_kernel(module, f"pairs_{src}", [dt.uint32] * n, dt.float16, body)
     ptx = emit_ptx(module, "sm_90a")
     run_ptxas(ptx, "sm_90a")
-    for src in widths:
-        body = ptx.split(f".entry pairs_{src}")[1].split(".entry")[0]
-        pairs = 16 * PAIRED_FIELDS[src.bits][0] // src.bits
-        assert body.count("lop3.b32") == pairs, src
+    return {src: ptx.split(f".entry pairs_{src}")[1].split(".entry")[0] for src in formats}
+
+
+def test_paired_fields_on_nvptx_take_no_byte_permutes():
+    """One lop3 and one sub.f16x2 a pair; shifts (funnel shifts for units of several words)
+    and half-word merges, no byte permutes."""
+    widths = [dt.int2, dt.int3, dt.uint4, dt.int5, dt.uint6, dt.int7, dt.uint8]
+    bodies = _pairs_ptx(widths, lambda b, v, src: paired_fields_to_f16(
+        b, v, src.bits, src.kind == "int", NvidiaTarget("sm_90a")))
+    for src, body in bodies.items():
+        assert body.count("lop3.b32") == 16 * PAIRED_FIELDS[src.bits][0] // src.bits, src
         assert "prmt" not in body and "cvt.rn.f16" not in body, src
 
 
 def test_paired_floats_on_nvptx_take_no_byte_permutes():
     """Two shifts, the and/or that joins them and one mul.f16x2 a pair; no byte permutes,
     no conversion instructions."""
-    module = nvptx_module()
     formats = [dt.float4_e2m1, dt.float6_e3m2, dt.float3_e1m1]
-    for src in formats:
-        n, _ = PAIRED_FIELDS[src.bits]
-
-        def body(b, v, src=src):
-            vals = paired_floats_to_f16(b, list(v), src)
-            total = vals[0]
-            for x in vals[1:]:
-                total = b.fadd(total, x)
-            return total
-        add_nvptx_kernel(module, f"floats_{src}", [dt.uint32] * n, dt.float16, body)
-    ptx = emit_ptx(module, "sm_90a")
-    run_ptxas(ptx, "sm_90a")
-    for src in formats:
-        body = ptx.split(f".entry floats_{src}")[1].split(".entry")[0]
-        pairs = 16 * PAIRED_FIELDS[src.bits][0] // src.bits
-        assert body.count("mul.rn.f16x2") == pairs, src
+    for src, body in _pairs_ptx(formats, paired_floats_to_f16).items():
+        assert body.count("mul.rn.f16x2") == 16 * PAIRED_FIELDS[src.bits][0] // src.bits, src
         assert "prmt" not in body and "cvt.rn.f16" not in body, src
-
-
 
 
 def test_map_pairs_takes_the_vectors_it_is_given():
