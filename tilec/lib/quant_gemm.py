@@ -427,7 +427,9 @@ def decode_parts(m: int, n: int, k: int, group_size: int) -> int:
     split-K's atomics and round trips through L2 (~2 us a launch at 8192^2). Parts are
     whole groups, and M*P rows fit the 8-column fragment."""
     parts = 1
-    while (m * parts * 2 <= 8 and (k // group_size) % (parts * 2) == 0 and k % group_size == 0
+    if k % group_size:
+        return parts
+    while (m * parts * 2 <= 8 and (k // group_size) % (parts * 2) == 0
            and -(-n * parts // min(_DECODE_BN)) < _TARGET_PROGRAMS):
         parts *= 2
     return parts
