@@ -76,6 +76,10 @@ def test_large_decode_shape_uses_parts_of_k():
     _run(dt.uint4, 1, 8192, 8192, 128)
     _run(dt.int4, 1, 8192, 8192, 128, config=pick_config(1, 8192, 8192, 128))
     _run(dt.int3, 2, 8192, 8192, 128, config=QuantConfig(16, 128, 128, 4, 3, 2, parts=4))
+    # 16 weight rows a warp (mma.sync, not wgmma)
+    _run(dt.int4, 1, 8192, 8192, 128, config=QuantConfig(16, 128, 256, 8, 2, 1, parts=4))
+    _run(dt.uint4, 16, 1000, 1024, 128, zero_point=True,
+         config=QuantConfig(16, 64, 128, 4, 2, 2))
 
 
 def test_decode_is_autotuned():

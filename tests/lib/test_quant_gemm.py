@@ -302,6 +302,18 @@ def test_decode_ptx_streams_the_weights(wd, bits, m, zeros):
             assert "lop3.b32" in k.ptx          # nibble pairs: one and/xor each
 
 
+@pytest.mark.parametrize("cfg", [QuantConfig(16, 64, 256, 4, 2, 1, parts=8),
+                                 QuantConfig(16, 128, 128, 8, 3, 1, parts=4)], ids=str)
+def test_decode_sixteen_rows_a_warp_is_mma_sync(cfg):
+    """16 weight rows a warp: the mma.sync layouts are also a wgmma plan's (m64 over four
+    warps), but A's 8 columns fit no wgmma shared layout, so the dot stays on mma.sync
+    (it was an internal error)."""
+    module, _ = _decode_module("i4", 1, False, cfg)
+    k = compile_kernel(module, "quant_gemv_kernel", arch="sm_90a")
+    assert "mma.sync" in k.ptx and "wgmma" not in k.ptx
+    assert k.resources.spill_stores == 0, k.resources
+
+
 @pytest.mark.parametrize("wd, m, zeros, cfg", [
     ("i4", 1, False, QuantConfig(16, 128, 256, 4, 3, 1, parts=4)),   # two groups a step
     ("u4", 1, True, QuantConfig(16, 128, 128, 4, 3, 1, parts=4)),    # zero points

@@ -164,6 +164,10 @@ def _wgmma_dot(lw: Lowering, op: Operation) -> list | None:
         return None
     b = lw.b
     staged = b_t.space != SHARED
+    if staged and mma.wgmma_operand(mma.wgmma_shared_layout(b_t.shape, 1), 1, plan.n) is None:
+        # A register b that no canonical layout holds (N = 8 halves: narrower than the
+        # smallest swizzle row): mma.sync, whose warp layouts these are at 16 rows a warp.
+        return None
     if staged:
         b_tile = _staged_tile(lw, b_t, lw.get(op.b))
         lw.target.fence_async_shared(b)
