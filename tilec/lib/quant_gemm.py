@@ -235,9 +235,10 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
                       SG: tc.constexpr, GE: tc.constexpr, SL: tc.constexpr,
                       SCALE_ACC: tc.constexpr, PAIR: tc.constexpr,
                       UNROLL: tc.constexpr, PARTS: tc.constexpr):
-    # The decode template (M <= 16): C^T (a BN x BM tile, BM = 8 or 16) = dequant(W) @ A^T
-    # on mma.m16n8k16, the weights as the A operand (16 rows of W a fragment, a row of A
-    # per column of the 8-wide B fragment). Each thread loads runs of BK/4 consecutive
+    # The decode template (M <= 16): C^T (a BN x BM tile, BM = 8 or 16; with K's parts,
+    # rows of parts that `_sum_parts` adds up) = dequant(W) @ A^T on mma.m16n8k16, the
+    # weights as the A operand (16 rows of W a fragment, a row of A per column of the
+    # 8-wide B fragment). Each thread loads runs of BK/4 consecutive
     # weights of its rows (layout WL over words, EL over weights: `decode_layouts`) and
     # the same runs of A (AL); `mma_k_order` reorders K on both so that these runs already
     # are the mma fragments: no shared memory, no conversion, A's words straight into the
@@ -418,6 +419,9 @@ def pick_config(m: int, n: int, k: int, group_size: int, bits: int = 4) -> Quant
     return cfg
 
 
+_PART_COLUMNS = 8   # the mma's B fragment (BM = 8): rows of A times parts of K
+
+
 def decode_parts(m: int, n: int, k: int, group_size: int) -> int:
     """Into how many interleaved parts P the decode template cuts K (a power of two): row
     r of the weights becomes rows r*P .. r*P + P-1 of K/P each (the same bytes: an N*P x
@@ -429,7 +433,7 @@ def decode_parts(m: int, n: int, k: int, group_size: int) -> int:
     parts = 1
     if k % group_size:
         return parts
-    while (m * parts * 2 <= 8 and (k // group_size) % (parts * 2) == 0
+    while (m * parts * 2 <= _PART_COLUMNS and (k // group_size) % (parts * 2) == 0
            and -(-n * parts // min(_DECODE_BN)) < _TARGET_PROGRAMS):
         parts *= 2
     return parts
@@ -559,18 +563,19 @@ def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_si
     bm = 8 if m <= 8 else 16
     has_zero = zeros is not None
     parts = decode_parts(m, n, k, group_size) if cfg is None else cfg.parts
-    if parts != 1 and (parts < 1 or parts & (parts - 1) or m * parts > 8
+    if parts != 1 and (parts < 1 or parts & (parts - 1) or m * parts > _PART_COLUMNS
                        or k % (group_size * parts)):
         raise LaunchError(f"quant_gemm: config parts = {parts} must be a power of two with "
-                          f"M * parts <= 8 (M = {m}) and whole groups of {group_size} in "
-                          f"each of K's parts (K = {k})")
+                          f"M * parts <= {_PART_COLUMNS} (M = {m}) and whole groups of "
+                          f"{group_size} in each of K's parts (K = {k})")
     if parts > 1 and not all(_contiguous(x) for x in (a, scales, zeros) if x is not None):
         parts = 1   # a reshape would copy
-        cfg = cfg and cfg._replace(parts=1)
-    # K's parts as rows: the same bytes viewed as N*P x K/P (A: M*P x K/P, scales likewise)
-    words = _words(w_packed)
-    head = tuple(x.reshape(x.shape[0] * parts, x.shape[1] // parts) for x in
-                 (a, words, scales, zeros if has_zero else scales)) + (out,)
+        if cfg is not None:
+            cfg = cfg._replace(parts=1)
+    head = (a, _words(w_packed), scales, zeros if has_zero else scales)
+    if parts > 1:  # K's parts as rows: the same bytes as N*P x K/P (A, scales likewise)
+        head = tuple(x.reshape(x.shape[0] * parts, x.shape[1] // parts) for x in head)
+    head += (out,)
     call = dict(BM=bm, G=group_size, HAS_ZERO=has_zero, WDT=dw, ONE_ROW=m * parts == 1)
     tiles = tc.cdiv(m * parts, bm)
     rows = n * parts
@@ -688,10 +693,11 @@ def _decode_config(bn: int, bk: int, num_warps: int, stages: int, split: int, bi
 
 
 # The decode autotuner's space (per weight dtype, group size, rows of A, zero points and
-# parts of K; key: the rows and length of the parts): the tiles that the H100 sweeps kept near the best (quant_gemm-notes.md), 4 warps
-# of 128 weight rows; a trip of one or two 128-wide steps, or one 256-wide (two groups at
-# G = 128: no scaling of the products, but half the trips); 2 or 3 stages; the splits
-# that leave 128..512 programs (1..4 a SM) and at least two steps a slice.
+# parts of K; key: the rows and length of the parts): the tiles that the H100 sweeps kept
+# near the best (quant_gemm-notes.md), 4 warps of 128 weight rows; a trip of one or two
+# 128-wide steps, or one 256-wide (two groups at G = 128: no scaling of the products, but
+# half the trips); 2 or 3 stages; the splits that leave 128..512 programs (1..4 a SM) and
+# at least two steps a slice.
 _DECODE_BN = (128,)
 DECODE_SPACE = {"BK/UNROLL": [(128, 1), (128, 2), (256, 1)], "num_stages": [2, 3],
                 "SPLIT": [1, 2, 4, 8, 16]}

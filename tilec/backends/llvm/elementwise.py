@@ -103,10 +103,10 @@ def _pairing(columns: list[list]) -> list[tuple[int, ...]]:
     n = len(columns[0])
     best: list[tuple[int, int]] = []
     for col in columns:
-        at = {_lane_of(v): i for i, v in enumerate(col) if _lane_of(v) is not None}
+        lanes = [_lane_of(v) for v in col]
+        at = {lane: i for i, lane in enumerate(lanes) if lane is not None}
         found = []
-        for i, v in enumerate(col):
-            lane = _lane_of(v)
+        for i, lane in enumerate(lanes):
             if lane is not None and lane[1] == 0:
                 j = at.get((lane[0], 1))
                 if j is not None and j != i:
