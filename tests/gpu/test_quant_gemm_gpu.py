@@ -78,6 +78,9 @@ def test_large_decode_shape_uses_parts_of_k():
     _run(dt.int3, 2, 8192, 8192, 128, config=QuantConfig(16, 128, 128, 4, 3, 2, parts=4))
     # 16 weight rows a warp (mma.sync, not wgmma)
     _run(dt.int4, 1, 8192, 8192, 128, config=QuantConfig(16, 128, 256, 8, 2, 1, parts=4))
+    # four one-group steps a trip (2048 / 128 = 16 steps a part, split in 2)
+    _run(dt.int3, 1, 8192, 8192, 128, config=QuantConfig(16, 128, 128, 4, 2, 2, unroll=4,
+                                                         parts=4))
     _run(dt.uint4, 16, 1000, 1024, 128, zero_point=True,
          config=QuantConfig(16, 64, 128, 4, 2, 2))
 
@@ -95,6 +98,25 @@ def test_decode_is_autotuned():
         chosen = [cfg for k, cfg in tuner.chosen.items() if k[:2] == key]
         assert len(chosen) == 1 and chosen[0] in tuner.configs
         assert chosen[0].kwargs["SCALE_ACC"] == (not zeros and chosen[0].kwargs["SG"] == 1)
+
+
+def test_decode_times_twice_the_parts_that_fit_one_wave():
+    """At M = 1 and 8192 rows, `decode_parts` gives 4 parts (256 programs) and 8 still fit
+    one wave (512): both are tuned, the faster kept, and the call is right either way."""
+    for d in (dt.int4, dt.int6):
+        _run(d, 1, 8192, 2048, 128)
+        parts = qg.decode_tuned_parts(d, 128, 1, False, 8192, 2048)
+        assert qg.decode_parts(1, 8192, 2048, 128) == 4 and parts in (4, 8)
+        a = torch.randn(1, 2048, device="cuda").half()
+        wp = tc.PackedTensor(torch.zeros((8192, 2048 * d.bits // 8), dtype=torch.uint8,
+                                         device="cuda"), d, (8192, 2048))
+        scales = torch.ones(8192, 16, device="cuda").half()
+        out = torch.empty(1, 8192, device="cuda").half()
+        for p in (4, 8):   # each searched, its winner's time known
+            launch = qg._DecodeLaunch(a, wp, scales, None, 128, out, p)
+            ms = launch.tuner.best_ms(*launch.args(*launch.workspace(True)), **launch.call)
+            assert ms is not None and 0 < ms < 1
+        _run(d, 1, 8192, 2048, 128)   # the choice again, from the cache
 
 
 def test_split_k_leaves_its_workspace_clean():

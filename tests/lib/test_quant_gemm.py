@@ -201,12 +201,14 @@ def test_decode_steps_spanning_groups(d, zero_point, m):
                                               (dt.uint2, True, 16), (dt.int8, False, 12)],
                          ids=str)
 def test_decode_two_steps_a_trip(d, zero_point, m):
-    """UNROLL = 2: two one-group steps a loop trip. Slices of 3 and 2 steps (7 steps of K in
-    splits of 3: the last trip of an odd slice has a step past the slice, whose scales are
-    zeroed), K past the last whole step, N not a multiple of BN."""
+    """UNROLL = 2 and 4: several one-group steps a loop trip. Slices of 3 and 2 steps (7
+    steps of K in splits of 3: the last trip of an odd slice has a step past the slice,
+    whose scales are zeroed), 7 steps in trips of 4, K past the last whole step, N not a
+    multiple of BN."""
     a, p, s, z, ref = _problem(d, m, 40, 224, 32, zero_point=zero_point, seed=3)
     for cfg in (QuantConfig(16, 32, 32, 2, 1, 3, unroll=2),
-                QuantConfig(16, 16, 32, 1, 3, 1, unroll=2)):
+                QuantConfig(16, 16, 32, 1, 3, 1, unroll=2),
+                QuantConfig(16, 16, 32, 1, 2, 1, unroll=4)):
         _check(quant_gemm(a, p, s, z, 32, config=cfg), ref, np.float16)
 
 

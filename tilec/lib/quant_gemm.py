@@ -431,12 +431,16 @@ def decode_parts(m: int, n: int, k: int, group_size: int) -> int:
     split-K's atomics and round trips through L2 (~2 us a launch at 8192^2). Parts are
     whole groups, and M*P rows fit the 8-column fragment."""
     parts = 1
-    if k % group_size:
-        return parts
-    while (m * parts * 2 <= _PART_COLUMNS and (k // group_size) % (parts * 2) == 0
+    while (_parts_fit(m, n, k, group_size, parts * 2)
            and -(-n * parts // min(_DECODE_BN)) < _TARGET_PROGRAMS):
         parts *= 2
     return parts
+
+
+def _parts_fit(m: int, n: int, k: int, group_size: int, parts: int) -> bool:
+    """Whether M*P rows fit the 8-column fragment and each of K's P parts is whole groups."""
+    return (k % group_size == 0 and m * parts <= _PART_COLUMNS
+            and (k // group_size) % parts == 0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -558,9 +562,10 @@ def quant_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any = None
 def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_size: int,
             out: Any, cfg: QuantConfig | None, on_torch: bool) -> Any:
     """M <= 16 on the decode template (`quant_gemv_kernel`): with `cfg` its tiles, without
-    (on the GPU) the autotuner's choice for this width, group size, rows and shape."""
+    (on the GPU) the autotuner's choice for this width, group size, rows, shape and parts
+    of K (`decode_parts`, or twice as many where they still fit one wave: the faster of
+    the two tuned searches)."""
     (m, k), n, dw = a.shape, w_packed.shape[0], w_packed.dtype
-    bm = 8 if m <= 8 else 16
     has_zero = zeros is not None
     parts = decode_parts(m, n, k, group_size) if cfg is None else cfg.parts
     if parts != 1 and (parts < 1 or parts & (parts - 1) or m * parts > _PART_COLUMNS
@@ -568,31 +573,93 @@ def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_si
         raise LaunchError(f"quant_gemm: config parts = {parts} must be a power of two with "
                           f"M * parts <= {_PART_COLUMNS} (M = {m}) and whole groups of "
                           f"{group_size} in each of K's parts (K = {k})")
-    if parts > 1 and not all(_contiguous(x) for x in (a, scales, zeros) if x is not None):
+    contiguous = all(_contiguous(x) for x in (a, scales, zeros) if x is not None)
+    if parts > 1 and not contiguous:
         parts = 1   # a reshape would copy
         if cfg is not None:
             cfg = cfg._replace(parts=1)
-    head = (a, _words(w_packed), scales, zeros if has_zero else scales)
-    if parts > 1:  # K's parts as rows: the same bytes as N*P x K/P (A, scales likewise)
-        head = tuple(x.reshape(x.shape[0] * parts, x.shape[1] // parts) for x in head)
-    head += (out,)
-    call = dict(BM=bm, G=group_size, HAS_ZERO=has_zero, WDT=dw, ONE_ROW=m * parts == 1)
-    tiles = tc.cdiv(m * parts, bm)
-    rows = n * parts
-    if cfg is None:
-        tuner = decode_tuner(dw, group_size, m, has_zero, parts)
-        # Sized for any candidate: the smallest BN, split or not.
-        ws, arrived = _split_workspace(a, m, n, bm // parts, min(_DECODE_BN) // parts,
-                                       max(DECODE_SPACE["SPLIT"]), on_torch)
-        grid = lambda meta: (tiles * tc.cdiv(rows, meta["BN"]) * meta["SPLIT"],)  # noqa: E731
-        chosen = tuner.config(grid, *head, ws, arrived, **call)
-    else:
+    if cfg is not None:
+        launch = _DecodeLaunch(a, w_packed, scales, zeros, group_size, out, parts)
         chosen = decode_config(cfg, dw, group_size, m, has_zero)
-        ws, arrived = _split_workspace(a, m, n, bm // parts, cfg.BN // parts, cfg.split_k,
-                                       on_torch)
-    grid = (tiles * tc.cdiv(rows, chosen.kwargs["BN"]) * chosen.kwargs["SPLIT"],)
-    quant_gemv_kernel[grid](*head, ws, arrived, **call, **chosen.all())
+        ws, arrived = _split_workspace(a, m, n, launch.bm // parts, cfg.BN // parts,
+                                       cfg.split_k, on_torch)
+        launch.run(chosen, ws, arrived)
+        return out
+    key = (dw, group_size, _rows(m), has_zero, n, k, m)
+    if key not in _TUNED_PARTS:
+        more = 2 * parts
+        choices = [parts] + ([more] if contiguous and _parts_fit(m, n, k, group_size, more)
+                             and -(-n * more // min(_DECODE_BN)) <= _WAVE_PROGRAMS else [])
+        times = {}
+        for p in choices:
+            launch = _DecodeLaunch(a, w_packed, scales, zeros, group_size, out, p)
+            ws = launch.workspace(on_torch)
+            launch.tune(ws)
+            times[p] = launch.tuner.best_ms(*launch.args(*ws), **launch.call)
+        timed = {p: t for p, t in times.items() if t is not None}
+        _TUNED_PARTS[key] = min(timed, key=timed.get) if timed else parts
+    launch = _DecodeLaunch(a, w_packed, scales, zeros, group_size, out, _TUNED_PARTS[key])
+    ws = launch.workspace(on_torch)
+    launch.run(launch.tune(ws), *ws)
     return out
+
+
+def decode_tuned_parts(wdtype: Any, group_size: int, m: int, zeros: bool, n: int,
+                       k: int) -> int | None:
+    """The parts of K the decode autotuner chose for this problem (None before its call)."""
+    return _TUNED_PARTS.get((dt.dtype(wdtype), group_size, _rows(m), zeros, n, k, m))
+
+
+# (weights dtype, group size, rows bucket, zero points, N, K, M) -> the parts of K the
+# decode autotuner's searches chose between `decode_parts` and twice as many.
+_TUNED_PARTS: dict[tuple, int] = {}
+# Programs of a wave on an H100: 132 SMs x 4 programs of 4 warps (~128 registers a thread).
+# More parts than `decode_parts` gives are timed only while their programs fit one.
+_WAVE_PROGRAMS = 4 * 132
+
+
+class _DecodeLaunch:
+    """One decode launch with K cut in `parts`: the kernel's arguments (K's parts as rows of
+    the same bytes), its constexprs, grid and autotuner."""
+
+    def __init__(self, a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any,
+                 group_size: int, out: Any, parts: int):
+        (m, k), n, dw = a.shape, w_packed.shape[0], w_packed.dtype
+        self.m, self.n, self.parts = m, n, parts
+        self.bm = 8 if m <= 8 else 16
+        has_zero = zeros is not None
+        head = (a, _words(w_packed), scales, zeros if has_zero else scales)
+        if parts > 1:  # K's parts as rows: the same bytes as N*P x K/P (A, scales likewise)
+            head = tuple(x.reshape(x.shape[0] * parts, x.shape[1] // parts) for x in head)
+        self.head = head + (out,)
+        self.call = dict(BM=self.bm, G=group_size, HAS_ZERO=has_zero, WDT=dw,
+                         ONE_ROW=m * parts == 1)
+        self.tiles = tc.cdiv(m * parts, self.bm)
+        self.tuner_of = (dw, group_size, m, has_zero, parts)
+
+    @property
+    def tuner(self):
+        return decode_tuner(*self.tuner_of)
+
+    def args(self, ws: Any, arrived: Any) -> tuple:
+        return self.head + (ws, arrived)
+
+    def workspace(self, on_torch: bool) -> tuple[Any, Any]:
+        """Split-K's workspace sized for any candidate: the smallest BN, split or not."""
+        p = self.parts
+        return _split_workspace(self.head[0], self.m, self.n, self.bm // p,
+                                min(_DECODE_BN) // p, max(DECODE_SPACE["SPLIT"]), on_torch)
+
+    def grid(self, meta: dict) -> tuple[int]:
+        return (self.tiles * tc.cdiv(self.n * self.parts, meta["BN"]) * meta["SPLIT"],)
+
+    def tune(self, ws: tuple[Any, Any]) -> tc.Config:
+        """The autotuner's configuration (its search on the first call of a key)."""
+        return self.tuner.config(self.grid, *self.args(*ws), **self.call)
+
+    def run(self, chosen: tc.Config, ws: Any, arrived: Any) -> None:
+        quant_gemv_kernel[self.grid(chosen.kwargs)](*self.args(ws, arrived), **self.call,
+                                                    **chosen.all())
 
 
 def _contiguous(x: Any) -> bool:

@@ -184,6 +184,24 @@ class Autotuner:
                 e.loc = caller_location(1)
             raise e.with_traceback(None) from None
 
+    def best_ms(self, *args: Any, **kwargs: Any) -> float | None:
+        """The median time (ms) of the winner the search for this launch's key measured, in
+        this process or an earlier one (the tuning database); None where none was timed
+        (not tuned yet, the interpreter, `TILEC_AUTOTUNE=0`'s cost model)."""
+        values = self._bind(args, kwargs, self.configs[0])
+        k = self.key_values(values)
+        report = self.reports.get(k)
+        if report is not None:
+            return report.timed[0][1] if report.timed else None
+        specs, _ = self.kernel.specialise(values)
+        tensors = [values[s.name] for s in specs if s.kind == "tensor"]
+        if not runs_on_gpu(tensors):
+            return None
+        limits = DeviceLimits.of_device(device_of(tensors))
+        entry = self.database.get(TuningKey(self.kernel_id, k, limits.name))
+        timed = entry.report.get("timed") if entry is not None else None
+        return float(timed[0][1]) if timed else None
+
     def _config_of(self, grid: Any, args: tuple, kwargs: dict[str, Any]) -> Config:
         if not self._tuned_names.intersection(kwargs):
             try:  # a key seen before: no binding (the kernel's launch checks all)
