@@ -147,23 +147,32 @@ def _pairs_ptx(formats: list, convert) -> dict:
 
 
 def test_paired_fields_on_nvptx_take_no_byte_permutes():
-    """One lop3 and one sub.f16x2 a pair; shifts (funnel shifts for units of several words)
-    and half-word merges, no byte permutes."""
+    """One lop3 and one sub.f16x2 a pair; shifts (funnel shifts for units of several words);
+    in units of several words one prmt a window joins its halves (at most one a pair), in
+    one-word units no byte permute at all."""
     widths = [dt.int2, dt.int3, dt.uint4, dt.int5, dt.uint6, dt.int7, dt.uint8]
     bodies = _pairs_ptx(widths, lambda b, v, src: paired_fields_to_f16(
         b, v, src.bits, src.kind == "int", NvidiaTarget("sm_90a")))
     for src, body in bodies.items():
-        assert body.count("lop3.b32") == 16 * PAIRED_FIELDS[src.bits][0] // src.bits, src
-        assert "prmt" not in body and "cvt.rn.f16" not in body, src
+        words, pairs = PAIRED_FIELDS[src.bits]
+        assert body.count("lop3.b32") == 16 * words // src.bits == pairs, src
+        assert "cvt.rn.f16" not in body and "and.b32" not in body, src
+        merges = body.count("prmt.b32")
+        assert (merges == 0) if words == 1 else (0 < merges <= pairs), (src, merges)
 
 
 def test_paired_floats_on_nvptx_take_no_byte_permutes():
-    """Two shifts, the and/or that joins them and one mul.f16x2 a pair; no byte permutes,
-    no conversion instructions."""
+    """Two shifts, the and/or that joins them and one mul.f16x2 a pair; no conversion
+    instructions, and byte permutes only to join a window's halves in units of several
+    words (float6: one a window)."""
     formats = [dt.float4_e2m1, dt.float6_e3m2, dt.float3_e1m1]
-    for src, body in _pairs_ptx(formats, paired_floats_to_f16).items():
-        assert body.count("mul.rn.f16x2") == 16 * PAIRED_FIELDS[src.bits][0] // src.bits, src
-        assert "prmt" not in body and "cvt.rn.f16" not in body, src
+    for src, body in _pairs_ptx(formats, lambda b, v, src: paired_floats_to_f16(
+            b, v, src, NvidiaTarget("sm_90a"))).items():
+        words, pairs = PAIRED_FIELDS[src.bits]
+        assert body.count("mul.rn.f16x2") == 16 * words // src.bits == pairs, src
+        assert "cvt.rn.f16" not in body, src
+        merges = body.count("prmt.b32")
+        assert (merges == 0) if words == 1 else (0 < merges <= pairs), (src, merges)
 
 
 def test_map_pairs_takes_the_vectors_it_is_given():

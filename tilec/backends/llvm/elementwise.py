@@ -315,7 +315,7 @@ def _cast(lw: Lowering, op: Operation) -> list:
         if src.is_int:
             return [paired_fields_to_f16(lw.b, words, src.bits, src.kind == "int",
                                          lw.target)]
-        return [paired_floats_to_f16(lw.b, words, src)]
+        return [paired_floats_to_f16(lw.b, words, src, lw.target)]
     if has_fast_cast(src, dst):  # low-bit -> f16/bf16: the bit tricks, two lanes at once
         if src.bits >= 8 or lw.target.narrow_int_vectors:
             return map_pairs(lw, op, lambda x: fast_cast(lw.b, x, src, dst))

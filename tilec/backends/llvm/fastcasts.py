@@ -167,7 +167,7 @@ def paired_fields_to_f16(b: ir.IRBuilder, words: list[ir.Value], bits: int, sign
         offset = ir.Constant(F16, float(2 ** (10 - off)) + bias)
         return b.fsub(b.bitcast(x, _PAIR), ir.Constant(_PAIR, [offset, offset]))
     step = 8 if bits in (2, 4) else bits * ((10 - bits) // bits + 1)   # b + bits <= 10
-    return _in_pairs(b, words, bits, step, pair)
+    return _in_pairs(b, words, bits, step, pair, target)
 
 
 def has_paired_float(src: DType) -> bool:
@@ -177,7 +177,8 @@ def has_paired_float(src: DType) -> bool:
             and src.float_mode != "fn" and _small_float_ok(src, dt.float16))
 
 
-def paired_floats_to_f16(b: ir.IRBuilder, words: list[ir.Value], src: DType) -> list[ir.Value]:
+def paired_floats_to_f16(b: ir.IRBuilder, words: list[ir.Value], src: DType,
+                         target=None) -> list[ir.Value]:
     """The small floats `src` (`has_paired_float`) packed in `words` as f16 values, in
     order, computed as f16x2 pairs (e_i, e_i+P) from windows as `paired_fields_to_f16`'s
     (each field inside its half: b + bits <= 16): one shift puts both signs at bit 15 of
@@ -198,18 +199,21 @@ def paired_floats_to_f16(b: ir.IRBuilder, words: list[ir.Value], src: DType) -> 
         if _ieee_like_f16(src) or src.bias == 15:
             return h
         return b.fmul(h, ir.Constant(_PAIR, [scale, scale]))
-    return _in_pairs(b, words, n, n * ((16 - n) // n + 1), pair)
+    return _in_pairs(b, words, n, n * ((16 - n) // n + 1), pair, target)
 
 
 _PAIR = ir.VectorType(F16, 2)
 
 
 def _in_pairs(b: ir.IRBuilder, words: list[ir.Value], bits: int, step: int,
-              pair: Callable[[ir.Value, int], ir.Value]) -> list[ir.Value]:
+              pair: Callable[[ir.Value, int], ir.Value], target=None) -> list[ir.Value]:
     """The fields of `words` (whole units of PAIRED_FIELDS) in order, from `pair(t, b)`:
     the <2 x half> of fields i and i+P, which the 32-bit window t holds at bits b and 16 +
-    b. Windows start every `step` bits of the stream (so b < step)."""
+    b. Windows start every `step` bits of the stream (so b < step). In units of several
+    words a window's halves come from two places of the stream, joined by the target's
+    `merge_halves` where it has one (one byte permute)."""
     n, p = PAIRED_FIELDS[bits]
+    merge = getattr(target, "merge_halves", None)
     out: list[ir.Value] = []
     for u in range(0, len(words), n):
         unit = words[u:u + n]
@@ -231,9 +235,13 @@ def _in_pairs(b: ir.IRBuilder, words: list[ir.Value], bits: int, step: int,
             start = pos - pos % step
             if start not in merged:
                 low, high = window(start), window(start + 16 * n - 16)
-                merged[start] = low if n == 1 else b.or_(
-                    b.and_(low, ir.Constant(I32, 0xFFFF)),
-                    b.and_(high, ir.Constant(I32, 0xFFFF0000)))
+                if n == 1:
+                    merged[start] = low
+                elif merge is not None:
+                    merged[start] = merge(b, low, high)
+                else:
+                    merged[start] = b.or_(b.and_(low, ir.Constant(I32, 0xFFFF)),
+                                          b.and_(high, ir.Constant(I32, 0xFFFF0000)))
             v = pair(merged[start], pos - start)
             values[i] = b.extract_element(v, ir.Constant(I32, 0))
             values[i + p] = b.extract_element(v, ir.Constant(I32, 1))

@@ -163,6 +163,14 @@ class NvidiaTarget(Target):
         return b.asm(fnty, f"lop3.b32 $0, $1, {mask:#x}, {flip:#x}, 0x6a;", "=r,r", [x],
                      side_effect=False)
 
+    def merge_halves(self, b: ir.IRBuilder, low: ir.Value, high: ir.Value) -> ir.Value:
+        """`(low & 0xFFFF) | (high & 0xFFFF0000)` as one `prmt.b32` (bytes 0, 1 of low and
+        2, 3 of high: selector 0x7610); LLVM's and/and/or becomes two LOP3s, or a zero
+        extension and a LOP3 where low is a shift."""
+        fnty = ir.FunctionType(_I32, [_I32, _I32])
+        return b.asm(fnty, "prmt.b32 $0, $1, $2, 0x7610;", "=r,r,r", [low, high],
+                     side_effect=False)
+
     def load_words(self, b: ir.IRBuilder, ptr: ir.Value, count: int) -> list[ir.Value]:
         """`ld.global.v{count}.b32` (count 1, 2 or 4) of an aligned address as one
         instruction: LLVM would narrow a plain vector load whose words are only used in
