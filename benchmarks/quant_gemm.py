@@ -325,6 +325,9 @@ def main() -> None:
         ints = sorted((r["bits"], r[f"tilec{suffix}_us"]) for r in m1
                       if r["format"].startswith("i"))
         b["m1_time_falls_with_width"] = all(x[1] <= y[1] for x, y in zip(ints, ints[1:]))
+        times = dict(ints)
+        if {3, 4, 6} <= times.keys():   # the bar: 3-bit < 4-bit < 6-bit
+            b["m1_3_4_6_bits_in_order"] = times[3] < times[4] < times[6]
     path = write_result("quant_gemm", {"copy_gbs": copy_gbs, "group_size": GROUP,
                                        "rows": rows, "bars": bars,
                                        "seconds": time.time() - t0})

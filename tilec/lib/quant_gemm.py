@@ -25,7 +25,8 @@ Three paths by M; `pick_config` chooses the tiles per M bucket:
 - decode (M <= 16, `quant_gemv_kernel`): the weights are the mma's A operand and A's rows
   its B operand, each thread loading runs of consecutive weights and the same runs of A
   that, after a permutation of K on both (`mma_k_order`), already are the mma fragments.
-  128-row tiles of N, K cut into parts (`decode_parts`) and split-K, so that many
+  128-row tiles of N, K cut into parts (`decode_parts`, or twice as many where the
+  autotuner's search finds them faster) and split-K, so that many
   programs stream disjoint slices of the packed weight bytes at once (the weights are
   read exactly once; A is tiny and stays in L2); the weight words and A's runs stream
   through the pipeline's stage buffers (num_stages - 1 steps ahead, cp.async), the
