@@ -200,10 +200,11 @@ def quantized(d: dt.DType, n: int, k: int, gen: torch.Generator):
     return p, scales, w
 
 
-def chosen_config(d: dt.DType, m: int, n: int, k: int) -> dict:
+def chosen_config(d: dt.DType, a: torch.Tensor, p: tc.PackedTensor) -> dict:
     """The tiles the call ran with: the autotuner's choice at M <= 16, else the table's."""
+    (m, k), n = a.shape, p.shape[0]
     if m <= 16:
-        parts = decode_tuned_parts(d, GROUP, m, False, n, k) or decode_parts(m, n, k, GROUP)
+        parts = decode_tuned_parts(a, p, False, GROUP) or decode_parts(m, n, k, GROUP)
         for key, cfg in decode_tuner(d, GROUP, m, False, parts).chosen.items():
             if key[:2] == (n * parts, k // parts):
                 return {name: v for name, v in cfg.all().items()
@@ -281,7 +282,7 @@ def main() -> None:
                              "speedup_vs_cublas": cublas_ms / ms,
                              "weight_gbs": gbs, "vs_copy": gbs / copy_gbs,
                              "tflops": 2 * m * n * k / ms / 1e9, "rel_err": err,
-                             "config": chosen_config(d, m, n, k)})
+                             "config": chosen_config(d, a, p)})
                 r = rows[-1]
                 line = (f"{n:>5}x{k:<5} M={m:<5} {str(d):>7} tilec {r['tilec_us']:7.1f} us  "
                         f"cuBLAS {r['cublas_f16_us']:7.1f}  triton-w4 {r['triton_w4a16_us']:7.1f}  "

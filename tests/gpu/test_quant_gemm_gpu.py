@@ -105,11 +105,11 @@ def test_decode_times_twice_the_parts_that_fit_one_wave():
     one wave (512): both are tuned, the faster kept, and the call is right either way."""
     for d in (dt.int4, dt.int6):
         _run(d, 1, 8192, 2048, 128)
-        parts = qg.decode_tuned_parts(d, 128, 1, False, 8192, 2048)
-        assert qg.decode_parts(1, 8192, 2048, 128) == 4 and parts in (4, 8)
         a = torch.randn(1, 2048, device="cuda").half()
         wp = tc.PackedTensor(torch.zeros((8192, 2048 * d.bits // 8), dtype=torch.uint8,
                                          device="cuda"), d, (8192, 2048))
+        parts = qg.decode_tuned_parts(a, wp, False, 128)
+        assert qg.decode_parts(1, 8192, 2048, 128) == 4 and parts in (4, 8)
         scales = torch.ones(8192, 16, device="cuda").half()
         out = torch.empty(1, 8192, device="cuda").half()
         for p in (4, 8):   # each searched, its winner's time known

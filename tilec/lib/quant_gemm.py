@@ -586,10 +586,10 @@ def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_si
                                        cfg.split_k, on_torch)
         launch.run(chosen, ws, arrived)
         return out
-    key = (dw, group_size, _rows(m), has_zero, n, k, m)
-    if key not in _TUNED_PARTS:
+    key = (dw, group_size, has_zero, n, k, m, getattr(a, "device", None))
+    if contiguous and key not in _TUNED_PARTS:
         more = 2 * parts
-        choices = [parts] + ([more] if contiguous and _parts_fit(m, n, k, group_size, more)
+        choices = [parts] + ([more] if _parts_fit(m, n, k, group_size, more)
                              and -(-n * more // min(_DECODE_BN)) <= _WAVE_PROGRAMS else [])
         times = {}
         for p in choices:
@@ -599,20 +599,24 @@ def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_si
             times[p] = launch.tuner.best_ms(*launch.args(*ws), **launch.call)
         timed = {p: t for p, t in times.items() if t is not None}
         _TUNED_PARTS[key] = min(timed, key=timed.get) if timed else parts
-    launch = _DecodeLaunch(a, w_packed, scales, zeros, group_size, out, _TUNED_PARTS[key])
+    launch = _DecodeLaunch(a, w_packed, scales, zeros, group_size, out,
+                           _TUNED_PARTS[key] if contiguous else parts)
     ws = launch.workspace(on_torch)
     launch.run(launch.tune(ws), *ws)
     return out
 
 
-def decode_tuned_parts(wdtype: Any, group_size: int, m: int, zeros: bool, n: int,
-                       k: int) -> int | None:
-    """The parts of K the decode autotuner chose for this problem (None before its call)."""
-    return _TUNED_PARTS.get((dt.dtype(wdtype), group_size, _rows(m), zeros, n, k, m))
+def decode_tuned_parts(a: Any, w_packed: tc.PackedTensor, zeros: bool,
+                       group_size: int = 128) -> int | None:
+    """The parts of K the decode autotuner chose for A and these weights (None before a
+    call on contiguous operands of their shapes, dtype and device)."""
+    (m, k), (n, _) = a.shape, w_packed.shape
+    return _TUNED_PARTS.get((w_packed.dtype, group_size, zeros, n, k, m,
+                             getattr(a, "device", None)))
 
 
-# (weights dtype, group size, rows bucket, zero points, N, K, M) -> the parts of K the
-# decode autotuner's searches chose between `decode_parts` and twice as many.
+# (weights dtype, group size, zero points, N, K, M, device) -> the parts of K the decode
+# autotuner's searches chose between `decode_parts` and twice as many.
 _TUNED_PARTS: dict[tuple, int] = {}
 # Programs of a wave on an H100: 132 SMs x 4 programs of 4 warps (~128 registers a thread).
 # More parts than `decode_parts` gives are timed only while their programs fit one.
