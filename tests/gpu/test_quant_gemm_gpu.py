@@ -78,6 +78,10 @@ def test_large_decode_shape_uses_parts_of_k():
     _run(dt.int3, 2, 8192, 8192, 128, config=QuantConfig(16, 128, 128, 4, 3, 2, parts=4))
     # 16 weight rows a warp (mma.sync, not wgmma)
     _run(dt.int4, 1, 8192, 8192, 128, config=QuantConfig(16, 128, 256, 8, 2, 1, parts=4))
+    # programs of 2 warps and 64 rows (the tuner's other tile)
+    _run(dt.int3, 1, 8192, 8192, 128, config=QuantConfig(16, 64, 256, 2, 2, 1, parts=8))
+    _run(dt.uint5, 1, 8192, 8192, 128, zero_point=True,
+         config=QuantConfig(16, 64, 128, 2, 3, 2, unroll=2, parts=4))
     # four one-group steps a trip (2048 / 128 = 16 steps a part, split in 2)
     _run(dt.int3, 1, 8192, 8192, 128, config=QuantConfig(16, 128, 128, 4, 2, 2, unroll=4,
                                                          parts=4))

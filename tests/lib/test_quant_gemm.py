@@ -336,15 +336,16 @@ def test_decode_weights_keep_the_casts_pairs(wd, m, zeros, cfg):
 def test_decode_tuner_space_and_prune():
     """On the GPU the decode template's tiles come from `tc.autotune`: one tuner per weight
     dtype, group size, rows of A (1, 2..8, 9..16), zero points and parts of K, keyed by the rows
-    and length of the parts; its candidates carry the layouts their tiles need, and the
-    prune keeps 128..512 programs with at least two steps a slice (every split for small
-    shapes gone: the unsplit ones)."""
+    and length of the parts; its candidates (programs of 4 warps and 128 rows or 2 and 64)
+    carry the layouts their tiles need, and the prune keeps 512..2048 warps with at least
+    two steps a slice (every split for small shapes gone: the unsplit ones)."""
     t = qg_mod.decode_tuner(dt.int4, 128, 1, False)
     assert t is qg_mod.decode_tuner(dt.int4, 128, 1, False)            # cached
     assert t is not qg_mod.decode_tuner(dt.int4, 128, 1, True)        # zero points: SCALE_ACC off
     assert t is not qg_mod.decode_tuner(dt.float4_e2m1, 128, 1, False)  # same width, dearer cast
     assert t.key == ["W.shape[0]", "A.shape[1]"]
-    assert len(t.configs) == 3 * 2 * 5 and t.budget == qg_mod.DECODE_BUDGET
+    assert len(t.configs) == 2 * 3 * 2 * 5 and t.budget == qg_mod.DECODE_BUDGET
+    assert {(c.kwargs["BN"], c.num_warps) for c in t.configs} == {(128, 4), (64, 2)}
     one_group = [c for c in t.configs if c.kwargs["BK"] == 128]
     assert {c.kwargs["UNROLL"] for c in one_group} == {1, 2}
     assert all(c.kwargs["SCALE_ACC"] and c.kwargs["SG"] == 1 for c in one_group)

@@ -433,7 +433,7 @@ def decode_parts(m: int, n: int, k: int, group_size: int) -> int:
     whole groups, and M*P rows fit the 8-column fragment."""
     parts = 1
     while (_parts_fit(m, n, k, group_size, parts * 2)
-           and -(-n * parts // min(_DECODE_BN)) < _TARGET_PROGRAMS):
+           and -(-n * parts // _DECODE_ROWS) < _TARGET_PROGRAMS):
         parts *= 2
     return parts
 
@@ -590,7 +590,7 @@ def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_si
     if contiguous and key not in _TUNED_PARTS:
         more = 2 * parts
         choices = [parts] + ([more] if _parts_fit(m, n, k, group_size, more)
-                             and -(-n * more // min(_DECODE_BN)) <= _WAVE_PROGRAMS else [])
+                             and -(-n * more // _DECODE_ROWS) <= _WAVE_PROGRAMS else [])
         times = {}
         for p in choices:
             launch = _DecodeLaunch(a, w_packed, scales, zeros, group_size, out, p)
@@ -618,8 +618,8 @@ def decode_tuned_parts(a: Any, w_packed: tc.PackedTensor, zeros: bool,
 # (weights dtype, group size, zero points, N, K, M, device) -> the parts of K the decode
 # autotuner's searches chose between `decode_parts` and twice as many.
 _TUNED_PARTS: dict[tuple, int] = {}
-# Programs of a wave on an H100: 132 SMs x 4 programs of 4 warps (~128 registers a thread).
-# More parts than `decode_parts` gives are timed only while their programs fit one.
+# Programs of 128 rows (4 warps) a wave on an H100: 132 SMs x 4 (~128 registers a thread).
+# More parts than `decode_parts` gives are timed only while their warps fit one wave.
 _WAVE_PROGRAMS = 4 * 132
 
 
@@ -653,7 +653,8 @@ class _DecodeLaunch:
         """Split-K's workspace sized for any candidate: the smallest BN, split or not."""
         p = self.parts
         return _split_workspace(self.head[0], self.m, self.n, self.bm // p,
-                                min(_DECODE_BN) // p, max(DECODE_SPACE["SPLIT"]), on_torch)
+                                min(bn for bn, _ in _DECODE_TILES) // p,
+                                max(DECODE_SPACE["SPLIT"]), on_torch)
 
     def grid(self, meta: dict) -> tuple[int]:
         return (self.tiles * tc.cdiv(self.n * self.parts, meta["BN"]) * meta["SPLIT"],)
@@ -766,19 +767,22 @@ def _decode_config(bn: int, bk: int, num_warps: int, stages: int, split: int, bi
 
 # The decode autotuner's space (per weight dtype, group size, rows of A, zero points and
 # parts of K; key: the rows and length of the parts): the tiles that the H100 sweeps kept
-# near the best (quant_gemm-notes.md), 4 warps of 128 weight rows; a trip of one or two
-# 128-wide steps, or one 256-wide (two groups at G = 128: no scaling of the products, but
-# half the trips); 2 or 3 stages; the splits that leave 128..512 programs (1..4 a SM) and
-# at least two steps a slice.
-_DECODE_BN = (128,)
+# near the best (quant_gemm-notes.md), 32 weight rows a warp in programs of 4 warps (128
+# rows) or 2 (64 rows: twice the programs; int2 and int3 a little faster at 8192^2); a
+# trip of one or two 128-wide steps, or one 256-wide (two groups at G = 128: no scaling of
+# the products, but half the trips); 2 or 3 stages; the splits that leave 512..2048 warps
+# (128..512 programs of 4, 1..4 an SM) and at least two steps a slice.
+_DECODE_TILES = ((128, 4), (64, 2))   # (BN, warps)
+_DECODE_ROWS = 128                    # a program of `decode_parts`' and the wave's count
 DECODE_SPACE = {"BK/UNROLL": [(128, 1), (128, 2), (256, 1)], "num_stages": [2, 3],
                 "SPLIT": [1, 2, 4, 8, 16]}
-DECODE_BUDGET = 18   # every candidate the prune keeps at 8192^2
+DECODE_BUDGET = 24   # every candidate the prune keeps at 8192^2
 
 
 def _prune_decode(configs: list, values: dict) -> list:
     n, k = values["W"].shape[0], values["A"].shape[1]    # with K's parts: rows of parts
-    keep = [c for c in configs if 128 <= tc.cdiv(n, c.kwargs["BN"]) * c.kwargs["SPLIT"] <= 512
+    keep = [c for c in configs
+            if 512 <= tc.cdiv(n, c.kwargs["BN"]) * c.kwargs["SPLIT"] * c.num_warps <= 2048
             and tc.cdiv(k, c.kwargs["BK"]) >= 2 * c.kwargs["UNROLL"] * c.kwargs["SPLIT"]]
     # Shapes too small for any split: the one-program-a-tile configurations.
     return keep or [c for c in configs if c.kwargs["SPLIT"] == 1]
@@ -796,9 +800,9 @@ def decode_tuner(wdtype: Any, group_size: int, m: int, zeros: bool, parts: int =
 def _decode_tuner(d: dt.DType, group_size: int, rows: int, zeros: bool, parts: int):
     # One a dtype (not a width): an int and a float of one width cast at different costs.
     configs = list(dict.fromkeys(
-        _decode_config(bn, bk, 4, stages, split, d.bits, _paired(d), group_size, rows,
+        _decode_config(bn, bk, warps, stages, split, d.bits, _paired(d), group_size, rows,
                        zeros, unroll, parts)
-        for bn in _DECODE_BN for bk, unroll in DECODE_SPACE["BK/UNROLL"]
+        for bn, warps in _DECODE_TILES for bk, unroll in DECODE_SPACE["BK/UNROLL"]
         for stages in DECODE_SPACE["num_stages"] for split in DECODE_SPACE["SPLIT"]))
     # The resource model counts whole weight tiles live (~300-550 registers); ptxas gives
     # these kernels 76-168, and its report still drops any that spill.
