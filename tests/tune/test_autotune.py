@@ -229,6 +229,30 @@ def test_a_stored_winner_is_used_without_tuning(as_if_on_a_gpu):
     assert tuner.tuning_count == 0 and not tuner.reports
 
 
+def test_best_ms_reads_the_stored_search(as_if_on_a_gpu):
+    """`best_ms`: the winner's time of a search stored by an earlier process (the database),
+    None for a key never tuned."""
+    tuner = _scale_tuner()
+    x = np.arange(100, dtype=np.float32)
+    y = np.zeros_like(x)
+    assert tuner.best_ms(x, y, 100) is None
+    key = TuningKey(tuner.kernel_id, (100, "float32", "float32"), H100.name)
+    TuningDatabase().put(key, tc.Config(BLOCK=64), {
+        "method": "timed", "timed": [[tc.Config(BLOCK=64).to_json(), 0.012],
+                                     [tc.Config(BLOCK=16).to_json(), 0.019]]})
+    assert tuner.best_ms(x, y, 100) == 0.012
+    assert tuner.best_ms(x, y, 99) is None
+
+
+def test_best_ms_is_none_without_timing(monkeypatch):
+    """The interpreter (no search) has no time to give."""
+    tuner = _scale_tuner()
+    x = np.arange(100, dtype=np.float32)
+    y = np.zeros_like(x)
+    tuner[lambda meta: (tc.cdiv(100, meta["BLOCK"]),)](x, y, 100)
+    assert tuner.reports and tuner.best_ms(x, y, 100) is None
+
+
 def test_autotune_off_takes_the_cost_models_first_choice(as_if_on_a_gpu, monkeypatch):
     monkeypatch.setenv("TILEC_AUTOTUNE", "0")
     monkeypatch.setenv("TILEC_TUNE_JOBS", "1")
@@ -242,6 +266,7 @@ def test_autotune_off_takes_the_cost_models_first_choice(as_if_on_a_gpu, monkeyp
     assert report.method == "cost model" and not report.timed and tuner.tuning_count == 0
     assert report.winner == report.predicted[0][0]
     assert len(report.predicted) == 3
+    assert tuner.best_ms(x, y, n) is None                     # a guess has no time
     assert not list(as_if_on_a_gpu.glob("tuning/*/*.json"))  # a guess is not stored
 
 
