@@ -188,12 +188,8 @@ def quantized(d: dt.DType, n: int, k: int, gen: torch.Generator):
     """Random packed weights of `d` on the GPU (bytes drawn directly: every pattern is a
     finite value of these formats), their scales, and the f16 dequantized first 256 rows
     (for the error check)."""
-    row_bytes = (k * d.bits + 7) // 8
-    data = torch.randint(0, 256, (n, row_bytes), dtype=torch.uint8, device="cuda",
-                         generator=gen)
-    p = tc.PackedTensor(data, d, (n, k))
-    scales = (torch.rand(n, k // GROUP, device="cuda", generator=gen) * 0.01 + 0.001).half()
-    head = tc.PackedTensor(data[:CHECK_ROWS].contiguous(), d, (CHECK_ROWS, k))
+    ((p, scales),) = packed_copies(d, n, k, 1, gen)
+    head = tc.PackedTensor(p.data[:CHECK_ROWS].contiguous(), d, (CHECK_ROWS, k))
     q = torch.from_numpy(np.asarray(tc.unpack(head), dtype=np.float32)).cuda()
     s = scales[:CHECK_ROWS].float()[..., None]
     w = (q.view(CHECK_ROWS, k // GROUP, GROUP) * s).view(CHECK_ROWS, k).half()

@@ -432,13 +432,13 @@ def decode_parts(m: int, n: int, k: int, group_size: int) -> int:
     split-K's atomics and round trips through L2 (~2 us a launch at 8192^2). Parts are
     whole groups, and M*P rows fit the 8-column fragment."""
     parts = 1
-    while (_parts_fit(m, n, k, group_size, parts * 2)
+    while (_parts_fit(m, k, group_size, parts * 2)
            and -(-n * parts // _DECODE_ROWS) < _TARGET_PROGRAMS):
         parts *= 2
     return parts
 
 
-def _parts_fit(m: int, n: int, k: int, group_size: int, parts: int) -> bool:
+def _parts_fit(m: int, k: int, group_size: int, parts: int) -> bool:
     """Whether M*P rows fit the 8-column fragment and each of K's P parts is whole groups."""
     return (k % group_size == 0 and m * parts <= _PART_COLUMNS
             and (k // group_size) % parts == 0)
@@ -589,7 +589,7 @@ def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_si
     key = (dw, group_size, has_zero, n, k, m, getattr(a, "device", None))
     if contiguous and key not in _TUNED_PARTS:
         more = 2 * parts
-        choices = [parts] + ([more] if _parts_fit(m, n, k, group_size, more)
+        choices = [parts] + ([more] if _parts_fit(m, k, group_size, more)
                              and -(-n * more // _DECODE_ROWS) <= _WAVE_PROGRAMS else [])
         times = {}
         for p in choices:
@@ -629,7 +629,7 @@ class _DecodeLaunch:
 
     def __init__(self, a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any,
                  group_size: int, out: Any, parts: int):
-        (m, k), n, dw = a.shape, w_packed.shape[0], w_packed.dtype
+        m, n, dw = a.shape[0], w_packed.shape[0], w_packed.dtype
         self.m, self.n, self.parts = m, n, parts
         self.bm = 8 if m <= 8 else 16
         has_zero = zeros is not None
