@@ -47,6 +47,7 @@ def _run(d, m, n, k, g, act=torch.float16, zero_point=None, seed=0, config=None)
     err = (out.float() - ref).abs()
     assert not torch.isnan(out).any(), "unwritten (NaN) outputs"
     assert bool((err <= tol).all()), f"{d}: max error {err.max().item():.3g}"
+    return a, wp, dev(s), dev(z), out
 
 
 @pytest.mark.parametrize("m", [1, 16], ids=lambda m: f"M{m}")
@@ -123,14 +124,21 @@ def test_decode_times_twice_the_parts_that_fit_one_wave():
         _run(d, 1, 8192, 2048, 128)   # the choice again, from the cache
 
 
-def test_split_k_leaves_its_workspace_clean():
-    """Split-K slices add into a workspace that each tile's last slice clears: after every
-    call it is zero again, so later calls (other shapes, the same one again) stay right."""
+def test_split_k_leaves_its_counters_zero_and_repeats_bit_for_bit():
+    """Split-K slices store into slabs of a workspace and each tile's last slice adds them
+    up and resets its counter: after every call the counters are zero again, so later
+    calls (other shapes, the same one again) stay right; and the slabs are added in slice
+    order, so a call repeats its result bit for bit whichever slice arrives last."""
     cases = [(1, 8192, 8192, None), (16, 1000, 1024, QuantConfig(16, 64, 128, 4, 1, 4)),
              (2, 1000, 1024, QuantConfig(16, 64, 128, 2, 2, 2, parts=2)),
-             (40, 520, 512, QuantConfig(32, 32, 64, 2, 2, 4)), (3, 1000, 1024, None)]
+             (40, 520, 512, QuantConfig(32, 32, 64, 2, 2, 4)), (3, 1000, 1024, None),
+             (16, 4096, 4096, QuantConfig(16, 128, 256, 4, 2, 8))]
     for m, n, k, cfg in cases * 2:
-        _run(dt.uint4, m, n, k, 128, zero_point=True, config=cfg)
+        a, wp, s, z, out = _run(dt.uint4, m, n, k, 128, zero_point=True, config=cfg)
+        for _ in range(3):
+            again = torch.full_like(out, float("nan"))
+            quant_gemm(a, wp, s, z, 128, out=again, config=cfg)
+            assert torch.equal(again, out)
     assert qg._WORKSPACES
-    for ws, arrived in qg._WORKSPACES.values():
-        assert not ws.any() and not arrived.any()
+    for _, arrived in qg._WORKSPACES.values():
+        assert not arrived.any()

@@ -149,9 +149,9 @@ def _signature(wd: str, cfg: QuantConfig, act: str = "f16") -> str:
     facts = "{contiguous = true, aligned = 16}"  # what a launch on torch tensors gives
     return (f"A: tensor<?x?x{act}> {facts}, W: tensor<?x?xu32> {facts}, "
             f"S: tensor<?x?x{act}> {facts}, Z: tensor<?x?x{act}> {facts}, "
-            f"C: tensor<?x?x{act}> {facts}, Ws: tensor<?xf32> {facts}, "
-            f"Arrived: tensor<?xi32> {facts}, split_k: i32, "
-            f"BM={cfg.BM}, BN={cfg.BN}, BK={cfg.BK}, G=128, PARTIAL={cfg.split_k > 1}, "
+            f"C: tensor<?x?x{act}> {facts}, Ws: tensor<?x?xf32> {facts}, "
+            f"Arrived: tensor<?xi32> {facts}, "
+            f"BM={cfg.BM}, BN={cfg.BN}, BK={cfg.BK}, G=128, SPLIT={cfg.split_k}, "
             f"HAS_ZERO={dt.dtype(wd).is_int}, "     # zero points: integer weights only
             f"WDT={wd}, WB={cfg.BK * bits // 32}, WL=\"{wl}\", EL=\"{el}\", "
             f"ONE_ROW={cfg.BM == 16}, AL=\"{row_layout(cfg.BK, cfg.num_warps)}\", "
@@ -278,7 +278,7 @@ def _decode_module(wd: str, m: int, zeros: bool, cfg: QuantConfig):
     module = quant_gemv_kernel.compile(
         f"A: tensor<?x?xf16> {facts}, W: tensor<?x?xu32> {facts}, S: tensor<?x?xf16> "
         f"{facts}, Z: tensor<?x?xf16> {facts}, C: tensor<?x?xf16> {facts}, "
-        f"Ws: tensor<?xf32> {facts}, Arrived: tensor<?xi32> {facts}, "
+        f"Ws: tensor<?x?xf32> {facts}, Arrived: tensor<?xi32> {facts}, "
         f"BM={bm}, G=128, HAS_ZERO={zeros}, WDT={wd}, ONE_ROW={m * cfg.parts == 1}, "
         f"{consts}")
     return module, chosen

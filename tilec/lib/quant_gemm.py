@@ -79,38 +79,41 @@ def _split_k_slice(A, W, split_k, BM: tc.constexpr, BN: tc.constexpr, BK: tc.con
 
 
 @tc.func
-def _add_split(acc, C, Ws, Arrived, pm, pn, split_k, BM: tc.constexpr, BN: tc.constexpr):
-    """Split-K in one launch: add this slice's partial sums (acc: C's BM x BN tile (pm, pn),
-    f32) into the workspace Ws (M x N f32, all zero between calls); the tile's last slice
-    to arrive (a counter per tile in Arrived) takes the totals, zeroing them, rounds them
-    into C and zeroes the counter: the workspace is clean again for the next call."""
-    rows = tc.expand_dims(pm * BM + tc.arange(0, BM), 1)
-    cols = tc.expand_dims(pn * BN + tc.arange(0, BN), 0)
-    inside = (rows < C.shape[0]) & (cols < C.shape[1])
-    ptrs = Ws.ptr + rows * C.shape[1] + cols
-    tc.atomic_add(ptrs, acc, mask=inside, sem="relaxed")
-    # acq_rel: every thread's adds above happen before the count (release), and the last
-    # slice's reads below after the other slices' adds (acquire).
+def _add_split(acc, C, Ws, Arrived, pm, pn, part, SPLIT: tc.constexpr, BM: tc.constexpr,
+               BN: tc.constexpr):
+    """Split-K in one launch: each slice stores its partial sums (acc: C's BM x BN tile
+    (pm, pn), f32) into its own slab of the workspace Ws (slab s: rows s*Mp .. of Mp = M
+    rounded up to whole tiles, N columns); the tile's last slice to arrive (a counter per
+    tile in Arrived, zero between calls) adds the slabs up in slice order, rounds the sum
+    into C and zeroes the counter for the next call. Plain stores and loads: atomic f32
+    adds into one total, then an exchange to read and clear it, cost ~4 us more at M = 16
+    (8192^2, 4 slices: quant_gemm-notes.md), and the fixed order makes the result
+    independent of which slice arrives last."""
+    mp = tc.cdiv(C.shape[0], BM) * BM
+    tc.store(Ws, acc, offsets=(part * mp + pm * BM, pn * BN))
+    # acq_rel: every thread's stores above happen before the count (release), and the
+    # last slice's loads below after the other slices' stores (acquire).
     counter = Arrived.ptr + pm * tc.cdiv(C.shape[1], BN) + pn
-    if tc.atomic_add(counter, 1, sem="acq_rel") == split_k - 1:
-        total = tc.atomic_xchg(ptrs, tc.zeros((BM, BN), tc.float32), mask=inside,
-                               sem="relaxed")
+    if tc.atomic_add(counter, 1, sem="acq_rel") == SPLIT - 1:
+        total = tc.zeros((BM, BN), tc.float32)
+        for s in tc.static_range(SPLIT):
+            total += tc.load(Ws, offsets=(s * mp + pm * BM, pn * BN), shape=(BM, BN))
         tc.store(C, (pm, pn), total.to(C.dtype))
         tc.atomic_xchg(counter, 0, sem="relaxed")
 
 
 @tc.kernel
 def quant_gemm_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C: tc.Tensor,
-                      Ws: tc.Tensor, Arrived: tc.Tensor, split_k: int, BM: tc.constexpr,
+                      Ws: tc.Tensor, Arrived: tc.Tensor, BM: tc.constexpr,
                       BN: tc.constexpr, BK: tc.constexpr,
-                      G: tc.constexpr, PARTIAL: tc.constexpr, HAS_ZERO: tc.constexpr,
+                      G: tc.constexpr, SPLIT: tc.constexpr, HAS_ZERO: tc.constexpr,
                       WDT: tc.constexpr,
                       WB: tc.constexpr, WL: tc.constexpr, EL: tc.constexpr,
                       ONE_ROW: tc.constexpr, AL: tc.constexpr):
     # W: the packed weight rows as 32-bit words (N x K*bits/32); a BN x BK tile of WDT
     # weights is a BN x WB tile of words, viewed as WDT in registers (each thread keeps its
     # words: layout WL over words is EL over weights).
-    pm, pn, part, first, last, steps = _split_k_slice(A, W, split_k, BM, BN, BK)
+    pm, pn, part, first, last, steps = _split_k_slice(A, W, SPLIT, BM, BN, BK)
     acc = tc.zeros((BM, BN), tc.float32)
     # Two steps of packed words in flight ahead of the one computing (a step past this
     # program's slice re-reads its last one, from cache): the memory-level parallelism the
@@ -139,8 +142,8 @@ def quant_gemm_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
         acc = tc.dot(a, tc.trans(w), acc)
         words = ahead
         ahead = nxt
-    if PARTIAL:
-        _add_split(acc, C, Ws, Arrived, pm, pn, split_k, BM, BN)
+    if SPLIT > 1:
+        _add_split(acc, C, Ws, Arrived, pm, pn, part, SPLIT, BM, BN)
     else:
         tc.store(C, (pm, pn), acc.to(C.dtype))                  # out of bounds dropped
 
@@ -273,7 +276,7 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
             z = z2
     out = _sum_parts(acc, BM, BN, PARTS)
     if SPLIT > 1:
-        _add_split(out, C, Ws, Arrived, pm, pn, SPLIT, BM // PARTS, BN // PARTS)
+        _add_split(out, C, Ws, Arrived, pm, pn, part, SPLIT, BM // PARTS, BN // PARTS)
     else:
         tc.store(C, (pm, pn), out.to(C.dtype))
 
@@ -551,9 +554,8 @@ def quant_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any = None
     grid = (tc.cdiv(m, cfg.BM) * tc.cdiv(n, cfg.BN) * cfg.split_k,)
     quant_gemm_kernel[grid](a, _words(w_packed), scales,
                             zeros if zeros is not None else scales, out, ws, arrived,
-                            cfg.split_k,
                             BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, G=group_size,
-                            PARTIAL=cfg.split_k > 1, HAS_ZERO=zeros is not None, WDT=dw,
+                            SPLIT=cfg.split_k, HAS_ZERO=zeros is not None, WDT=dw,
                             WB=cfg.BK * dw.bits // 32, WL=wl, EL=el, ONE_ROW=m == 1,
                             AL=row_layout(cfg.BK, cfg.num_warps),
                             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
@@ -699,30 +701,35 @@ def _dequantize_then_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros:
     return gemm(a, w, out=out)
 
 
-# Split-K workspaces on the GPU, per (device, stream): f32 partial sums and per-tile
-# counters that every launch leaves zeroed (`_add_split`), so they are cleared once, when
-# made; a stream of its own keeps concurrent calls apart.
+# Split-K workspaces on the GPU, per (device, stream): f32 slabs of partial sums (written
+# before they are read in every launch) and per-tile counters that every launch leaves
+# zeroed (`_add_split`), so they are cleared once, when made; a stream of its own keeps
+# concurrent calls apart.
 _WORKSPACES: dict[tuple[int, int], tuple[Any, Any]] = {}
 
 
 def _split_workspace(a: Any, m: int, n: int, bm: int, bn: int, split: int,
                      on_torch: bool) -> tuple[Any, Any]:
-    """(f32 workspace of M x N, int32 counters, one per output tile) for a split-K launch;
-    without a split, placeholders the kernel does not touch."""
-    need = (m * n, tc.cdiv(m, bm) * tc.cdiv(n, bn)) if split > 1 else (1, 1)
+    """(f32 workspace of `split` slabs of Mp x N, Mp = M rounded up to whole tiles of `bm`
+    rows, and int32 counters, one per output tile) for a split-K launch; without a split,
+    placeholders the kernel does not touch."""
+    rows = split * tc.cdiv(m, bm) * bm if split > 1 else 1
+    cols = n if split > 1 else 1
+    tiles = tc.cdiv(m, bm) * tc.cdiv(n, bn) if split > 1 else 1
     if not on_torch:  # the interpreter: fresh zeros
-        return np.zeros(need[0], np.float32), np.zeros(need[1], np.int32)
+        return np.zeros((rows, cols), np.float32), np.zeros(tiles, np.int32)
     torch = _torch()
     dev = a.device.index
     key = (dev, torch._C._cuda_getCurrentRawStream(dev))
     ws, arrived = _WORKSPACES.get(key, (None, None))
-    if ws is None or ws.numel() < need[0] or arrived.numel() < need[1]:
-        sizes = (need if ws is None else
-                 (max(need[0], ws.numel()), max(need[1], arrived.numel())))
-        ws = torch.zeros(sizes[0], dtype=torch.float32, device=a.device)
-        arrived = torch.zeros(sizes[1], dtype=torch.int32, device=a.device)
+    if ws is None or ws.numel() < rows * cols or arrived.numel() < tiles:
+        size, count = rows * cols, tiles
+        if ws is not None:
+            size, count = max(size, ws.numel()), max(count, arrived.numel())
+        ws = torch.empty(size, dtype=torch.float32, device=a.device)
+        arrived = torch.zeros(count, dtype=torch.int32, device=a.device)
         _WORKSPACES[key] = ws, arrived
-    return ws, arrived
+    return ws[:rows * cols].view(rows, cols), arrived
 
 
 def decode_config(cfg: QuantConfig, wdtype: Any, group_size: int, m: int,
