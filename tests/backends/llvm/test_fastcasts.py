@@ -14,9 +14,10 @@ from llvmlite import ir
 from test_casts import assert_same
 
 from tilec.backends.llvm.dtypes import llvm_type
-from tilec.backends.llvm.fastcasts import (PAIRED_FIELDS, fast_cast, has_paired_float,
-                                          pair_distance, paired_fields_to_f16,
-                                          paired_floats_to_f16)
+from tilec.backends.llvm.fastcasts import (PAIRED_FIELDS, _funnel_cost, byte_windows,
+                                          fast_cast, generic_byte_permute,
+                                          has_paired_float, pair_distance,
+                                          paired_fields_to_f16, paired_floats_to_f16)
 from tilec.backends.nvidia.target import NvidiaTarget
 from tilec.ir import dtypes as dt
 
@@ -106,20 +107,31 @@ def _convert_from_words(src, convert) -> None:
         assert_same(src, dt.float16, np.array([int(v) for v in values], np.uint64), got)
 
 
+class _HostPermute:
+    """A target with NVPTX's byte permute written in plain IR: the host JIT runs the
+    windows `byte_windows` gathers as prmt would."""
+    byte_permute = staticmethod(generic_byte_permute)
+
+
+@pytest.mark.parametrize("permute", [False, True], ids=["funnel", "prmt"])
 @pytest.mark.parametrize("src", [dt.int_(b) for b in range(1, 9)] +
                          [dt.uint(b) for b in range(1, 9)], ids=str)
-def test_paired_fields_from_words(src):
-    """Ints from their words as pairs (e_i, e_i+P), exhaustively per field."""
+def test_paired_fields_from_words(src, permute):
+    """Ints from their words as pairs (e_i, e_i+P), exhaustively per field: with funnel
+    windows only, and with the target's byte permutes."""
+    target = _HostPermute() if permute else None
     _convert_from_words(src, lambda b, words: paired_fields_to_f16(
-        b, words, src.bits, src.kind == "int"))
+        b, words, src.bits, src.kind == "int", target))
 
 
 @pytest.mark.parametrize("src", [dt.float4_e2m1, dt.float6_e3m2, dt.float6_e2m3,
                                  dt.float3_e1m1, dt.float8_e5m2], ids=str)
-def test_paired_floats_from_words(src):
+@pytest.mark.parametrize("permute", [False, True], ids=["funnel", "prmt"])
+def test_paired_floats_from_words(src, permute):
     """Small floats from their words as pairs (e_i, e_i+P), exhaustively per field."""
     assert has_paired_float(src)
-    _convert_from_words(src, lambda b, words: paired_floats_to_f16(b, words, src))
+    target = _HostPermute() if permute else None
+    _convert_from_words(src, lambda b, words: paired_floats_to_f16(b, words, src, target))
 
 
 def test_paired_floats_are_not_for_nan_formats():
@@ -146,10 +158,17 @@ def _pairs_ptx(formats: list, convert) -> dict:
     return {src: ptx.split(f".entry pairs_{src}")[1].split(".entry")[0] for src in formats}
 
 
-def test_paired_fields_on_nvptx_take_no_byte_permutes():
-    """One lop3 and one sub.f16x2 a pair; shifts (funnel shifts for units of several words);
-    in units of several words one prmt a window joins its halves (at most one a pair), in
-    one-word units no byte permute at all."""
+def _window_counts(body: str) -> tuple[int, int]:
+    """(byte permutes, shifts: funnel or plain) of a kernel body."""
+    shifts = len(re.findall(r"\b(shf\.[lr]\.wrap|shr\.u32|shl\.b32)\b", body))
+    return body.count("prmt.b32"), shifts
+
+
+def test_paired_fields_on_nvptx_gather_windows_with_byte_permutes():
+    """One lop3 and one sub.f16x2 a pair; one-word units shift and take no byte permute;
+    in units of several words the windows `byte_windows` plans take one or two prmt and no
+    shift (int3: 8 prmt for 16 pairs, where funnel windows took 10 shifts and 6 merges),
+    the others a funnel shift a half that does not start on a word and a prmt merge."""
     widths = [dt.int2, dt.int3, dt.uint4, dt.int5, dt.uint6, dt.int7, dt.uint8]
     bodies = _pairs_ptx(widths, lambda b, v, src: paired_fields_to_f16(
         b, v, src.bits, src.kind == "int", NvidiaTarget("sm_90a")))
@@ -157,22 +176,33 @@ def test_paired_fields_on_nvptx_take_no_byte_permutes():
         words, pairs = PAIRED_FIELDS[src.bits]
         assert body.count("lop3.b32") == 16 * words // src.bits == pairs, src
         assert "cvt.rn.f16" not in body and "and.b32" not in body, src
-        merges = body.count("prmt.b32")
-        assert (merges == 0) if words == 1 else (0 < merges <= pairs), (src, merges)
+        permutes, shifts = _window_counts(body)
+        if words == 1:
+            assert permutes == 0, src
+            continue
+        step = src.bits * ((10 - src.bits) // src.bits + 1)
+        plan = byte_windows(src.bits, 10 - src.bits, step)
+        rest = [i for i in range(pairs) if i not in plan]
+        assert permutes + shifts == (sum(len(steps) for _, steps in set(plan.values()))
+                                     + _funnel_cost(src.bits, step, rest)), src
+        assert permutes + shifts <= _funnel_cost(src.bits, step, range(pairs)), src
+    assert _window_counts(bodies[dt.int3]) == (8, 0)
+    assert _window_counts(bodies[dt.int7]) == (10 + 8, 16)   # half the pairs planned
 
 
-def test_paired_floats_on_nvptx_take_no_byte_permutes():
+def test_paired_floats_on_nvptx_gather_windows_with_byte_permutes():
     """Two shifts, the and/or that joins them and one mul.f16x2 a pair; no conversion
-    instructions, and byte permutes only to join a window's halves in units of several
-    words (float6: one a window)."""
+    instructions; in units of several words (float6, float3: 16 or 8 pairs, each field
+    inside a byte-aligned half) every window gathered by byte permutes, 8 a unit, and no
+    funnel shift."""
     formats = [dt.float4_e2m1, dt.float6_e3m2, dt.float3_e1m1]
     for src, body in _pairs_ptx(formats, lambda b, v, src: paired_floats_to_f16(
             b, v, src, NvidiaTarget("sm_90a"))).items():
         words, pairs = PAIRED_FIELDS[src.bits]
         assert body.count("mul.rn.f16x2") == 16 * words // src.bits == pairs, src
         assert "cvt.rn.f16" not in body, src
-        merges = body.count("prmt.b32")
-        assert (merges == 0) if words == 1 else (0 < merges <= pairs), (src, merges)
+        assert body.count("prmt.b32") == (0 if words == 1 else 8), src
+        assert "shf." not in body, src
 
 
 def test_map_pairs_takes_the_vectors_it_is_given():

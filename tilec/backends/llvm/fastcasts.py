@@ -21,6 +21,7 @@ still bit-exactly `DType.convert`, which the exhaustive cast tests check):
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -167,7 +168,7 @@ def paired_fields_to_f16(b: ir.IRBuilder, words: list[ir.Value], bits: int, sign
         offset = ir.Constant(F16, float(2 ** (10 - off)) + bias)
         return b.fsub(b.bitcast(x, _PAIR), ir.Constant(_PAIR, [offset, offset]))
     step = 8 if bits in (2, 4) else bits * ((10 - bits) // bits + 1)   # b + bits <= 10
-    return _in_pairs(b, words, bits, step, pair, target)
+    return _in_pairs(b, words, bits, step, pair, target, reach=10 - bits)
 
 
 def has_paired_float(src: DType) -> bool:
@@ -199,21 +200,28 @@ def paired_floats_to_f16(b: ir.IRBuilder, words: list[ir.Value], src: DType,
         if _ieee_like_f16(src) or src.bias == 15:
             return h
         return b.fmul(h, ir.Constant(_PAIR, [scale, scale]))
-    return _in_pairs(b, words, n, n * ((16 - n) // n + 1), pair, target)
+    return _in_pairs(b, words, n, n * ((16 - n) // n + 1), pair, target, reach=16 - n)
 
 
 _PAIR = ir.VectorType(F16, 2)
 
 
 def _in_pairs(b: ir.IRBuilder, words: list[ir.Value], bits: int, step: int,
-              pair: Callable[[ir.Value, int], ir.Value], target=None) -> list[ir.Value]:
+              pair: Callable[[ir.Value, int], ir.Value], target=None,
+              reach: int | None = None) -> list[ir.Value]:
     """The fields of `words` (whole units of PAIRED_FIELDS) in order, from `pair(t, b)`:
     the <2 x half> of fields i and i+P, which the 32-bit window t holds at bits b and 16 +
     b. Windows start every `step` bits of the stream (so b < step). In units of several
     words a window's halves come from two places of the stream, joined by the target's
-    `merge_halves` where it has one (one byte permute)."""
+    `merge_halves` where it has one (one byte permute). Where the target has
+    `byte_permute` and a field sits at most `reach` bits into a byte, its window starts
+    on that byte instead and one or two byte permutes gather it straight from the words
+    (`byte_windows`): no funnel shifts."""
     n, p = PAIRED_FIELDS[bits]
     merge = getattr(target, "merge_halves", None)
+    permute = getattr(target, "byte_permute", None)
+    planned = (byte_windows(bits, reach, step) if n > 1 and permute and reach is not None
+               else {})
     out: list[ir.Value] = []
     for u in range(0, len(words), n):
         unit = words[u:u + n]
@@ -229,23 +237,107 @@ def _in_pairs(b: ir.IRBuilder, words: list[ir.Value], bits: int, step: int,
             return windows[start]
 
         merged: dict[int, ir.Value] = {}
+        gathered: dict[int, ir.Value] = {}
         values: list[ir.Value | None] = [None] * (2 * p)
         for i in range(p):
             pos = bits * i
-            start = pos - pos % step
-            if start not in merged:
-                low, high = window(start), window(start + 16 * n - 16)
-                if n == 1:
-                    merged[start] = low
-                elif merge is not None:
-                    merged[start] = merge(b, low, high)
-                else:
-                    merged[start] = b.or_(b.and_(low, ir.Constant(I32, 0xFFFF)),
-                                          b.and_(high, ir.Constant(I32, 0xFFFF0000)))
-            v = pair(merged[start], pos - start)
+            if i in planned:
+                start, steps = planned[i]
+                if start not in gathered:
+                    t = None
+                    for x, y, selector in steps:  # y None: the previous step's result
+                        t = permute(b, unit[x], unit[y] if y is not None else t, selector)
+                    gathered[start] = t
+                v = pair(gathered[start], pos - start)
+            else:
+                start = pos - pos % step
+                if start not in merged:
+                    low, high = window(start), window(start + 16 * n - 16)
+                    if n == 1:
+                        merged[start] = low
+                    elif merge is not None:
+                        merged[start] = merge(b, low, high)
+                    else:
+                        merged[start] = b.or_(b.and_(low, ir.Constant(I32, 0xFFFF)),
+                                              b.and_(high, ir.Constant(I32, 0xFFFF0000)))
+                v = pair(merged[start], pos - start)
             values[i] = b.extract_element(v, ir.Constant(I32, 0))
             values[i + p] = b.extract_element(v, ir.Constant(I32, 1))
         out += values
+    return out
+
+
+@functools.cache
+def byte_windows(bits: int, reach: int, step: int) -> dict[int, tuple[int, tuple]]:
+    """For the pairs i (fields i and i+P of a unit of several words, 16n bits apart) whose
+    field sits at most `reach` bits into a byte: {i: (start, steps)}, the window starting
+    at that byte (bit `start` of the stream) whose bytes 0, 1 are stream bytes start/8 ..
+    and bytes 2, 3 stream bytes start/8 + 2n .., and how to gather it with byte permutes
+    (PTX prmt: result byte k = byte `selector >> 4k & 7` of y:x). `steps` is one
+    (x, y, selector) where the bytes the window's fields use lie in at most two words, or
+    two where they lie in three: first (y, z) into a word holding their bytes in place,
+    then (x, None: that word). Pairs of a window whose bytes span four words keep the
+    funnel windows of `step` bits, and so do all pairs where those are no more
+    instructions (`_funnel_cost`): e.g. int5's fields at bits 6 and 7 of a byte."""
+    n, p = PAIRED_FIELDS[bits]
+    users: dict[int, list[int]] = {}
+    for i in range(p):
+        pos = bits * i
+        if pos % 8 <= reach:
+            users.setdefault(pos - pos % 8, []).append(i)
+    plan: dict[int, tuple[int, tuple]] = {}
+    for start, pairs in users.items():
+        take: dict[int, int] = {}    # window byte -> stream byte
+        for i in pairs:
+            for first, k0 in ((bits * i, 0), (bits * i + 16 * n, 2)):
+                base = start // 8 + (2 * n if k0 else 0)
+                for byte in range(first // 8, (first + bits - 1) // 8 + 1):
+                    take[k0 + byte - base] = byte
+        assert all(0 <= k < 4 for k in take)
+        used = sorted({byte // 4 for byte in take.values()})
+        if len(used) > 3:
+            continue
+
+        def selector(source) -> int:
+            return sum(source(k, byte) << 4 * k for k, byte in take.items())
+        if len(used) <= 2:
+            x, y = used[0], used[-1]
+            steps = ((x, y, selector(lambda k, byte: byte % 4 + 4 * (byte // 4 != x))),)
+        else:
+            x, y, z = used
+            inner = {k: byte for k, byte in take.items() if byte // 4 != x}
+            first_sel = sum((byte % 4 + 4 * (byte // 4 == z)) << 4 * k
+                            for k, byte in inner.items())
+            steps = ((y, z, first_sel),
+                     (x, None, selector(lambda k, byte: byte % 4 if byte // 4 == x else 4 + k)))
+        for i in pairs:
+            plan[i] = (start, steps)
+    permutes = sum(len(steps) for _, steps in set(plan.values()))
+    rest = [i for i in range(p) if i not in plan]
+    if permutes + _funnel_cost(bits, step, rest) >= _funnel_cost(bits, step, range(p)):
+        return {}
+    return plan
+
+
+def _funnel_cost(bits: int, step: int, pairs) -> int:
+    """Instructions the funnel windows of these pairs take in `_in_pairs`: a funnel shift
+    for each distinct window half that does not start on a word, a merge a window."""
+    n, _ = PAIRED_FIELDS[bits]
+    starts = {bits * i - bits * i % step for i in pairs}
+    halves = {h for s in starts for h in (s, s + 16 * n - 16) if h % 32}
+    return len(halves) + len(starts)
+
+
+def generic_byte_permute(b: ir.IRBuilder, x: ir.Value, y: ir.Value, selector: int) -> ir.Value:
+    """PTX prmt's default mode in plain LLVM IR (result byte k = byte `selector >> 4k & 7`
+    of y:x): for hosts, whose JIT then checks `byte_windows` as NVPTX runs them."""
+    i64 = ir.IntType(64)
+    both = b.or_(b.zext(x, i64), b.shl(b.zext(y, i64), ir.Constant(i64, 32)))
+    out = ir.Constant(I32, 0)
+    for k in range(4):
+        byte = b.and_(b.trunc(b.lshr(both, ir.Constant(i64, 8 * (selector >> 4 * k & 7))),
+                              I32), ir.Constant(I32, 0xFF))
+        out = b.or_(out, b.shl(byte, ir.Constant(I32, 8 * k)))
     return out
 
 

@@ -167,8 +167,14 @@ class NvidiaTarget(Target):
         """`(low & 0xFFFF) | (high & 0xFFFF0000)` as one `prmt.b32` (bytes 0, 1 of low and
         2, 3 of high: selector 0x7610); LLVM's and/and/or becomes two LOP3s, or a zero
         extension and a LOP3 where low is a shift."""
+        return self.byte_permute(b, low, high, 0x7610)
+
+    def byte_permute(self, b: ir.IRBuilder, x: ir.Value, y: ir.Value,
+                     selector: int) -> ir.Value:
+        """`prmt.b32` (PTX ISA "prmt", default mode): result byte k is byte
+        `selector >> 4k & 7` of the 8 bytes y:x."""
         fnty = ir.FunctionType(_I32, [_I32, _I32])
-        return b.asm(fnty, "prmt.b32 $0, $1, $2, 0x7610;", "=r,r,r", [low, high],
+        return b.asm(fnty, f"prmt.b32 $0, $1, $2, {selector:#x};", "=r,r,r", [x, y],
                      side_effect=False)
 
     def load_words(self, b: ir.IRBuilder, ptr: ir.Value, count: int) -> list[ir.Value]:
