@@ -254,6 +254,38 @@ def test_bad_launch_options_are_named():
         k.compile("X: tensor<?xf32>, BLOCK=16, fast_math=3")
 
 
+@tc.kernel
+def k_cluster_kind(X: tc.Tensor, BLOCK: tc.constexpr):
+    x = tc.load(X, (0,), (BLOCK,))
+    tc.store(X, (0,), tc.cluster_reduce(x, "mean"))  # ERR-cluster-kind
+
+
+@tc.kernel
+def k_cluster_bool(X: tc.Tensor, BLOCK: tc.constexpr):
+    x = tc.load(X, (0,), (BLOCK,))
+    tc.store(X, (0,), tc.cluster_reduce(x > 0).to(tc.float32))  # ERR-cluster-bool
+
+
+def test_cluster_reduce_errors():
+    expect(k_cluster_kind, "ERR-cluster-kind",
+           "cluster_reduce kind must be one of 'sum', 'max', 'min', got constant 'mean'")
+    expect(k_cluster_bool, "ERR-cluster-bool", "cluster_reduce takes 16- or 32-bit numbers")
+
+
+def test_cluster_launch_needs_whole_clusters():
+    @tc.kernel
+    def k(X: tc.Tensor, BLOCK: tc.constexpr):
+        tc.store(X, (tc.program_id(0),), tc.cluster_reduce(tc.full((BLOCK,), 1.0)))
+
+    x = np.zeros(96, np.float32)
+    with pytest.raises(LaunchError, match="grid dimension 0 is 6: clusters of num_ctas = 4 "
+                                          "programs need a multiple of it") as info:
+        k[(6,)](x, BLOCK=16, num_ctas=4)
+    assert info.value.loc is not None and info.value.loc.file == __file__
+    with pytest.raises(LaunchError, match="num_ctas must be a positive int, got 0"):
+        k[(4,)](x, BLOCK=16, num_ctas=0)
+
+
 def test_non_constexpr_shape_at_launch_names_line():
     x = np.zeros(16, np.float32)
     with pytest.raises(CompileError) as info:

@@ -395,3 +395,51 @@ def test_fast_math_is_a_kernel_default_a_launch_option_and_an_attribute():
     out = poisoned(16)  # the interpreter is exact either way
     fast[(1,)](x, out, BLOCK=16)
     np.testing.assert_allclose(out, np.exp(x) / (x + 3.0), rtol=1e-6)
+
+
+@tc.kernel
+def _cluster_sums(X: tc.Tensor, S: tc.Tensor, M: tc.Tensor, H: tc.Tensor, I: tc.Tensor,
+                  BLOCK: tc.constexpr):
+    pid = tc.program_id(0)
+    x = tc.load(X, (pid,), (BLOCK,))
+    tc.store(S, (pid,), tc.cluster_reduce(x))
+    tc.store(M, (pid,), tc.cluster_reduce(x, "max") - tc.cluster_reduce(x, "min"))
+    tc.store(H, (pid,), tc.cluster_reduce(x.to(tc.float16)))
+    part = tc.cluster_reduce(pid % 4 + 1)          # a scalar: 1 + 2 + 3 + 4 in every program
+    tc.store(I, (pid,), tc.full((BLOCK,), part))
+
+
+def test_cluster_reduce_combines_each_cluster_in_program_order():
+    """num_ctas = 4: programs 0-3 and 4-7 are two clusters (the interpreter runs each
+    cluster's programs side by side); every program gets its cluster's combination: sums in
+    f32, f16 summed in f32 and rounded once, max, min, and a scalar."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(8 * 32).astype(np.float32)
+    s, m, i = np.zeros_like(x), np.zeros_like(x), np.zeros(x.size, np.int32)
+    h = np.zeros(x.size, np.float16)
+    _cluster_sums[(8,)](x, s, m, h, i, BLOCK=32, num_ctas=4)
+    blocks = x.reshape(2, 4, 32)
+    want = np.repeat(blocks.sum(1, keepdims=True), 4, 1).reshape(-1)
+    np.testing.assert_allclose(s, want, rtol=1e-6, atol=1e-6)
+    spread = np.repeat((blocks.max(1) - blocks.min(1))[:, None], 4, 1).reshape(-1)
+    np.testing.assert_allclose(m, spread, rtol=1e-6)
+    halves = np.repeat(blocks.astype(np.float16).astype(np.float64).sum(1, keepdims=True), 4, 1)
+    np.testing.assert_array_equal(h, halves.reshape(-1).astype(np.float16))
+    assert (i == 10).all()
+    # One program a cluster: each program its own values.
+    _cluster_sums[(8,)](x, s, m, h, i, BLOCK=32)
+    np.testing.assert_array_equal(s, x)
+    assert (m == 0).all() and (i == (np.arange(x.size) // 32) % 4 + 1).all()
+
+
+def test_cluster_programs_fail_together():
+    """An error in one program of a cluster stops its cluster (the others, waiting at the
+    cluster's barrier, are released) and reaches the caller."""
+    @tc.kernel
+    def k(X: tc.Tensor, BLOCK: tc.constexpr):
+        pid = tc.program_id(0)
+        tc.device_assert(pid != 2, "program 2 fails")
+        tc.store(X, (pid,), tc.cluster_reduce(tc.full((BLOCK,), 1.0)))
+
+    with pytest.raises(tc.TilecError, match="program 2 fails"):
+        k[(4,)](np.zeros(64, np.float32), BLOCK=16, num_ctas=4)

@@ -773,3 +773,60 @@ def test_packed_load_store(name, shape):
     # byte included (they keep their poison: a store must not touch its neighbours' bits).
     check_exact(res[1], f"{name} packed store")
     np.testing.assert_array_equal(tc.unpack(res[1][1][0]), k0 - vals)
+
+
+@tc.kernel
+def _cluster_combine(X: tc.Tensor, S: tc.Tensor, M: tc.Tensor, H: tc.Tensor, I: tc.Tensor,
+                     BLOCK: tc.constexpr):
+    pid = tc.program_id(0)
+    x = tc.load(X, (pid, 0), (1, BLOCK))
+    tc.store(S, (pid, 0), tc.cluster_reduce(x))
+    tc.store(M, (pid, 0), tc.cluster_reduce(x, "max") - tc.cluster_reduce(x, "min"))
+    tc.store(H, (pid, 0), tc.cluster_reduce(x.to(tc.float16)))
+    tc.store(I, (pid, 0), tc.full((1, BLOCK), tc.cluster_reduce(pid % 8 + 1)))
+
+
+@pytest.mark.parametrize("ctas", [2, 4, 8])
+def test_cluster_reduce_matches_the_interpreter(ctas):
+    """Clusters of 2, 4 and 8 programs (`num_ctas`) combine through distributed shared
+    memory: f32 sums (in program order, against the interpreter's exact sums rounded once)
+    and f16 sums (in f32, rounded once) within rounding, max and min and an int scalar
+    exactly; 64 programs of 256 values, every output written (two poisons)."""
+    progs, block = 64, 256
+    x = RNG.standard_normal((progs, block)).astype(np.float32)
+    outs = {}
+    for where in ("gpu", "cpu"):
+        s, m = np.zeros_like(x), np.zeros_like(x)
+        h, i = np.zeros(x.shape, np.float16), np.zeros(x.shape, np.int32)
+        if where == "gpu":
+            dev = [torch.from_numpy(v).cuda() for v in (x, s, m, h, i)]
+            for poison in (float("nan"), 0.0):
+                for t in dev[1:]:
+                    t.fill_(poison if t.dtype.is_floating_point else -7)
+                _cluster_combine[(progs,)](*dev, BLOCK=block, num_ctas=ctas)
+                torch.cuda.synchronize()
+                got = [t.cpu().numpy() for t in dev[1:]]
+                if poison == 0.0:
+                    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(got, first))
+                first = got
+            outs[where] = first
+        else:
+            _cluster_combine[(progs,)](x, s, m, h, i, BLOCK=block, num_ctas=ctas)
+            outs[where] = [s, m, h, i]
+    gs, gm, gh, gi = outs["gpu"]
+    cs, cm, ch, ci = outs["cpu"]
+    want = np.repeat(x.reshape(-1, ctas, block).astype(np.float64).sum(1), ctas, 0)
+    np.testing.assert_allclose(gs, want, rtol=1e-5, atol=1e-5)     # f32 sums: their order
+    np.testing.assert_allclose(gs, cs, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(gm, cm)
+    np.testing.assert_allclose(gh.astype(np.float32), ch.astype(np.float32), rtol=2e-3,
+                               atol=1e-4)
+    np.testing.assert_array_equal(gi, ci)
+    scalars = (np.arange(progs) % 8 + 1).reshape(-1, ctas).sum(1)
+    assert (gi == np.repeat(scalars, ctas)[:, None]).all()
+
+
+def test_cluster_launch_needs_whole_clusters_on_the_gpu():
+    x = torch.zeros(6, 256, device="cuda")
+    with pytest.raises(tc.LaunchError, match="grid dimension 0 is 6: clusters of num_ctas = 4"):
+        _cluster_combine[(6,)](x, x, x, x.half(), x.int(), BLOCK=256, num_ctas=4)

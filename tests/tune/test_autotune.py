@@ -53,6 +53,24 @@ def test_interpreter_runs_the_first_configuration_and_says_so(caplog):
     assert tuner.tuning_count == 0
 
 
+@tc.kernel
+def _cluster_total(X: tc.Tensor, Y: tc.Tensor, BLOCK: tc.constexpr):
+    pid = tc.program_id(0)
+    tc.store(Y, (pid,), tc.cluster_reduce(tc.load(X, (pid,), (BLOCK,))))
+
+
+def test_configurations_may_set_launch_options():
+    """A configuration carries launch options besides num_warps and num_stages (num_ctas,
+    fast_math): the launch runs with them (here: clusters of 2 programs add up)."""
+    tuner = tc.autotune(configs=[tc.Config(BLOCK=16, num_ctas=2, fast_math=True)],
+                        key=[])(_cluster_total)
+    x = np.arange(64, dtype=np.float32)
+    y = np.zeros_like(x)
+    tuner[(4,)](x, y)
+    np.testing.assert_array_equal(y, np.tile(x[:16] + x[16:32], 2).tolist() +
+                                  np.tile(x[32:48] + x[48:], 2).tolist())
+
+
 def test_prune_hook_chooses_among_what_it_keeps():
     x = np.arange(40, dtype=np.float32)
     y = np.zeros_like(x)

@@ -39,6 +39,9 @@ class Target(ABC):
     # read as words. AMDGPU legalizes them through scratch memory: there all three go the
     # general way.
     narrow_int_vectors: bool = True
+    # The most programs a thread-block cluster may hold (launch option `num_ctas`,
+    # `cluster_reduce`); 1: the target has no clusters.
+    max_cluster: int = 1
 
     # -- ids and synchronisation ---------------------------------------------------------------
     @abstractmethod
@@ -56,6 +59,16 @@ class Target(ABC):
     @abstractmethod
     def barrier(self, b: ir.IRBuilder) -> None:
         """Block-wide barrier that also orders shared-memory accesses."""
+
+    def cluster_barrier(self, b: ir.IRBuilder) -> None:
+        """Cluster-wide barrier: this program's earlier memory accesses (shared ones
+        included) come before the other programs' accesses after it."""
+        raise TilecError(f"internal error: {self.arch} has no thread-block clusters")
+
+    def cluster_address(self, b: ir.IRBuilder, ptr: ir.Value, rank: int) -> ir.Value:
+        """The address of shared-memory pointer `ptr`'s bytes in the cluster's program of
+        rank `rank` (0 .. num_ctas-1), for `load_cluster`."""
+        raise TilecError(f"internal error: {self.arch} has no thread-block clusters")
 
     # LLVM sync scope of an atomic's or a fence's scope ("cta", "gpu", "sys"); None is the
     # system scope, LLVM's default.
@@ -130,8 +143,10 @@ class Target(ABC):
 
     # -- the function and the module ---------------------------------------------------------
     @abstractmethod
-    def mark_kernel(self, module: ir.Module, fn: ir.Function, num_threads: int) -> None:
-        """Make `fn` an entry point launched with `num_threads` threads per block."""
+    def mark_kernel(self, module: ir.Module, fn: ir.Function, num_threads: int,
+                    cluster: int = 1) -> None:
+        """Make `fn` an entry point launched with `num_threads` threads per block, in
+        clusters of `cluster` blocks (at most `max_cluster`)."""
 
     @abstractmethod
     def emit_assembly(self, llvm_ir: str) -> str:

@@ -40,7 +40,7 @@ from tilec.ir.dtypes import DType
 from tilec.ir.types import ScalarType, TensorType, Type
 from tilec.ir.verifier import verify
 
-OPTIONS = ("num_warps", "num_stages", "fast_math")
+OPTIONS = ("num_warps", "num_stages", "num_ctas", "fast_math")
 
 
 class Func(JITFunction):

@@ -31,6 +31,7 @@ error, as a GPU's partial writes would stay.
 from __future__ import annotations
 
 import itertools
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -227,10 +228,12 @@ def handles(*names: str):
 class _Program:
     """One program instance: its grid position, and the module for calls."""
 
-    def __init__(self, module: Module, pid: tuple[int, ...], grid: tuple[int, ...]):
+    def __init__(self, module: Module, pid: tuple[int, ...], grid: tuple[int, ...],
+                 cluster: _Cluster | None = None):
         self.module = module
         self.pid = pid
         self.grid = grid
+        self.cluster = cluster
         # Value -> runtime value for the function running now. SSA values are unique
         # objects, so one mapping serves every region nested in the function.
         self.env: dict[Value, object] = {}
@@ -604,6 +607,59 @@ def _call(prog, op, args):
     return prog.call(fn, list(args))
 
 
+# ---- thread-block clusters ------------------------------------------------------------
+
+
+class _Cluster:
+    """The programs of one cluster (launch option `num_ctas`), run side by side on threads:
+    the values `cluster_reduce` exchanges, and the barrier they meet at."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.barrier = threading.Barrier(size)
+        self.slots: list[np.ndarray | None] = [None] * size
+
+
+@handles("cluster_reduce")
+def _cluster_reduce(prog, op, args):
+    c = prog.cluster
+    if c is None:
+        return [args[0]]
+    c.slots[prog.pid[0] % c.size] = np.array(args[0])
+    c.barrier.wait()
+    values = np.stack(c.slots)
+    c.barrier.wait()   # every program has its copy before any slot is written again
+    d = dtype_of(op.x.type)
+    fold = {"sum": np.sum, "max": np.max, "min": np.min}[op.kind]
+    if d.is_float:
+        return [semantics.round_float(fold(values.astype(np.float64), axis=0), d)]
+    return [d.wrap(np.asarray(fold(values, axis=0)))]
+
+
+def _run_cluster(module: Module, fn: Function, pids: list[tuple[int, ...]],
+                 grid: tuple[int, ...], values: list) -> None:
+    """Run one cluster's programs, each on a thread of its own; the first error raised."""
+    cluster = _Cluster(len(pids))
+    errors: list[BaseException] = []
+
+    def run(pid: tuple[int, ...]) -> None:
+        try:
+            with np.errstate(all="ignore"):
+                _Program(module, pid, grid, cluster).call(fn, values)
+        except threading.BrokenBarrierError:
+            pass   # another program failed first
+        except BaseException as e:   # noqa: BLE001 - re-raised below, on the caller's thread
+            errors.append(e)
+            cluster.barrier.abort()
+    threads = [threading.Thread(target=run, args=(pid,)) for pid in pids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
 # ---- entry point ---------------------------------------------------------------------------
 
 
@@ -615,17 +671,26 @@ def _normalise_grid(grid) -> tuple[int, ...]:
 
 
 def run(module: Module, kernel: str, args: list, grid) -> None:
-    """Run `kernel` of `module` once per program id of `grid` (1-3 sizes), row-major."""
+    """Run `kernel` of `module` once per program id of `grid` (1-3 sizes), row-major; with
+    clusters (`num_ctas` > 1), each cluster's programs side by side."""
     try:
         fn = module.get(kernel)
     except KeyError:
         names = ", ".join(f"@{f.name}" for f in module.functions)
         raise LaunchError(f"no kernel @{kernel} in the module", hint=f"it has {names}") from None
     grid = _normalise_grid(grid)
+    size = int(fn.attrs.get("num_ctas", 1))
+    if size > 1 and grid[0] % size:
+        raise LaunchError(f"grid dimension 0 is {grid[0]}: clusters of num_ctas = {size} "
+                          "programs need a multiple of it")
     binding = _bind(fn, args)
     try:
         with np.errstate(all="ignore"):
-            for pid in itertools.product(*(range(n) for n in grid)):
-                _Program(module, pid, grid).call(fn, binding.values)
+            for pid in itertools.product(*(range(0, grid[0], size), *map(range, grid[1:]))):
+                if size == 1:
+                    _Program(module, pid, grid).call(fn, binding.values)
+                else:
+                    _run_cluster(module, fn, [(pid[0] + r, *pid[1:]) for r in range(size)],
+                                 grid, binding.values)
     finally:
         binding.write_back()

@@ -32,6 +32,7 @@ from __future__ import annotations
 import ctypes
 import math
 import operator
+import re
 import struct
 import sys
 import threading
@@ -167,6 +168,10 @@ class Launcher:
         self.plans = plan_args(self.params)
         self.block = 32 * int(compiled.num_warps)
         self.shared_bytes = int(compiled.shared_bytes)
+        # Programs a thread-block cluster (launch option num_ctas): the PTX's
+        # .reqnctapercluster, which a plain cuLaunchKernel honours.
+        found = _CLUSTER.search(getattr(compiled, "ptx", "") or "")
+        self.cluster = int(found.group(1)) if found else 1
         self.arg_types = list(arg_types) if arg_types is not None else None
         self.device = device
         self.loaded: cuda.LoadedKernel | None = None
@@ -302,6 +307,9 @@ class Launcher:
             if not 0 < n <= most:
                 raise LaunchError(f"kernel '{self.name}': grid dimension {axis} is {n}; it "
                                   f"must be 1..{most}")
+        if gx % self.cluster:
+            raise LaunchError(f"kernel '{self.name}': grid dimension 0 is {gx}: clusters of "
+                              f"num_ctas = {self.cluster} programs need a multiple of it")
         if code == cuda.CUDA_ERROR_INVALID_CONTEXT and self._launch_fn is None:
             # A thread with no current context (torch sets it on the threads it uses).
             drv = cuda.driver()
@@ -485,6 +493,9 @@ def _torch() -> Any:
 def _is_torch_tensor(value: Any) -> bool:
     torch = _torch()
     return torch is not None and isinstance(value, torch.Tensor)
+
+
+_CLUSTER = re.compile(r"\.reqnctapercluster\s+(\d+)")
 
 
 def _grid_dims(grid: Any) -> tuple[int, int, int]:

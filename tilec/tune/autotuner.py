@@ -39,6 +39,7 @@ import numpy as np
 
 import tilec.config as config
 from tilec.errors import LaunchError, Location, TilecError
+from tilec.frontend.kernel import OPTIONS as LAUNCH_OPTIONS
 from tilec.frontend.kernel import Kernel
 from tilec.frontend.launch import device_of, runs_on_gpu
 from tilec.frontend.source import caller_location
@@ -142,11 +143,14 @@ class Autotuner:
                                  f"parameter of '{self.kernel.__name__}'", where)
         for cfg in self.configs:
             for name in cfg.kwargs:
+                if name in LAUNCH_OPTIONS:   # num_ctas, fast_math: launch options too
+                    continue
                 if name not in params or params[name].kind not in ("constexpr", None):
                     raise TilecError(
                         f"tc.autotune: configuration value '{name}' is not a tc.constexpr "
                         f"parameter of kernel '{self.kernel.__name__}'", where,
-                        hint="tune constexpr parameters, num_warps and num_stages")
+                        hint="tune constexpr parameters and launch options (num_warps, "
+                             "num_stages, num_ctas, fast_math)")
         for expr in self.key:
             m = _KEY.match(expr) if isinstance(expr, str) else None
             if m is None or m["name"] not in params:

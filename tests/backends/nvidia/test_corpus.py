@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from nvidia_util import ARCHS, compile_checked, is_kernel, wrap_as_kernel
 
+from tilec.errors import IRError
 from tilec.ir.parser import parse_file
 
 CORPUS = Path(__file__).resolve().parents[2] / "ir" / "corpus"
@@ -19,6 +20,8 @@ CORPUS = Path(__file__).resolve().parents[2] / "ir" / "corpus"
 # spills 12 bytes on sm_90a, where its f16/bf16 dots run on wgmma and the fp8 one on mma.sync,
 # so one accumulator changes layout between them. Every other corpus kernel must not spill.
 MAY_SPILL = {"matmul", "heads", "flash_fwd", "dots"}
+# Thread-block clusters (num_ctas > 1) from sm_90 on: on sm_80 a located error.
+CLUSTERS = {"split_rows"}
 
 
 def _functions():
@@ -32,6 +35,11 @@ def _functions():
 def test_corpus_function_compiles(file, name, arch):
     module = parse_file(CORPUS / file)
     fn = module.get(name)
+    if name in CLUSTERS and arch == "sm_80":
+        with pytest.raises(IRError, match="sm_80 has no thread-block clusters") as e:
+            compile_checked(module, name, arch)
+        assert e.value.loc is not None and e.value.loc.line > 0
+        return
     if not is_kernel(fn):
         module, name = wrap_as_kernel(module, fn)
     k = compile_checked(module, name, arch)

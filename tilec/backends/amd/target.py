@@ -187,7 +187,8 @@ class AmdTarget(Target):
         _call(lw.b, "llvm.trap", ir.VoidType(), [])
 
     # -- the function and the module -----------------------------------------------------------
-    def mark_kernel(self, module: ir.Module, fn: ir.Function, num_threads: int) -> None:
+    def mark_kernel(self, module: ir.Module, fn: ir.Function, num_threads: int,
+                    cluster: int = 1) -> None:
         fn.calling_convention = "amdgpu_kernel"
         # The block size the kernel is compiled for (AMDGPUUsage "LLVM IR Attributes"): the
         # register budget follows from it (the default assumes up to 1024 threads). llvmlite

@@ -74,6 +74,13 @@ class Lowering:
         self.target = target
         self.num_warps = num_warps
         self.num_threads = num_warps * target.warp_size
+        self.cluster = int(fn.attrs.get("num_ctas", 1))   # programs a cluster
+        if self.cluster > target.max_cluster:
+            have = (f"clusters of at most {target.max_cluster} programs"
+                    if target.max_cluster > 1 else "no thread-block clusters")
+            raise IRError(f"@{fn.name} asks for clusters of num_ctas = {self.cluster} "
+                          f"programs; {target.arch} has {have}", fn.loc,
+                          hint="clusters need an NVIDIA GPU of sm_90 or later")
         self.module = ir.Module(name=fn.name)
         self.module.triple = target.triple
         self.module.data_layout = target.data_layout
@@ -207,7 +214,7 @@ class Lowering:
         if term is None or term.name != "return":
             raise IRError(f"@{self.fn.name} must end with 'return'", self.fn.loc)
         self.b.ret_void()
-        self.target.mark_kernel(self.module, self.llfn, self.num_threads)
+        self.target.mark_kernel(self.module, self.llfn, self.num_threads, self.cluster)
         self.smem.finish()
         return LoweredKernel(self.fn.name, str(self.module), self.smem.total_bytes,
                              self.params, self.num_threads)

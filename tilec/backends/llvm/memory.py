@@ -781,4 +781,48 @@ def _atomic_cas(lw: Lowering, op: Operation) -> list:
     return [_share_results(lw, op.results[0], out)]
 
 
+@lowers("cluster_reduce")
+def _cluster_reduce(lw: Lowering, op: Operation) -> list:
+    """Each thread stores its values in a slot of its own in the shared scratch area, a
+    cluster barrier, then reads the same slot of every program of the cluster (rank order,
+    so all get the same result) through distributed shared memory, and a second barrier
+    keeps each program's slots (and the program) there until all have read them. Floats
+    narrower than f32 are combined in f32, as `reduce` does."""
+    values = lw.get(op.x)
+    if lw.cluster == 1:
+        return [values]
+    from tilec.backends.llvm.casts import cast
+    from tilec.backends.llvm.reduce import accumulate_dtype, binary_combiner
+    b, target = lw.b, lw.target
+    d = dtype_of(op.x.type)
+    acc = accumulate_dtype(d)
+    combine = binary_combiner(lw, op.kind, acc)
+    size = d.bits // 8
+    slot = -(-len(values) * size // 16) * 16
+    target.barrier(b)   # earlier users of the scratch area are done with it
+    base = lw.smem.scratch(b, lw.num_threads * slot)
+    mine = b.gep(base, [b.mul(lw.thread_id, i32(slot))], inbounds=True, source_etype=I8)
+
+    def at(ptr: ir.Value, j: int) -> tuple[ir.Value, int]:
+        offset = j * size
+        return (b.gep(ptr, [i32(offset)], inbounds=True, source_etype=I8),
+                16 if offset % 16 == 0 else offset & -offset)
+    for j, v in enumerate(values):
+        p, align = at(mine, j)
+        b.store(v, p, align=align)
+    target.cluster_barrier(b)
+    total: list[ir.Value] = []
+    for rank in range(lw.cluster):
+        there = target.cluster_address(b, mine, rank)
+        for j, v in enumerate(values):
+            p, align = at(there, j)
+            x = cast(b, b.load(p, typ=v.type, align=align), d, acc, target)
+            if rank == 0:
+                total.append(x)
+            else:
+                total[j] = combine(total[j], x)
+    target.cluster_barrier(b)
+    return [[cast(b, x, acc, d, target) for x in total]]
+
+
 __all__ = ["Access", "vector_groups", "masked_load", "masked_store", "to_bits", "from_bits"]

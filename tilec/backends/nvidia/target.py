@@ -73,6 +73,9 @@ class NvidiaTarget(Target):
             from tilec.errors import TilecError
             raise TilecError(f"unknown NVIDIA arch {self.arch!r}", hint=f"one of {ARCHS}")
         object.__setattr__(self, "max_shared_bytes", MAX_SHARED[self.arch])
+        # Clusters of up to 8 programs (the portable size) from sm_90 (CUDA C++
+        # Programming Guide, "Thread Block Clusters").
+        object.__setattr__(self, "max_cluster", 8 if self.arch.startswith("sm_90") else 1)
 
     @property
     def ptx_version(self) -> int:
@@ -100,6 +103,18 @@ class NvidiaTarget(Target):
         # bar.sync 0 (PTX ISA "Parallel Synchronization: bar, barrier"): all threads of the CTA, and it orders
         # shared-memory accesses. LLVM 22 spells it barrier.cta.sync.aligned.all.
         _call(b, "llvm.nvvm.barrier.cta.sync.aligned.all", ir.VoidType(), [ir.Constant(_I32, 0)])
+
+    def cluster_barrier(self, b: ir.IRBuilder) -> None:
+        # barrier.cluster.arrive (release by default) then barrier.cluster.wait (acquire):
+        # PTX ISA "barrier.cluster".
+        _call(b, "llvm.nvvm.barrier.cluster.arrive", ir.VoidType(), [])
+        _call(b, "llvm.nvvm.barrier.cluster.wait", ir.VoidType(), [])
+
+    def cluster_address(self, b: ir.IRBuilder, ptr: ir.Value, rank: int) -> ir.Value:
+        # mapa.shared::cluster (PTX ISA "mapa"): a shared::cluster address, which
+        # ld.shared::cluster reads (LLVM's address space 7).
+        return _call(b, "llvm.nvvm.mapa.shared.cluster", ir.PointerType(addrspace=7),
+                     [ptr, ir.Constant(_I32, rank)])
 
     def shuffle_xor(self, b: ir.IRBuilder, value: ir.Value, lane_mask: int) -> ir.Value:
         # shfl.sync.bfly.b32 d, a, lane_mask, 0x1f, membermask (PTX ISA "shfl.sync"):
@@ -321,14 +336,21 @@ class NvidiaTarget(Target):
                       generic("func", lw.fn.name), ir.Constant(_I64, 1)])
 
     # -- the function and the module -----------------------------------------------------------------
-    def mark_kernel(self, module: ir.Module, fn: ir.Function, num_threads: int) -> None:
+    def mark_kernel(self, module: ir.Module, fn: ir.Function, num_threads: int,
+                    cluster: int = 1) -> None:
         # An entry point: LLVM 22's ptx_kernel calling convention. "maxntidx" in
         # nvvm.annotations is upgraded by LLVM to the "nvvm.maxntid" attribute and printed as
-        # .maxntid (PTX ISA "Performance-Tuning Directives"): it lets ptxas budget registers for this block size.
+        # .maxntid (PTX ISA "Performance-Tuning Directives"): it lets ptxas budget registers
+        # for this block size. "cluster_dim_x/y/z" become .reqnctapercluster: clusters of
+        # that many programs, launched by a plain cuLaunchKernel (as __cluster_dims__).
         fn.calling_convention = "ptx_kernel"
-        md = module.add_metadata([fn, ir.MetaDataString(module, "maxntidx"),
-                                  ir.Constant(_I32, num_threads)])
-        module.add_named_metadata("nvvm.annotations", md)
+        marks = [("maxntidx", num_threads)]
+        if cluster > 1:
+            marks += [("cluster_dim_x", cluster), ("cluster_dim_y", 1), ("cluster_dim_z", 1)]
+        for name, value in marks:
+            md = module.add_metadata([fn, ir.MetaDataString(module, name),
+                                      ir.Constant(_I32, value)])
+            module.add_named_metadata("nvvm.annotations", md)
 
     def emit_assembly(self, llvm_ir: str) -> str:
         from tilec.backends.nvidia.llvm_passes import optimize_and_emit

@@ -269,3 +269,33 @@ class Barrier(Operation):
     name = "barrier"
     traits = frozenset({Trait.BARRIER, READS, WRITES})
 
+
+
+CLUSTER_REDUCE_KINDS = ("sum", "max", "min")
+
+
+class ClusterReduce(Operation):
+    """x combined (`kind`) over the programs of this thread-block cluster (the launch's
+    `num_ctas` consecutive programs along grid axis 0), in program order, so that every
+    program of the cluster gets the same value. Every program of the cluster must reach it,
+    as a barrier; the values travel through distributed shared memory (PTX ISA "Cluster of
+    Cooperative Thread Arrays"). With clusters of one program, x itself."""
+    name = "cluster_reduce"
+    operand_specs = ("x",)
+    attr_specs = {"kind": Attr(str, default="sum", choices=CLUSTER_REDUCE_KINDS)}
+    num_results = 1
+    traits = frozenset({Trait.BARRIER, READS, WRITES})
+
+    def verify(self) -> None:
+        t = self.x.type
+        if not isinstance(t, (TileType, ScalarType)) or isinstance(t, TileType) \
+                and t.space != REGISTER:
+            raise self.error(f"operand must be a register tile or a scalar, got {t}")
+        d = dtype_of(t)
+        if d is None or d.is_bool or d.bits not in (16, 32) or not (d.is_float or d.is_int):
+            raise self.error(f"cluster_reduce takes 16- or 32-bit numbers, got {t}")
+        check_result(self, t)
+
+    @classmethod
+    def infer_types(cls, operand_types, attrs):
+        return [operand_types[0]]

@@ -362,6 +362,7 @@ class _Assigner:
             set_layout(r, target)
 
     op_load = op_store = op_atomic_rmw = op_atomic_cas = same_layout_memory
+    op_cluster_reduce = elementwise   # the values stay where they are
 
     def op_broadcast(self, op: Operation) -> None:
         out = op.result
