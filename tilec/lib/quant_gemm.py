@@ -32,9 +32,9 @@ Three paths by M; `pick_config` chooses the tiles per M bucket:
   through the pipeline's stage buffers (num_stages - 1 steps ahead, cp.async), the
   scales a step ahead in registers. K's parts are rows of the same bytes (N*P x K/P) and
   meet in the mma's otherwise idle B columns (M*P <= 8): their sums add up in registers
-  (`_sum_parts`). Split-K slices add their f32 partial sums into a workspace with
-  atomics, and each output tile's last slice rounds the total into C (`_add_split`):
-  one launch.
+  (`_sum_parts`). Split-K slices store their f32 partial sums into slabs of a
+  workspace, and each output tile's last slice adds them up in slice order and rounds the
+  total into C (`_add_split`): one launch.
 - prefill (`quant_gemm_kernel`): square output tiles on `tc.dot` (mma.sync), A streamed
   through the cp.async pipeline and the packed weight tile dequantized in registers before
   it meets the tensor cores.
