@@ -67,7 +67,7 @@ class Target(ABC):
 
     def cluster_address(self, b: ir.IRBuilder, ptr: ir.Value, rank: int) -> ir.Value:
         """The address of shared-memory pointer `ptr`'s bytes in the cluster's program of
-        rank `rank` (0 .. num_ctas-1), for `load_cluster`."""
+        rank `rank` (0 .. num_ctas-1), for plain loads (`cluster_reduce`)."""
         raise TilecError(f"internal error: {self.arch} has no thread-block clusters")
 
     # LLVM sync scope of an atomic's or a fence's scope ("cta", "gpu", "sys"); None is the
