@@ -5,14 +5,14 @@ __version__ = "0.1.0"
 
 from tilec.errors import CompileError, LaunchError, TilecError  # noqa: E402,F401
 from tilec.frontend.dsl import (  # noqa: E402,F401
-    # noqa: E402, F401     abs, arange, argmax, argmin, atomic_add, atomic_and, atomic_cas,
-    atomic_max, atomic_min, atomic_or, atomic_xchg, atomic_xor, barrier, broadcast_to, cast,
-    cdiv, ceil, cluster_reduce, copy_async, cos, cummax, cummin, cumprod, cumsum,
-    device_assert, device_print, dot, erf, exp, exp2, expand_dims, floor, fma, full, load,
-    log, log2, max, maximum, min, minimum, num_programs, ones, permute, print, prod,
-    program_id, reduce, reshape, rsqrt, scan, shared, shared_load, shared_store, sigmoid,
-    sin, sqrt, static_assert, static_range, store, sum, tanh, trans, view, wait, where,
-    with_layout, zeros, zeros_like)
+    abs, arange, argmax, argmin, atomic_add, atomic_and, atomic_cas, atomic_max, atomic_min,
+    atomic_or, atomic_xchg, atomic_xor, barrier, broadcast_to, cast, cdiv, ceil,
+    cluster_reduce, copy_async, cos, cummax, cummin, cumprod, cumsum, device_assert,
+    device_print, dot, erf, exp, exp2, expand_dims, floor, fma, full, load, log, log2, max,
+    maximum, min, minimum, num_programs, ones, permute, print, prod, program_id, reduce,
+    reshape, rsqrt, scan, shared, shared_load, shared_store, sigmoid, sin, sqrt,
+    static_assert, static_range, store, sum, tanh, trans, view, wait, where, with_layout,
+    zeros, zeros_like)
 from tilec.frontend.kernel import Func, Kernel, func, kernel  # noqa: E402,F401
 from tilec.frontend.values import Tensor, constexpr  # noqa: E402,F401
 from tilec.ir.dtypes import (  # noqa: E402,F401
