@@ -783,11 +783,12 @@ def _atomic_cas(lw: Lowering, op: Operation) -> list:
 
 @lowers("cluster_reduce")
 def _cluster_reduce(lw: Lowering, op: Operation) -> list:
-    """Each thread stores its values in a slot of its own in the shared scratch area, a
-    cluster barrier, then reads the same slot of every program of the cluster (rank order,
-    so all get the same result) through distributed shared memory, and a second barrier
-    keeps each program's slots (and the program) there until all have read them. Floats
-    narrower than f32 are combined in f32, as `reduce` does."""
+    """Each thread stores its values in the shared scratch area, 16-byte chunk c of thread
+    t at chunk c * threads + t (a warp's accesses to one chunk are 512 contiguous bytes), a
+    cluster barrier, then reads the same places of every program of the cluster (rank
+    order, so all get the same result) through distributed shared memory, and a second
+    barrier keeps each program's values (and the program) there until all have read them.
+    Floats narrower than f32 are combined in f32, as `reduce` does."""
     values = lw.get(op.x)
     if lw.cluster == 1:
         return [values]
@@ -798,15 +799,17 @@ def _cluster_reduce(lw: Lowering, op: Operation) -> list:
     acc = accumulate_dtype(d)
     combine = binary_combiner(lw, op.kind, acc)
     size = d.bits // 8
-    slot = -(-len(values) * size // 16) * 16
+    per_chunk = 16 // size
+    chunks = -(-len(values) // per_chunk)
     target.barrier(b)   # earlier users of the scratch area are done with it
-    base = lw.smem.scratch(b, lw.num_threads * slot)
-    mine = b.gep(base, [b.mul(lw.thread_id, i32(slot))], inbounds=True, source_etype=I8)
+    base = lw.smem.scratch(b, chunks * lw.num_threads * 16)
+    mine = b.gep(base, [b.mul(lw.thread_id, i32(16))], inbounds=True, source_etype=I8)
 
     def at(ptr: ir.Value, j: int) -> tuple[ir.Value, int]:
-        offset = j * size
+        c, e = divmod(j, per_chunk)
+        offset = c * lw.num_threads * 16 + e * size
         return (b.gep(ptr, [i32(offset)], inbounds=True, source_etype=I8),
-                16 if offset % 16 == 0 else offset & -offset)
+                16 if e == 0 else (e * size) & -(e * size))
     for j, v in enumerate(values):
         p, align = at(mine, j)
         b.store(v, p, align=align)
