@@ -268,7 +268,7 @@ def k_cluster_bool(X: tc.Tensor, BLOCK: tc.constexpr):
 
 def test_cluster_reduce_errors():
     expect(k_cluster_kind, "ERR-cluster-kind",
-           "cluster_reduce kind must be one of 'sum', 'max', 'min', got constant 'mean'")
+           "'cluster_reduce': attribute 'kind' must be one of sum, max, min; got 'mean'")
     expect(k_cluster_bool, "ERR-cluster-bool", "cluster_reduce takes 16- or 32-bit numbers")
 
 

@@ -168,7 +168,7 @@ def paired_fields_to_f16(b: ir.IRBuilder, words: list[ir.Value], bits: int, sign
         offset = ir.Constant(F16, float(2 ** (10 - off)) + bias)
         return b.fsub(b.bitcast(x, _PAIR), ir.Constant(_PAIR, [offset, offset]))
     step = 8 if bits in (2, 4) else bits * ((10 - bits) // bits + 1)   # b + bits <= 10
-    return _in_pairs(b, words, bits, step, pair, target, reach=10 - bits)
+    return _in_pairs(b, words, bits, step, 10 - bits, pair, target)
 
 
 def has_paired_float(src: DType) -> bool:
@@ -200,15 +200,14 @@ def paired_floats_to_f16(b: ir.IRBuilder, words: list[ir.Value], src: DType,
         if _ieee_like_f16(src) or src.bias == 15:
             return h
         return b.fmul(h, ir.Constant(_PAIR, [scale, scale]))
-    return _in_pairs(b, words, n, n * ((16 - n) // n + 1), pair, target, reach=16 - n)
+    return _in_pairs(b, words, n, n * ((16 - n) // n + 1), 16 - n, pair, target)
 
 
 _PAIR = ir.VectorType(F16, 2)
 
 
-def _in_pairs(b: ir.IRBuilder, words: list[ir.Value], bits: int, step: int,
-              pair: Callable[[ir.Value, int], ir.Value], target=None,
-              reach: int | None = None) -> list[ir.Value]:
+def _in_pairs(b: ir.IRBuilder, words: list[ir.Value], bits: int, step: int, reach: int,
+              pair: Callable[[ir.Value, int], ir.Value], target=None) -> list[ir.Value]:
     """The fields of `words` (whole units of PAIRED_FIELDS) in order, from `pair(t, b)`:
     the <2 x half> of fields i and i+P, which the 32-bit window t holds at bits b and 16 +
     b. Windows start every `step` bits of the stream (so b < step). In units of several
@@ -220,8 +219,7 @@ def _in_pairs(b: ir.IRBuilder, words: list[ir.Value], bits: int, step: int,
     n, p = PAIRED_FIELDS[bits]
     merge = getattr(target, "merge_halves", None)
     permute = getattr(target, "byte_permute", None)
-    planned = (byte_windows(bits, reach, step) if n > 1 and permute and reach is not None
-               else {})
+    planned = byte_windows(bits, reach, step) if n > 1 and permute else {}
     out: list[ir.Value] = []
     for u in range(0, len(words), n):
         unit = words[u:u + n]

@@ -270,7 +270,6 @@ class Barrier(Operation):
     traits = frozenset({Trait.BARRIER, READS, WRITES})
 
 
-
 CLUSTER_REDUCE_KINDS = ("sum", "max", "min")
 
 
