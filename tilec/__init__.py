@@ -11,7 +11,7 @@ from tilec.frontend.dsl import (  # noqa: E402,F401
     device_print, dot, erf, exp, exp2, expand_dims, floor, fma, full, load, log, log2, max,
     maximum, min, minimum, num_programs, ones, permute, print, prod, program_id, reduce,
     reshape, rsqrt, scan, shared, shared_load, shared_store, sigmoid, sin, sqrt,
-    static_assert, static_range, store, sum, tanh, trans, view, wait, where, with_layout,
+    static_assert, static_range, store, sum, take, tanh, trans, view, wait, where, with_layout,
     zeros, zeros_like)
 from tilec.frontend.kernel import Func, Kernel, func, kernel  # noqa: E402,F401
 from tilec.frontend.values import Tensor, constexpr  # noqa: E402,F401

@@ -272,6 +272,38 @@ def test_cluster_reduce_errors():
     expect(k_cluster_bool, "ERR-cluster-bool", "cluster_reduce takes 16- or 32-bit numbers")
 
 
+@tc.kernel
+def k_take_axis(X: tc.Tensor, BLOCK: tc.constexpr):
+    x = tc.load(X, (0,), (BLOCK,))
+    y = tc.take(x, 0, axis=1)  # ERR-take-axis
+
+
+@tc.kernel
+def k_take_index(X: tc.Tensor, BLOCK: tc.constexpr):
+    x = tc.reshape(tc.load(X, (0,), (BLOCK,)), (2, BLOCK // 2))
+    y = x.take(2, axis=0)  # ERR-take-index
+
+
+@tc.kernel
+def k_take_runtime(X: tc.Tensor, n: int, BLOCK: tc.constexpr):
+    x = tc.load(X, (0,), (BLOCK,))
+    y = tc.take(x, n)  # ERR-take-runtime
+
+
+@tc.kernel
+def k_take_scalar(X: tc.Tensor, BLOCK: tc.constexpr):
+    y = tc.take(tc.program_id(0), 0)  # ERR-take-scalar
+
+
+def test_take_errors():
+    expect(k_take_axis, "ERR-take-axis", "axis 1 is out of range for take of tile<16xf32>",
+           SIG1)
+    expect(k_take_index, "ERR-take-index",
+           "index 2 is out of range for axis 0 of tile<2x8xf32> (size 2)", SIG1)
+    expect(k_take_runtime, "ERR-take-runtime", "index must be a compile-time integer", SIGN)
+    expect(k_take_scalar, "ERR-take-scalar", "take slices a tile, got i32", SIG1)
+
+
 def test_cluster_launch_needs_whole_clusters():
     @tc.kernel
     def k(X: tc.Tensor, BLOCK: tc.constexpr):

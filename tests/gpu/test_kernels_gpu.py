@@ -830,3 +830,27 @@ def test_cluster_launch_needs_whole_clusters_on_the_gpu():
     x = torch.zeros(6, 256, device="cuda")
     with pytest.raises(tc.LaunchError, match="grid dimension 0 is 6: clusters of num_ctas = 4"):
         _cluster_combine[(6,)](x, x, x, x.half(), x.int(), BLOCK=256, num_ctas=4)
+
+
+@tc.kernel
+def _take_parts(X: tc.Tensor, H: tc.Tensor, R: tc.Tensor, E: tc.Tensor, L: tc.constexpr):
+    # halves of each thread's runs (a local axis: registers), a row (a split axis: the
+    # layout pass gathers it), an element (a scalar)
+    x = tc.with_layout(tc.load(X, (0, 0), (32, 256)), L)
+    g = tc.reshape(x, (32, 2, 128))
+    tc.store(H, (0, 0), tc.take(g, 1, axis=1) - tc.take(g, 0, axis=1))
+    y = tc.load(X, (0, 0), (32, 256))
+    tc.store(R, (0,), tc.take(y, 5, axis=0))
+    tc.store(E, (0,), tc.full((1,), tc.take(tc.take(y, -1, axis=1), 31)))
+
+
+def test_take_matches_the_interpreter():
+    """`tc.take` along a local axis, a split one and down to a scalar: bit for bit."""
+    x = RNG.standard_normal((32, 256)).astype(np.float32)
+    res = run_both(_take_parts, (1,), [x, Out((32, 128), np.float32), Out((256,), np.float32),
+                                       Out((1,), np.float32)],
+                   L="spatial(32,1)*local(1,2)*spatial(1,4)*local(1,32)")
+    for (cpu, gpus), want in zip(res, (x[:, 128:] - x[:, :128], x[5], x[31, -1:])):
+        np.testing.assert_array_equal(cpu, want)
+        for g in gpus:
+            np.testing.assert_array_equal(g, want)

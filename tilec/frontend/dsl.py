@@ -545,6 +545,27 @@ def expand_dims(em: Emitter, x: Any, axis: Any) -> TVal:
 
 
 @builtin
+def take(em: Emitter, x: Any, index: Any, axis: Any = 0) -> TVal:
+    """The slice of tile `x` at constant `index` along `axis`, which disappears (numpy's
+    `take` of one index: `take(x, 1, axis=1)` is `x[:, 1]`; a scalar from a 1-D tile). The
+    compiler keeps `axis` in each thread's registers, so a slice is free where the axis
+    already lies there (a reshape that splits a thread's run, for instance)."""
+    v = em.materialize(x)
+    if not v.is_tile:
+        raise CompileError(f"take slices a tile, got {v.type}")
+    rank = v.type.rank
+    a = const_int(axis, "axis")
+    if not -rank <= a < rank:
+        raise CompileError(f"axis {a} is out of range for take of {v.type}")
+    a %= rank
+    i = const_int(index, "index")
+    n = v.type.shape[a]
+    if not -n <= i < n:
+        raise CompileError(f"index {i} is out of range for axis {a} of {v.type} (size {n})")
+    return em.op("take", v, attrs={"axis": a, "index": i % n})
+
+
+@builtin
 def broadcast_to(em: Emitter, x: Any, *shape: Any) -> TVal:
     """Repeat size-1 (or missing leading) dimensions to `shape`."""
     shp = tile_shape(shape[0] if len(shape) == 1 else shape)
@@ -853,7 +874,8 @@ def with_layout(em: Emitter, x: Any, layout: Any) -> TVal:
 # Methods of tiles (`x.to(...)`, `x.sum(0)`, ...): name -> builtin taking the tile first.
 TILE_METHODS: dict[str, Callable] = {
     "to": cast, "view": view, "reshape": reshape, "permute": permute, "trans": trans,
-    "expand_dims": expand_dims, "broadcast_to": broadcast_to, "sum": sum, "max": max,
+    "expand_dims": expand_dims, "take": take, "broadcast_to": broadcast_to, "sum": sum,
+    "max": max,
     "min": min, "prod": prod, "argmax": argmax, "argmin": argmin, "cumsum": cumsum,
     "cumprod": cumprod, "with_layout": with_layout, "load": shared_load,
     "store": shared_store, "exp": exp, "log": log, "sqrt": sqrt, "abs": abs,

@@ -167,6 +167,10 @@ class RegisterLayout:
         """How many threads hold each element."""
         return math.prod(-e for e in self.spatial if e < 0)
 
+    def is_local(self, dim: int) -> bool:
+        """Whether each thread holds the whole extent of `dim` in its own registers."""
+        return all(m in self.local for m in self._dims[self._dim(dim)])
+
     def is_bijective(self) -> bool:
         """Every element is held by exactly one (thread, local) pair."""
         return self.replication == 1

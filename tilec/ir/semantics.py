@@ -358,7 +358,7 @@ def _eval_view(op, args):
 # Shape-only ops: their meaning does not depend on the element type, so the interpreter
 # applies them to the offsets of pointer tiles as well (`structural`).
 STRUCTURAL_OPS = frozenset({"splat", "reshape", "permute", "expand_dims", "broadcast",
-                            "convert_layout"})
+                            "convert_layout", "take"})
 
 
 def structural(op: Operation, x: np.ndarray) -> np.ndarray:
@@ -373,6 +373,8 @@ def structural(op: Operation, x: np.ndarray) -> np.ndarray:
         return np.transpose(x, op.dims).copy()
     if name == "expand_dims":
         return np.expand_dims(x, op.axis)
+    if name == "take":
+        return np.take(x, op.index, axis=op.axis)
     if name == "broadcast":
         return np.broadcast_to(x, shape_of(_out(op))).copy()
     if name == "convert_layout":
@@ -380,7 +382,7 @@ def structural(op: Operation, x: np.ndarray) -> np.ndarray:
     raise NotFoldable(f"'{name}' is not a shape-only op")
 
 
-@_rule("reshape", "permute", "expand_dims", "broadcast", "convert_layout")
+@_rule("reshape", "permute", "expand_dims", "broadcast", "convert_layout", "take")
 def _eval_structural(op, args):
     return [structural(op, args[0])]
 

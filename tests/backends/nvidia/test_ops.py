@@ -8,7 +8,7 @@ import pytest
 from filecheck import split_cases
 from nvidia_util import ARCHS, compile_checked
 
-from tilec.backends.llvm.convert import register_map
+from tilec.backends.llvm.convert import register_map, take_slots
 from tilec.backends.llvm.memory import vector_groups
 from tilec.backends.llvm.reduce import axis_plan
 from tilec.backends.nvidia.compiler import parse_ptxas_report
@@ -106,3 +106,19 @@ def test_atomic_orderings_in_ptx():
             branch = max(i for i in range(count) if lines[i].startswith("@"))
             assert max(adds) < branch < count - 1, "the fences belong to the acting thread"
             assert not any(ln.startswith("bar.sync") for ln in lines[branch:count])
+
+
+def test_take_of_a_local_axis_picks_registers():
+    text = next(t for _, t in CASES if "@take_halves" in t)
+    k = compile_checked(parse_module(text, "ops.tile"), "take_halves", "sm_90a")
+    assert "convert_layout" not in k.tile_ir and k.resources.shared_bytes == 0
+    # slot j of the half holds column j % 32 + (j // 32) * 128 ... of the thread's run
+    layout = spatial(32, 1, 4) * local(1, 2, 32)
+    assert take_slots(layout, 1, 0) == list(range(32))
+    assert take_slots(layout, 1, 1) == list(range(32, 64))
+    assert take_slots(replicate(32) * local(4), 0, 3) == [3]
+
+
+def test_take_of_a_split_axis_is_an_internal_error():
+    with pytest.raises(IRError, match="which threads split"):
+        take_slots(spatial(4, 32) * local(1, 2), 0, 1)

@@ -29,6 +29,7 @@ from tilec.backends.llvm.shared import (SharedTile, container_bits, from_contain
                                         tile_offset, to_container, element_pointer)
 from tilec.backends.llvm import shuffle, staging
 from tilec.backends.llvm.values import I32, I64, i32
+from tilec.errors import IRError
 from tilec.ir.contiguity import last_dim_step, run_alignment
 from tilec.ir.core import Operation
 from tilec.ir.layout import RegisterLayout
@@ -134,6 +135,33 @@ def _expand_dims(lw: Lowering, op: Operation) -> list:
     k_dst = list(k_src)
     k_dst.insert(op.axis, 0)
     return [move(lw, src, lw.get(op.x), k_src, dst, k_dst, src.numel)]
+
+
+@lowers("take")
+def _take(lw: Lowering, op: Operation) -> list:
+    """A choice of registers: layout assignment keeps the axis within each thread."""
+    return [[lw.get(op.x)[s] for s in take_slots(tile_layout(op.x.type), op.axis, op.index)]]
+
+
+def take_slots(layout: RegisterLayout, axis: int, index: int) -> list[int]:
+    """For each local element of `layout.reduce(axis).squeeze(axis)` (a scalar's one for
+    rank 1), the local slot of `layout`, which holds `axis` in registers, at `index` along
+    `axis`: the same slot in every thread, since the threads split only the other dims."""
+    src = layout.coords()
+    if not layout.is_local(axis) or np.any(src[:, :, axis] != src[:1, :, axis]):
+        raise IRError(f"internal error: take along axis {axis} of {layout}, which threads "
+                      "split")
+    slots = [s for s in range(layout.local_size) if src[0, s, axis] == index]
+    if layout.rank == 1:
+        return slots[:1]
+    rest = [d for d in range(layout.rank) if d != axis]
+    dst = layout.reduce(axis).squeeze(axis).coords()
+    by_coord = {tuple(src[0, s, rest]): s for s in slots}
+    out = [by_coord[tuple(dst[0, j])] for j in range(dst.shape[1])]
+    if not np.array_equal(src[:, out][:, :, rest], dst):
+        raise IRError(f"internal error: take along axis {axis} of {layout} is not one "
+                      "choice of registers in every thread")
+    return out
 
 
 @lowers("broadcast")

@@ -97,6 +97,33 @@ class ExpandDims(Operation):
         return [TileType(tuple(shape), t.element)]
 
 
+class Take(Operation):
+    """The slice at `index` along `axis`, which disappears (numpy's `take` of one index; a
+    scalar from a rank-1 tile). Layout assignment keeps `axis` in each thread's registers,
+    so the slice is a choice of registers and moves nothing."""
+    name = "take"
+    operand_specs = ("x",)
+    attr_specs = {"axis": Attr(int), "index": Attr(int)}
+    num_results = 1
+    traits = frozenset({PURE})
+
+    def verify(self) -> None:
+        src = _tile(self, self.x.type)
+        _axis(self, self.axis, src.rank)
+        if not 0 <= self.index < src.shape[self.axis]:
+            raise self.error(f"index {self.index} is out of range for axis {self.axis} of "
+                             f"size {src.shape[self.axis]}")
+        if src.space != REGISTER:
+            raise self.error(f"take reads a register tile, got {src}")
+        check_result(self, self.infer_types([src], self.attrs)[0])
+
+    @classmethod
+    def infer_types(cls, operand_types, attrs):
+        t = operand_types[0]
+        shape = tuple(n for d, n in enumerate(t.shape) if d != attrs["axis"])
+        return [TileType(shape, t.element) if shape else ScalarType(t.element)]
+
+
 class Broadcast(Operation):
     """Repeat size-1 dimensions to the result's shape (ranks are equal)."""
     name = "broadcast"

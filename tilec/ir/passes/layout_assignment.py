@@ -28,7 +28,9 @@ W = `PassOptions.warp_size`: 32 on NVIDIA, 64 on AMD gfx9):
    `dot`'s accumulator and result. (`dot`'s a and b, `store_view`, `shared_store`, `print`
    and `assert` accept any layout.)
 3. Shape ops follow the algebra: `reduce`/`argreduce`/`reduce_custom` give
-   `L.reduce(axis).squeeze(axis)` (a scalar for rank 1); `expand_dims` gives
+   `L.reduce(axis).squeeze(axis)` (a scalar for rank 1), and so does `take`, whose
+   operand holds `axis` in registers (`L.is_local(axis)`; else it is converted to
+   `L.reduce(axis) * local(..., n, ...)` first); `expand_dims` gives
    `L.expand_dims(axis)`; `permute` gives `L.permute(dims)`; `broadcast` takes any result
    layout R with `R.reduce(d)` == the operand's layout for each broadcast dim d; `reshape`
    keeps each element in its (thread, local) slot (`layout_defaults.reshape_layout`:
@@ -96,7 +98,7 @@ from tilec.errors import IRError
 from tilec.ir import mma
 from tilec.ir.builder import Builder
 from tilec.ir.core import BlockArgument, Block, Function, Module, Operation, OpResult, Trait, Value
-from tilec.ir.layout import RegisterLayout
+from tilec.ir.layout import RegisterLayout, local
 from tilec.ir.layout_defaults import (default_layout, replicated_layout,
                                       reshape_layout, view_layout)
 from tilec.ir.rewrite import replace_all_uses
@@ -382,6 +384,16 @@ class _Assigner:
     def op_expand_dims(self, op: Operation) -> None:
         self.settle(op.result, layout_of(op.x).expand_dims(op.axis))
 
+    def op_take(self, op: Operation) -> None:
+        layout = layout_of(op.x)
+        if not layout.is_local(op.axis):  # every thread gets the whole axis, then picks
+            whole = [1] * layout.rank
+            whole[op.axis] = op.x.type.shape[op.axis]
+            layout = layout.reduce(op.axis) * local(*whole)
+            self.want(op, 0, layout)
+        if isinstance(op.result.type, TileType):
+            self.settle(op.result, layout.reduce(op.axis).squeeze(op.axis))
+
     def op_permute(self, op: Operation) -> None:
         self.settle(op.result, layout_of(op.x).permute(op.dims))
 
@@ -586,6 +598,8 @@ def _cleanup(a: _Assigner) -> None:
     `convert_layout (constant | splat | arange) : L` => the same op built with layout L
     `convert_layout (broadcast %x : R) : L` => `broadcast (convert_layout %x : L.reduce(d)) : L`
     `convert_layout (expand_dims %x) : L` => `expand_dims (convert_layout %x : L.squeeze(axis))`
+    `convert_layout (take %x) : L` => `take (convert_layout %x : L.expand_dims(axis) *
+        local(.., n, ..))` where every user of %x is a take (the slices of one tile)
     `convert_layout (permute %x) : L` => `permute (convert_layout %x : L.permute(inverse))`
     `convert_layout (elementwise %a, %b...) : L` with cheap operands (or one costly one,
         the elementwise op used only here) => `elementwise (convert_layout %a : L), ...`
@@ -715,6 +729,18 @@ def _sink(a: _Assigner, op: Operation) -> bool:
         if op in a.staged:  # `dot(x, trans(load))`: the load's conversion stages too
             a.staged.add(a.cache[(producer.x, back)].owner)
         return _replace(a, op, rebuilt)
+    if name == "take":
+        # The slices of one tile: converting the tile moves what converting each slice
+        # would (and may sink further, into its load); each slice then picks registers.
+        whole = [1] * producer.x.type.rank
+        whole[producer.axis] = producer.x.type.shape[producer.axis]
+        back = layout.expand_dims(producer.axis) * local(*whole)
+        if all(u.name == "take" or (u.name == "convert_layout" and
+                                    u.result.type.layout == back) for u in producer.x.uses):
+            done = _replace(a, op, _rebuild(a, producer, layout, [back]))
+            a.touched.add(producer)
+            _erase_dead(a, producer)   # so that the tile's last user may be the conversion
+            return done
     tiles = [is_register_tile(v.type) for v in producer.operands]
     single_use = len(x.uses) == 1 and x not in a.preset
     if producer.has_trait(Trait.ELEMENTWISE):
