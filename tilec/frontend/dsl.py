@@ -875,8 +875,7 @@ def with_layout(em: Emitter, x: Any, layout: Any) -> TVal:
 TILE_METHODS: dict[str, Callable] = {
     "to": cast, "view": view, "reshape": reshape, "permute": permute, "trans": trans,
     "expand_dims": expand_dims, "take": take, "broadcast_to": broadcast_to, "sum": sum,
-    "max": max,
-    "min": min, "prod": prod, "argmax": argmax, "argmin": argmin, "cumsum": cumsum,
+    "max": max, "min": min, "prod": prod, "argmax": argmax, "argmin": argmin, "cumsum": cumsum,
     "cumprod": cumprod, "with_layout": with_layout, "load": shared_load,
     "store": shared_store, "exp": exp, "log": log, "sqrt": sqrt, "abs": abs,
 }

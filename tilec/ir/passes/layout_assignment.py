@@ -599,7 +599,8 @@ def _cleanup(a: _Assigner) -> None:
     `convert_layout (broadcast %x : R) : L` => `broadcast (convert_layout %x : L.reduce(d)) : L`
     `convert_layout (expand_dims %x) : L` => `expand_dims (convert_layout %x : L.squeeze(axis))`
     `convert_layout (take %x) : L` => `take (convert_layout %x : L.expand_dims(axis) *
-        local(.., n, ..))` where every user of %x is a take (the slices of one tile)
+        local(.., n, ..))` where every user of %x is a take (the slices of one tile) or
+        that conversion
     `convert_layout (permute %x) : L` => `permute (convert_layout %x : L.permute(inverse))`
     `convert_layout (elementwise %a, %b...) : L` with cheap operands (or one costly one,
         the elementwise op used only here) => `elementwise (convert_layout %a : L), ...`
