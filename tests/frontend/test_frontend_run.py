@@ -443,3 +443,21 @@ def test_cluster_programs_fail_together():
 
     with pytest.raises(tc.TilecError, match="program 2 fails"):
         k[(4,)](np.zeros(64, np.float32), BLOCK=16, num_ctas=4)
+
+
+@tc.kernel
+def take_parts(X: tc.Tensor, H: tc.Tensor, R: tc.Tensor, E: tc.Tensor):
+    x = tc.load(X, (0, 0), (8, 32))
+    g = tc.reshape(x, (8, 2, 16))
+    tc.store(H, (0, 0), tc.take(g, 1, axis=1) - g.take(0, axis=1))
+    tc.store(R, (0,), tc.take(x, 5))
+    tc.store(E, (0,), tc.full((1,), tc.take(tc.take(x, -1, axis=1), 7)))
+
+
+def test_take():
+    x = RNG.standard_normal((8, 32)).astype(np.float32)
+    h, r, e = poisoned((8, 16)), poisoned((32,)), poisoned((1,))
+    take_parts[(1,)](x, h, r, e)
+    np.testing.assert_array_equal(h, x[:, 16:] - x[:, :16])
+    np.testing.assert_array_equal(r, x[5])
+    np.testing.assert_array_equal(e, x[7, -1:])

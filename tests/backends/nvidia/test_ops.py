@@ -112,7 +112,7 @@ def test_take_of_a_local_axis_picks_registers():
     text = next(t for _, t in CASES if "@take_halves" in t)
     k = compile_checked(parse_module(text, "ops.tile"), "take_halves", "sm_90a")
     assert "convert_layout" not in k.tile_ir and k.resources.shared_bytes == 0
-    # slot j of the half holds column j % 32 + (j // 32) * 128 ... of the thread's run
+    # each half is one of the two runs a thread holds: its first or its last 32 registers
     layout = spatial(32, 1, 4) * local(1, 2, 32)
     assert take_slots(layout, 1, 0) == list(range(32))
     assert take_slots(layout, 1, 1) == list(range(32, 64))

@@ -148,7 +148,7 @@ def take_slots(layout: RegisterLayout, axis: int, index: int) -> list[int]:
     rank 1), the local slot of `layout`, which holds `axis` in registers, at `index` along
     `axis`: the same slot in every thread, since the threads split only the other dims."""
     src = layout.coords()
-    if not layout.is_local(axis) or np.any(src[:, :, axis] != src[:1, :, axis]):
+    if not layout.is_local(axis):
         raise IRError(f"internal error: take along axis {axis} of {layout}, which threads "
                       "split")
     slots = [s for s in range(layout.local_size) if src[0, s, axis] == index]
