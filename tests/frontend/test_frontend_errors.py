@@ -78,6 +78,13 @@ def k_dot(X: tc.Tensor, BLOCK: tc.constexpr):
 
 
 @tc.kernel
+def k_dot_batch(X: tc.Tensor, BLOCK: tc.constexpr):
+    a = tc.zeros((2, 16, 16), tc.float16)
+    b = tc.zeros((4, 16, 16), tc.float16)
+    c = tc.dot(a, b)  # ERR-dot-batch
+
+
+@tc.kernel
 def k_broadcast(X: tc.Tensor, BLOCK: tc.constexpr):
     a = tc.zeros((4, 8), tc.float32)
     b = tc.zeros((16,), tc.float32)
@@ -181,6 +188,7 @@ SIGN = "X: tensor<?xf32>, n: i32, BLOCK=16"
     (k_pycall, "ERR-pycall", "'helper' is a Python function", SIG1),
     (k_shape, "ERR-shape", "tile shape must be compile-time constants", SIGN),
     (k_dot, "ERR-dot", "dot shapes do not chain: a is 16x32 but b is 16x16", SIG1),
+    (k_dot_batch, "ERR-dot-batch", "dot batches differ: a holds 2 products but b 4", SIG1),
     (k_broadcast, "ERR-broadcast", "shapes [4, 8] and [16] cannot be broadcast", SIG1),
     (k_undefined, "ERR-undefined", "undefined name 'x_undefined'", SIG1),
     (k_break, "ERR-break", "`break` is not supported", SIGN),

@@ -461,3 +461,22 @@ def test_take():
     np.testing.assert_array_equal(h, x[:, 16:] - x[:, :16])
     np.testing.assert_array_equal(r, x[5])
     np.testing.assert_array_equal(e, x[7, -1:])
+
+
+@tc.kernel
+def split_k_dot(A: tc.Tensor, B: tc.Tensor, C: tc.Tensor, P: tc.constexpr):
+    """Split-K across warps: K in P parts, a batch of P products, their sum."""
+    a = tc.load(A, (0, 0), (32, 64))
+    b = tc.load(B, (0, 0), (64, 16))
+    parts = tc.dot(tc.permute(tc.reshape(a, (32, P, 64 // P)), (1, 0, 2)),
+                   tc.reshape(b, (P, 64 // P, 16)))
+    tc.store(C, (0, 0), tc.sum(parts, axis=0))
+
+
+def test_batched_dot_splits_k():
+    a = RNG.integers(-4, 5, (32, 64)).astype(np.float16)
+    b = RNG.integers(-4, 5, (64, 16)).astype(np.float16)
+    for p in (1, 4):
+        c = poisoned((32, 16))
+        split_k_dot[(1,)](a, b, c, P=p)
+        np.testing.assert_array_equal(c, a.astype(np.float32) @ b.astype(np.float32))

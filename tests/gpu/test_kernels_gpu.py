@@ -854,3 +854,27 @@ def test_take_matches_the_interpreter():
         np.testing.assert_array_equal(cpu, want)
         for g in gpus:
             np.testing.assert_array_equal(g, want)
+
+
+@tc.kernel
+def _split_k_dot(A: tc.Tensor, B: tc.Tensor, C: tc.Tensor, P: tc.constexpr):
+    a = tc.load(A, (0, 0), (64, 256))
+    b = tc.load(B, (0, 0), (256, 16))
+    parts = tc.dot(tc.permute(tc.reshape(a, (64, P, 256 // P)), (1, 0, 2)),
+                   tc.reshape(b, (P, 256 // P, 16)))
+    tc.store(C, (0, 0), tc.sum(parts, axis=0))
+
+
+@pytest.mark.parametrize("dtype,warps", [(np.float16, 4), (np.float16, 8), (np.float32, 4)])
+def test_batched_dot_splits_k_across_warps(dtype, warps):
+    """A batch of 4 products (K in 4 parts) over the warps (f16 on mma, f32 on FMAs),
+    summed across them."""
+    a = RNG.standard_normal((64, 256)).astype(dtype)
+    b = RNG.standard_normal((256, 16)).astype(dtype)
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    res = run_both(_split_k_dot, (1,), [a, b, Out((64, 16), np.float32)], P=4,
+                   num_warps=warps)
+    ((cpu, gpus),) = res
+    np.testing.assert_allclose(cpu, want, rtol=1e-5, atol=1e-4)
+    for g in gpus:
+        np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-4)

@@ -108,6 +108,36 @@ def test_schedule_computes_the_product(operand, acc, precision, shape, warps):
     assert mma.schedule(default_layout((m, k), operand.bits, 32 * warps), L.b, L.c, i) is None
 
 
+@pytest.mark.parametrize("target,batch,shape,warps", [
+    ("sm_90a", 4, (32, 16, 64), 8), ("sm_90a", 8, (16, 16, 32), 4), ("sm_80", 2, (64, 32, 32), 4),
+    ("gfx942", 4, (32, 32, 32), 4)])
+def test_schedule_of_a_batched_dot(target, batch, shape, warps):
+    """A batch of products: the warps split the batch first (each a product or more), and
+    every step meets a and b fragments of its accumulator's own product."""
+    m, n, k = shape
+    i = mma.select(target, dt.float16, dt.float32)
+    L = mma.dot_layouts((batch, m, k), (batch, k, n), i, warps)
+    steps = mma.schedule(L.a, L.b, L.c, i)
+    assert len(steps) == batch * (m // i.m) * (n // i.n) * (k // i.k) // warps
+    lift = lambda f: f.expand_dims(0)  # noqa: E731
+    qa, qb, qc = L.a / lift(i.a), L.b / lift(i.b), L.c / lift(i.c)
+    products = set()
+    for w in range(warps):
+        seen = set()
+        for st in steps:
+            cp, ci, cj = qc.map(w, st.c)
+            ap, ai, ak = qa.map(w, st.a)
+            bp, bk, bj = qb.map(w, st.b)
+            assert (ap, ai, bp, bj) == (cp, ci, cp, cj) and ak == bk
+            seen.add((cp, ci, cj, ak))
+            products.add(cp)
+        assert len(seen) == len(steps)
+    assert products == set(range(batch))
+    # The 2-D layouts of one product do not serve a batch.
+    flat = mma.dot_layouts((m, k), (k, n), i, warps)
+    assert flat is None or mma.schedule(flat.a.expand_dims(0), L.b, L.c, i) is None
+
+
 @pytest.mark.parametrize("operand,shape,warps", [
     (dt.float16, (128, 128, 32), 4), (dt.float16, (128, 128, 32), 8),
     (dt.bfloat16, (64, 64, 64), 4), (dt.int8, (64, 64, 64), 4), (dt.float32, (64, 64, 32), 4)])

@@ -720,14 +720,20 @@ def dot(em: Emitter, a: Any, b: Any, acc: Any = None, out_dtype: Any = None,
         precision: Any = None, input_precision: Any = None, warps_n: Any = None) -> TVal:
     """`acc + a @ b` for 2-D tiles a: MxK, b: KxN (accumulator f32 for floats, i32 for ints;
     `precision` "ieee" (default) or "tf32" for f32 inputs; `warps_n` fixes how many warps
-    split N on a matrix instruction, 1 keeping each row of the result in one warp)."""
+    split N on a matrix instruction, 1 keeping each row of the result in one warp), or for
+    3-D tiles a: BxMxK, b: BxKxN, a batch of B products (BxMxN) that the warps share out."""
     x, y = tile(a, "dot operand a"), tile(b, "dot operand b")
-    if x.type.rank != 2 or y.type.rank != 2:
-        raise CompileError(f"dot takes 2-D tiles, got {x.type} and {y.type}")
-    (m, k), (k2, n) = x.shape, y.shape
+    if x.type.rank != y.type.rank or x.type.rank not in (2, 3):
+        raise CompileError(f"dot takes two 2-D tiles or two 3-D ones, got {x.type} and "
+                           f"{y.type}")
+    (m, k), (k2, n) = x.shape[-2:], y.shape[-2:]
+    batch = x.shape[:-2]
     if k != k2:
         raise CompileError(f"dot shapes do not chain: a is {m}x{k} but b is {k2}x{n}",
                            hint="a is MxK and b is KxN: the inner dimensions must agree")
+    if batch != y.shape[:-2]:
+        raise CompileError(f"dot batches differ: a holds {batch[0]} products but b "
+                           f"{y.shape[0]}", hint="a is BxMxK and b is BxKxN")
     if x.dtype is None or y.dtype is None or x.dtype.is_bool or y.dtype.is_bool:
         raise CompileError(f"dot needs numbers, got {x.type} and {y.type}")
     if x.dtype != y.dtype:
@@ -743,12 +749,14 @@ def dot(em: Emitter, a: Any, b: Any, acc: Any = None, out_dtype: Any = None,
     if od.is_float != is_float:
         raise CompileError(f"{x.dtype} products cannot accumulate in {od}",
                            hint="float inputs accumulate in a float dtype, ints in an int one")
+    out = batch + (m, n)
     if acc is None:
-        c = em.constant(0, od, (m, n))
+        c = em.constant(0, od, out)
     else:
-        if isinstance(acc, TVal) and acc.is_tile and acc.shape != (m, n):
-            raise CompileError(f"dot accumulator is {acc.type} but a @ b is {m}x{n}")
-        c = em.value_as(acc, od, (m, n))
+        if isinstance(acc, TVal) and acc.is_tile and acc.shape != out:
+            raise CompileError(f"dot accumulator is {acc.type} but a @ b is "
+                               f"{'x'.join(map(str, out))}")
+        c = em.value_as(acc, od, out)
     p = precision if precision is not None else input_precision
     attrs = {}
     if p is not None:

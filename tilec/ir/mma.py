@@ -180,11 +180,21 @@ class DotLayouts:
     c: RegisterLayout
 
 
-def dot_layouts(shape_a: tuple[int, int], shape_b: tuple[int, int], instr: MatrixInstr,
+def dot_layouts(shape_a: tuple[int, ...], shape_b: tuple[int, ...], instr: MatrixInstr,
                 num_warps: int, warps_n: int = 0) -> DotLayouts | None:
     """The operand and accumulator layouts of the module doc, or None when the tile is not
     a whole number of instruction tiles per warp (the dot then keeps the FMA path: tiles
-    are not padded)."""
+    are not padded). A batched dot (BxMxK by BxKxN) gives its B products to groups of
+    warps first, `spatial(wb) * local(B / wb)` over the batch around the 2-D layouts of the
+    num_warps / wb warps of a group (wb: the most warps that divide both)."""
+    if len(shape_a) == 3:
+        wb = math.gcd(shape_a[0], num_warps)
+        inner = dot_layouts(shape_a[1:], shape_b[1:], instr, num_warps // wb, warps_n)
+        if inner is None:
+            return None
+        outer = spatial(wb, 1, 1) * local(shape_a[0] // wb, 1, 1)
+        a, b, c = (outer * x.expand_dims(0) for x in (inner.a, inner.b, inner.c))
+        return DotLayouts(instr, inner.warps, a, b, c)
     (m, k), (_, n) = shape_a, shape_b
     if k % instr.k:
         return None
@@ -211,29 +221,37 @@ class Step:
 def schedule(a: RegisterLayout, b: RegisterLayout, c: RegisterLayout,
              instr: MatrixInstr) -> list[Step] | None:
     """The instructions computing `c += a @ b` fragment by fragment, k steps outermost; None
-    when the layouts are not the instruction's fragments arranged consistently over warps."""
-    qa, qb, qc = a.divide(instr.a), b.divide(instr.b), c.divide(instr.c)
+    when the layouts are not the instruction's fragments arranged consistently over warps.
+    A batched dot's layouts (rank 3) divide by the fragments with a batch dim of 1: each
+    accumulator fragment then also meets a and b fragments of its own product."""
+    batch = a.rank - 2
+    lift = lambda f: functools.reduce(lambda x, _: x.expand_dims(0), range(batch), f)  # noqa: E731
+    qa, qb, qc = a.divide(lift(instr.a)), b.divide(lift(instr.b)), c.divide(lift(instr.c))
     if qa is None or qb is None or qc is None:
         return None
     if not qa.num_threads == qb.num_threads == qc.num_threads:
         return None
-    (tm, tk), (tk2, tn) = qa.shape, qb.shape
-    if tk != tk2 or qc.shape != (tm, tn):
+    (tm, tk), (tk2, tn) = qa.shape[batch:], qb.shape[batch:]
+    if tk != tk2 or qc.shape[batch:] != (tm, tn) or not \
+            qa.shape[:batch] == qb.shape[:batch] == qc.shape[:batch]:
         return None
-    ca, cb, cc = qa.coords(), qb.coords(), qc.coords()   # [warps, slots, 2]
+    ca, cb, cc = qa.coords(), qb.coords(), qc.coords()   # [warps, slots, rank]
     slot_a = {tuple(int(x) for x in ca[0, s]): s for s in range(qa.local_size)}
     slot_b = {tuple(int(x) for x in cb[0, s]): s for s in range(qb.local_size)}
     steps = []
     for kk in range(tk):
         for s in range(qc.local_size):
-            i, j = (int(x) for x in cc[0, s])
-            sa, sb = slot_a.get((i, kk)), slot_b.get((kk, j))
+            *p, i, j = (int(x) for x in cc[0, s])
+            sa, sb = slot_a.get((*p, i, kk)), slot_b.get((*p, kk, j))
             if sa is None or sb is None:
                 return None
-            # Every warp's slot sa holds a's fragment (its row of c, kk): the same code
-            # serves all warps.
-            if not (np.array_equal(ca[:, sa, 0], cc[:, s, 0]) and np.all(ca[:, sa, 1] == kk)
-                    and np.array_equal(cb[:, sb, 1], cc[:, s, 1]) and np.all(cb[:, sb, 0] == kk)):
+            # Every warp's slot sa holds a's fragment (its product and row of c, kk): the
+            # same code serves all warps.
+            if not (np.array_equal(ca[:, sa, :batch + 1], cc[:, s, :batch + 1])
+                    and np.all(ca[:, sa, batch + 1] == kk)
+                    and np.array_equal(cb[:, sb, :batch], cc[:, s, :batch])
+                    and np.array_equal(cb[:, sb, batch + 1], cc[:, s, batch + 1])
+                    and np.all(cb[:, sb, batch] == kk)):
                 return None
             steps.append(Step(s, sa, sb))
     return steps
@@ -300,8 +318,8 @@ def wgmma_plan(target: str | None, shape_a: tuple[int, int], shape_b: tuple[int,
     along N, or the tile does not split into whole instructions."""
     if not has_wgmma(target) or operand not in WGMMA_OPERANDS or acc != dt.float32:
         return None
-    if precision != "ieee" or num_warps % 4 or warps_n > 1:
-        return None
+    if precision != "ieee" or num_warps % 4 or warps_n > 1 or len(shape_a) != 2:
+        return None   # batched dots run on mma.sync
     (m, k), (_, n) = shape_a, shape_b
     groups = num_warps // 4
     if k % 16 or m % (64 * groups) or n % 8:

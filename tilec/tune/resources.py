@@ -209,7 +209,8 @@ def _walk(ops: list[Operation], weight: int, facts: Mapping[str, Any],
         if op.name == "dot":
             a, b = op.operands[0].type, op.operands[1].type
             m, k = a.shape[-2], a.shape[-1]
-            totals["flops"] += weight * 2.0 * m * b.shape[-1] * k
+            batch = math.prod(a.shape[:-2])   # a batched dot: that many products
+            totals["flops"] += weight * 2.0 * batch * m * b.shape[-1] * k
             totals["dot_bits"] = max(totals["dot_bits"], container_bits(a.element))
             # The lowering reads each operand at the dot one k-step (256 bits of k per row) at
             # a time, double-buffered: that much of the operands is live beside the

@@ -209,12 +209,13 @@ def _dot(lw: Lowering, op: Operation) -> list:
         return on_mma
     b = lw.b
     a_t, b_t, c_t = op.a.type, op.b.type, op.acc.type
-    (m, k), (_, n) = a_t.shape, b_t.shape
+    (m, k), (_, n) = a_t.shape[-2:], b_t.shape[-2:]
+    batch = a_t.rank - 2   # a batched dot: products p of a[p] and b[p], staged one after another
     d_in, d_acc = dtype_of(a_t), dtype_of(c_t)
     d_cmp = _compute_dtype(d_acc)
     in_bytes = container_bits(a_t.element) // 8
-    a_bytes = -(-m * k * in_bytes // 16) * 16
-    base = lw.smem.scratch(b, a_bytes + k * n * in_bytes)
+    a_bytes = -(-a_t.numel * in_bytes // 16) * 16
+    base = lw.smem.scratch(b, a_bytes + b_t.numel * in_bytes)
     a_base = base
     b_base = b.gep(base, [i32(a_bytes)], source_etype=ir.IntType(8))
     _stage(lw, a_base, a_t, lw.get(op.a))
@@ -225,14 +226,25 @@ def _dot(lw: Lowering, op: Operation) -> list:
     index = lw.index(layout)
     acc0 = [_to_compute(lw, x, d_acc, d_cmp) for x in lw.get(op.acc)]
     local = index.local_part
-    rows = sorted({int(local[l, 0]) for l in range(layout.local_size)})
-    cols = sorted({int(local[l, 1]) for l in range(layout.local_size)})
-    first_with_row = {r: next(l for l in range(layout.local_size) if int(local[l, 0]) == r)
-                      for r in rows}
-    first_with_col = {c: next(l for l in range(layout.local_size) if int(local[l, 1]) == c)
-                      for c in cols}
-    m_of = {r: coord(b, index, l, 0) for r, l in first_with_row.items()}
-    n_of = {c: coord(b, index, l, 1) for c, l in first_with_col.items()}
+    # Each accumulator register's row of a and column of b, keyed with its product p (a
+    # batched dot): a's element (p, row, kk) sits at m_of[key] + kk, b's (p, kk, col) at
+    # n_of[key] + kk * n.
+    row_key = [tuple(int(x) for x in local[l, :batch + 1]) for l in range(layout.local_size)]
+    col_key = [tuple(int(x) for x in local[l, :batch]) + (int(local[l, batch + 1]),)
+               for l in range(layout.local_size)]
+
+    def offset(l: int, dims: tuple[int, ...], sizes: tuple[int, ...]) -> ir.Value:
+        at = i32(0)
+        for d, size in zip(dims, sizes):
+            at = b.add(b.mul(at, i32(size)), coord(b, index, l, d))
+        return at
+    product = tuple(range(batch))
+    first_row = {key: l for l, key in reversed(list(enumerate(row_key)))}
+    first_col = {key: l for l, key in reversed(list(enumerate(col_key)))}
+    m_of = {key: b.mul(offset(l, product + (batch,), c_t.shape[:batch + 1]), i32(k))
+            for key, l in first_row.items()}
+    n_of = {key: b.add(b.mul(offset(l, product, c_t.shape[:batch]), i32(k * n)),
+                       coord(b, index, l, batch + 1)) for key, l in first_col.items()}
     et = smem_type(a_t.element, lw.llvm_type)
     reg = lw.llvm_type(a_t.element)
 
@@ -256,11 +268,11 @@ def _dot(lw: Lowering, op: Operation) -> list:
         if op.precision == "tf32" and d_in == dt.float32:
             value = round_tf32(b, value)
         return value
-    a_vals = {r: operand(a_base, b.add(b.mul(mv, i32(k)), kk)) for r, mv in m_of.items()}
+    a_vals = {r: operand(a_base, b.add(mv, kk)) for r, mv in m_of.items()}
     b_vals = {c: operand(b_base, b.add(b.mul(kk, i32(n)), nv)) for c, nv in n_of.items()}
     nxt = []
     for l, acc in enumerate(accs):
-        x, y = a_vals[int(local[l, 0])], b_vals[int(local[l, 1])]
+        x, y = a_vals[row_key[l]], b_vals[col_key[l]]
         if d_cmp.is_float:
             fma = lw.module.globals.get(f"llvm.fma.{'f64' if d_cmp.bits == 64 else 'f32'}")
             if fma is None:

@@ -276,6 +276,9 @@ class _DotTraits:
 
 class Dot(Operation):
     """`acc + a @ b` for a: MxK, b: KxN, acc: MxN; products accumulate in acc's dtype.
+    Batched: a: BxMxK, b: BxKxN, acc: BxMxN, B independent products (numpy's matmul) that
+    layout assignment gives to groups of warps first; K cut in B parts and a sum over the
+    batch afterwards is split-K across the warps of a program.
 
     `precision` picks how f32 inputs are multiplied: "ieee" (exact f32 FMA) or "tf32".
     `warps_n` (0: the compiler chooses) fixes how many warps split N on a matrix
@@ -295,14 +298,16 @@ class Dot(Operation):
 
     def verify(self) -> None:
         a, b, c = (_tile(self, v.type) for v in (self.a, self.b, self.acc))
-        if a.rank != 2 or b.rank != 2 or c.rank != 2:
-            raise self.error("dot takes 2-D tiles")
+        if not a.rank == b.rank == c.rank or a.rank not in (2, 3):
+            raise self.error("dot takes 2-D tiles, or 3-D ones (a batch of products)")
         if c.space != REGISTER:
             raise self.error(f"the accumulator must be a register tile, got {c}")
-        (m, k), (k2, n) = a.shape, b.shape
-        if k != k2 or c.shape != (m, n):
+        (m, k), (k2, n) = a.shape[-2:], b.shape[-2:]
+        if k != k2 or c.shape[-2:] != (m, n) or not a.shape[:-2] == b.shape[:-2] == \
+                c.shape[:-2]:
             raise self.error(f"shapes do not chain: {a.shape} @ {b.shape} -> {c.shape}",
-                             hint="a is MxK, b is KxN and the accumulator MxN")
+                             hint="a is MxK, b is KxN and the accumulator MxN (a batch: BxMxK, "
+                                  "BxKxN and BxMxN)")
         if a.element != b.element:
             raise self.error(f"a and b must have one dtype: {a.element} vs {b.element}")
         da, dc = numeric_kinds(self, a, "fi"), numeric_kinds(self, c, "fi", "accumulator")
