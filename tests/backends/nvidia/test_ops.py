@@ -15,6 +15,7 @@ from tilec.backends.nvidia.compiler import parse_ptxas_report
 from tilec.errors import IRError
 from tilec.ir.layout import column_spatial, local, parse_layout, replicate, spatial
 from tilec.ir.parser import parse_module
+from tilec.ir.verifier import verify
 from tilec.backends.nvidia import compile_kernel
 
 HERE = Path(__file__).resolve().parent
@@ -122,3 +123,31 @@ def test_take_of_a_local_axis_picks_registers():
 def test_take_of_a_split_axis_is_an_internal_error():
     with pytest.raises(IRError, match="which threads split"):
         take_slots(spatial(4, 32) * local(1, 2), 0, 1)
+
+
+BATCHED = """
+func @split_k(%a: tensor<?x?xf16>, %b: tensor<?x?xf16>, %c: tensor<?x?xf32>) {
+  %z = constant {value = 0} : i32
+  %x = load_view %a, [%z, %z] : tile<16x256xf16>
+  %y = load_view %b, [%z, %z] : tile<256x16xf16>
+  %xr = reshape %x : tile<16x4x64xf16>
+  %x3 = permute %xr {dims = [1, 0, 2]} : tile<4x16x64xf16>
+  %y3 = reshape %y : tile<4x64x16xf16>
+  %acc = constant {value = 0.0} : tile<4x16x16xf32>
+  %d = dot %x3, %y3, %acc : tile<4x16x16xf32>
+  %s = reduce %d {axis = 0, kind = "sum"} : tile<16x16xf32>
+  store_view %c, [%z, %z], %s
+  return
+}
+"""
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])
+def test_batched_dot_gives_each_warp_a_product(arch):
+    """K = 256 in 4 parts over 4 warps: each warp runs its own product, 16x16 by 64 deep,
+    on mma (8 m16n8k16, not the 32 of one warp doing all four), and no FMA loop is left."""
+    module = parse_module(BATCHED)
+    verify(module)
+    k = compile_checked(module, "split_k", arch)
+    assert k.ptx.count("mma.sync.aligned.m16n8k16") == 8
+    assert "dot.body" not in k.ptx and "fma.rn.f32" not in k.ptx
