@@ -85,6 +85,19 @@ def k_dot_batch(X: tc.Tensor, BLOCK: tc.constexpr):
 
 
 @tc.kernel
+def k_dot_rank(X: tc.Tensor, BLOCK: tc.constexpr):
+    a = tc.zeros((16,), tc.float16)
+    c = tc.dot(a, a)  # ERR-dot-rank
+
+
+@tc.kernel
+def k_dot_acc(X: tc.Tensor, BLOCK: tc.constexpr):
+    a = tc.zeros((2, 16, 32), tc.float16)
+    b = tc.zeros((2, 32, 8), tc.float16)
+    c = tc.dot(a, b, tc.zeros((2, 16, 16), tc.float32))  # ERR-dot-acc
+
+
+@tc.kernel
 def k_broadcast(X: tc.Tensor, BLOCK: tc.constexpr):
     a = tc.zeros((4, 8), tc.float32)
     b = tc.zeros((16,), tc.float32)
@@ -189,6 +202,8 @@ SIGN = "X: tensor<?xf32>, n: i32, BLOCK=16"
     (k_shape, "ERR-shape", "tile shape must be compile-time constants", SIGN),
     (k_dot, "ERR-dot", "dot shapes do not chain: a is 16x32 but b is 16x16", SIG1),
     (k_dot_batch, "ERR-dot-batch", "dot batches differ: a holds 2 products but b 4", SIG1),
+    (k_dot_rank, "ERR-dot-rank", "dot takes two 2-D tiles or two 3-D ones", SIG1),
+    (k_dot_acc, "ERR-dot-acc", "but a @ b is 2x16x8", SIG1),
     (k_broadcast, "ERR-broadcast", "shapes [4, 8] and [16] cannot be broadcast", SIG1),
     (k_undefined, "ERR-undefined", "undefined name 'x_undefined'", SIG1),
     (k_break, "ERR-break", "`break` is not supported", SIGN),

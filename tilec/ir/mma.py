@@ -224,9 +224,9 @@ def schedule(a: RegisterLayout, b: RegisterLayout, c: RegisterLayout,
     when the layouts are not the instruction's fragments arranged consistently over warps.
     A batched dot's layouts (rank 3) divide by the fragments with a batch dim of 1: each
     accumulator fragment then also meets a and b fragments of its own product."""
-    batch = a.rank - 2
-    lift = lambda f: functools.reduce(lambda x, _: x.expand_dims(0), range(batch), f)  # noqa: E731
-    qa, qb, qc = a.divide(lift(instr.a)), b.divide(lift(instr.b)), c.divide(lift(instr.c))
+    batch = a.rank - 2   # 0, or 1 for a batched dot
+    fa, fb, fc = (f.expand_dims(0) if batch else f for f in (instr.a, instr.b, instr.c))
+    qa, qb, qc = a.divide(fa), b.divide(fb), c.divide(fc)
     if qa is None or qb is None or qc is None:
         return None
     if not qa.num_threads == qb.num_threads == qc.num_threads:

@@ -239,8 +239,11 @@ def _dot(lw: Lowering, op: Operation) -> list:
             at = b.add(b.mul(at, i32(size)), coord(b, index, l, d))
         return at
     product = tuple(range(batch))
-    first_row = {key: l for l, key in reversed(list(enumerate(row_key)))}
-    first_col = {key: l for l, key in reversed(list(enumerate(col_key)))}
+    first_row: dict[tuple, int] = {}
+    first_col: dict[tuple, int] = {}
+    for l in range(layout.local_size):
+        first_row.setdefault(row_key[l], l)
+        first_col.setdefault(col_key[l], l)
     m_of = {key: b.mul(offset(l, product + (batch,), c_t.shape[:batch + 1]), i32(k))
             for key, l in first_row.items()}
     n_of = {key: b.add(b.mul(offset(l, product, c_t.shape[:batch]), i32(k * n)),
