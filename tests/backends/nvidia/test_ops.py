@@ -11,7 +11,7 @@ from nvidia_util import ARCHS, compile_checked
 from tilec.backends.llvm.convert import register_map, take_slots
 from tilec.backends.llvm.memory import vector_groups
 from tilec.backends.llvm.reduce import axis_plan
-from tilec.backends.nvidia.compiler import parse_ptxas_report
+from tilec.backends.nvidia.compiler import parse_ptxas_release, parse_ptxas_report, ptxas_release
 from tilec.errors import IRError
 from tilec.ir.layout import column_spatial, local, parse_layout, replicate, spatial
 from tilec.ir.parser import parse_module
@@ -75,11 +75,7 @@ def test_kernels_without_layouts_or_with_results_are_rejected():
         compile_kernel(m, "f", arch="sm_80")
 
 
-def test_atomic_orderings_in_ptx():
-    """A split-K style "last program finishes" counter. Relaxed adds stay bare atoms. The
-    acq_rel counter (a scalar: one thread acts for the program) comes after a barrier and
-    between two fences at its scope, in the acting thread only (LLVM's NVPTX backend drops
-    atomicrmw orderings, so the fences are all the order there is)."""
+def _last_sums():
     import tilec as tc
 
     @tc.kernel
@@ -88,7 +84,18 @@ def test_atomic_orderings_in_ptx():
         tc.atomic_add(P.ptr + offs, tc.full((128,), 1.0), sem="relaxed")
         if tc.atomic_add(Count.ptr, 1, scope=SCOPE) == 3:
             tc.atomic_xchg(P.ptr + offs, tc.zeros((128,), tc.float32), sem="relaxed")
+    return last_sums
 
+
+def test_atomic_orderings_in_ptx():
+    """A split-K style "last program finishes" counter. Relaxed adds stay bare atoms. The
+    acq_rel counter (a scalar: one thread acts for the program) comes after a barrier and
+    between two fences at its scope, in the acting thread only (LLVM's NVPTX backend drops
+    atomicrmw orderings, so the fences are all the order there is). On sm_90 they are one-way
+    (PTX 8.6: fence.release before, fence.acquire after; this ptxas takes PTX 8.6), elsewhere
+    fence.acq_rel both."""
+    assert ptxas_release() >= (12, 7)
+    last_sums = _last_sums()
     for scope in ("gpu", "cta", "sys"):
         module = last_sums.compile(f"P: tensor<?xf32>, Count: tensor<?xi32>, "
                                    f"SCOPE=\"{scope}\"")
@@ -99,14 +106,34 @@ def test_atomic_orderings_in_ptx():
             count = next(i for i, ln in enumerate(lines) if ln.startswith("atom.global.add.u32"))
             fences = [i for i, ln in enumerate(lines) if ln.startswith("fence.")]
             assert fences == [count - 1, count + 1], [lines[i] for i in fences]
-            assert all(lines[i].startswith(f"fence.acq_rel.{scope}") or
-                       lines[i].startswith(f"fence.sc.{scope}") for i in fences)
+            sems = ("release", "acquire") if arch.startswith("sm_90") else ("acq_rel",) * 2
+            assert [lines[i] for i in fences] == [f"fence.{sem}.{scope};" for sem in sems]
+            assert ".version 8.6" in ptx if arch.startswith("sm_90") else ".version 8.0" in ptx
             assert adds and max(adds) < count
             between = lines[max(adds):count]
             assert any(ln.startswith("bar.sync") for ln in between)
             branch = max(i for i in range(count) if lines[i].startswith("@"))
             assert max(adds) < branch < count - 1, "the fences belong to the acting thread"
             assert not any(ln.startswith("bar.sync") for ln in lines[branch:count])
+
+
+def test_one_way_fences_need_a_ptxas_that_knows_ptx_86(monkeypatch):
+    """With a ptxas older than CUDA 12.7 (or none: the driver compiles the PTX) the fences
+    stay fence.acq_rel at PTX 8.0, which every CUDA 12 toolchain takes."""
+    import tilec.backends.nvidia.compiler as nvc
+    module = _last_sums().compile('P: tensor<?xf32>, Count: tensor<?xi32>, SCOPE="gpu"')
+    for release in ((12, 4), None):
+        monkeypatch.setattr(nvc, "ptxas_release", lambda release=release: release)
+        ptx = compile_kernel(module, "last_sums", arch="sm_90a").ptx
+        assert ".version 8.0" in ptx and ptx.count("fence.acq_rel.gpu;") == 2
+
+
+def test_parse_ptxas_release():
+    text = ("ptxas: NVIDIA (R) Ptx optimizing assembler\nCopyright (c) 2005-2025 NVIDIA "
+            "Corporation\nCuda compilation tools, release 13.0, V13.0.88\n")
+    assert parse_ptxas_release(text) == (13, 0)
+    assert parse_ptxas_release("Cuda compilation tools, release 12.4, V12.4.131") == (12, 4)
+    assert parse_ptxas_release("no version here") is None
 
 
 def test_take_of_a_local_axis_picks_registers():

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 import shutil
@@ -96,6 +97,27 @@ def ptxas_path() -> str | None:
         if candidate.is_file():
             return str(candidate)
     return None
+
+
+def ptxas_release() -> tuple[int, int] | None:
+    """The CUDA release of the ptxas `run_ptxas` uses, e.g. (13, 0); None without one."""
+    exe = ptxas_path()
+    return None if exe is None else _ptxas_release(exe)
+
+
+@functools.cache
+def _ptxas_release(exe: str) -> tuple[int, int] | None:
+    try:
+        proc = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_ptxas_release(proc.stdout)
+
+
+def parse_ptxas_release(text: str) -> tuple[int, int] | None:
+    """(major, minor) from `ptxas --version` ("Cuda compilation tools, release 13.0, ...")."""
+    m = re.search(r"release (\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def _has_nvidia_namespace() -> bool:

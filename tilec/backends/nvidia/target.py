@@ -6,6 +6,7 @@ below; LLVM's `llvm/include/llvm/IR/IntrinsicsNVVM.td` for the intrinsic names.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Sequence
 
@@ -29,6 +30,15 @@ MAX_SHARED = {"sm_80": 163 * 1024, "sm_89": 99 * 1024, "sm_90": 227 * 1024,
 # Inline PTX that needs a newer PTX ISA than the arch's default: mma with .e4m3/.e5m2
 # operands came with PTX ISA 8.4 (PTX ISA "mma", PTX ISA notes).
 _PTX_NEEDS = {".row.col.f32.e4m3.e4m3.f32": 84, ".row.col.f32.e5m2.e5m2.f32": 84}
+# One-way fences (an atomic's release before it, acquire after it): from PTX ISA 8.6 on sm_90
+# LLVM emits them as fence.release / fence.acquire (PTX ISA "membar / fence"), before as
+# fence.acq_rel, which is both. On an H100 ptxas makes a release a MEMBAR without the L1
+# invalidation and an acquire the invalidation alone: a split-K counter costs ~0.3 us less
+# a launch (quant_gemm-notes.md, session 14). Only where ptxas knows PTX 8.6 (CUDA 12.7 on);
+# without ptxas the driver compiles the PTX, and 8.0 is what every CUDA 12 driver accepts.
+_ONE_WAY_FENCE = re.compile(r'\bfence (?:syncscope\("\w+"\) )?(?:acquire|release)\b')
+_ONE_WAY_FENCE_PTX = 86
+_ONE_WAY_FENCE_PTXAS = (12, 7)
 # NVPTX with 32-bit pointers to shared, constant and local memory (`--nvptx-short-ptr`, set
 # in llvm_passes): every shared address is 32-bit arithmetic (the SASS takes 32-bit shared
 # addresses anyway): a few percent fewer instructions in a GEMM's main loop.
@@ -82,8 +92,14 @@ class NvidiaTarget(Target):
         return PTX_VERSION[self.arch]
 
     def ptx_version_for(self, llvm_ir: str) -> int:
-        """The arch's PTX version, raised to what the module's inline PTX needs."""
+        """The arch's PTX version, raised to what the module's inline PTX needs, and to 8.6
+        for one-way fences on sm_90 where ptxas takes it."""
         need = [v for text, v in _PTX_NEEDS.items() if text in llvm_ir]
+        if self.arch.startswith("sm_90") and _ONE_WAY_FENCE.search(llvm_ir):
+            from tilec.backends.nvidia.compiler import ptxas_release
+            release = ptxas_release()
+            if release is not None and release >= _ONE_WAY_FENCE_PTXAS:
+                need.append(_ONE_WAY_FENCE_PTX)
         return max([self.ptx_version] + need)
 
     # -- ids and synchronisation: PTX ISA "Special Registers" (%tid, %ctaid, %nctaid)
