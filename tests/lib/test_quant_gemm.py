@@ -19,7 +19,7 @@ from tilec.ir.layout_defaults import view_layout
 from tilec.lib.quant_gemm import (QuantConfig, decode_bk, decode_layouts,
                                   dequantize, pick_config, quant_gemm, quant_gemm_kernel,
                                   quant_gemv_kernel, quantize, row_layout, scale_layout,
-                                  weight_layout)
+                                  slab_layout, weight_layout)
 
 INTS = [dt.int_(b) for b in range(1, 9)] + [dt.uint(b) for b in range(1, 9)]
 FLOATS = [dt.float6_e3m2, dt.float6_e2m3, dt.float4_e2m1, dt.float3_e1m1, dt.float8_e4m3]
@@ -149,12 +149,13 @@ def _signature(wd: str, cfg: QuantConfig, act: str = "f16") -> str:
     facts = "{contiguous = true, aligned = 16}"  # what a launch on torch tensors gives
     return (f"A: tensor<?x?x{act}> {facts}, W: tensor<?x?xu32> {facts}, "
             f"S: tensor<?x?x{act}> {facts}, Z: tensor<?x?x{act}> {facts}, "
-            f"C: tensor<?x?x{act}> {facts}, Ws: tensor<?x?xf32> {facts}, "
+            f"C: tensor<?x?x{act}> {facts}, Ws: tensor<?x?x?xf32> {facts}, "
             f"Arrived: tensor<?xi32> {facts}, "
             f"BM={cfg.BM}, BN={cfg.BN}, BK={cfg.BK}, G=128, SPLIT={cfg.split_k}, "
             f"HAS_ZERO={dt.dtype(wd).is_int}, "     # zero points: integer weights only
             f"WDT={wd}, WB={cfg.BK * bits // 32}, WL=\"{wl}\", EL=\"{el}\", "
             f"ONE_ROW={cfg.BM == 16}, AL=\"{row_layout(cfg.BK, cfg.num_warps)}\", "
+            f"SLABS=\"{slab_layout(cfg.split_k, cfg.BM, cfg.BN, cfg.num_warps)}\", "
             f"num_warps={cfg.num_warps}, num_stages={cfg.num_stages}")
 
 
@@ -278,7 +279,7 @@ def _decode_module(wd: str, m: int, zeros: bool, cfg: QuantConfig):
     module = quant_gemv_kernel.compile(
         f"A: tensor<?x?xf16> {facts}, W: tensor<?x?xu32> {facts}, S: tensor<?x?xf16> "
         f"{facts}, Z: tensor<?x?xf16> {facts}, C: tensor<?x?xf16> {facts}, "
-        f"Ws: tensor<?x?xf32> {facts}, Arrived: tensor<?xi32> {facts}, "
+        f"Ws: tensor<?x?x?xf32> {facts}, Arrived: tensor<?xi32> {facts}, "
         f"BM={bm}, G=128, HAS_ZERO={zeros}, WDT={wd}, ONE_ROW={m * cfg.parts == 1}, "
         f"{consts}")
     return module, chosen
