@@ -86,8 +86,8 @@ def _add_split(acc, C, Ws, Arrived, pm, pn, part, SPLIT: tc.constexpr, BM: tc.co
     (pm, pn), f32) into its own slab of the workspace Ws (SPLIT x Mp x N, Mp = M rounded up
     to whole tiles); the tile's last slice to arrive (a counter per tile in Arrived, zero
     between calls) loads the tile of every slab at once, in layout SLABS (`slab_layout`:
-    each thread holds all slabs' values at its places, so their sum, in slice order, stays
-    in registers), rounds the sum into C and zeroes the counter for the next call. Plain
+    each thread holds all slabs' values at its places, so their sum, in a fixed order,
+    stays in registers), rounds the sum into C and zeroes the counter for the next call. Plain
     stores and loads: atomic f32 adds into one total, then an exchange to read and clear it,
     cost ~4 us more at M = 16 (8192^2, 4 slices: quant_gemm-notes.md), and the fixed order
     makes the result independent of which slice arrives last. One load of all slabs rather
