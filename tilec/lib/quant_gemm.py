@@ -403,6 +403,7 @@ def row_layout(bk: int, num_warps: int) -> str:
     return f"{rep}spatial(1,{lanes})*local(1,{bk // lanes})"
 
 
+@functools.cache
 def slab_layout(split: int, bm: int, bn: int, num_warps: int) -> str:
     """The layout `_add_split` loads a split's SPLIT x BM x BN f32 slabs in: the default
     layout of one BM x BN tile (16-byte vectors), the slab axis local to each thread."""
@@ -725,7 +726,7 @@ def _split_workspace(a: Any, m: int, n: int, bm: int, bn: int, split: int,
     rows: split x Mp x N, and int32 counters, one per output tile) for a split-K launch;
     without a split, placeholders the kernel does not touch."""
     shape = (split, tc.cdiv(m, bm) * bm, n) if split > 1 else (1, 1, 1)
-    size = math.prod(shape)
+    need = math.prod(shape)
     tiles = tc.cdiv(m, bm) * tc.cdiv(n, bn) if split > 1 else 1
     if not on_torch:  # the interpreter: fresh zeros
         return np.zeros(shape, np.float32), np.zeros(tiles, np.int32)
@@ -733,14 +734,14 @@ def _split_workspace(a: Any, m: int, n: int, bm: int, bn: int, split: int,
     dev = a.device.index
     key = (dev, torch._C._cuda_getCurrentRawStream(dev))
     ws, arrived = _WORKSPACES.get(key, (None, None))
-    if ws is None or ws.numel() < size or arrived.numel() < tiles:
-        count = tiles
+    if ws is None or ws.numel() < need or arrived.numel() < tiles:
+        size, count = need, tiles
         if ws is not None:
             size, count = max(size, ws.numel()), max(count, arrived.numel())
         ws = torch.empty(size, dtype=torch.float32, device=a.device)
         arrived = torch.zeros(count, dtype=torch.int32, device=a.device)
         _WORKSPACES[key] = ws, arrived
-    return ws[:math.prod(shape)].view(shape), arrived
+    return ws[:need].view(shape), arrived
 
 
 def decode_config(cfg: QuantConfig, wdtype: Any, group_size: int, m: int,
