@@ -417,3 +417,52 @@ def k_atomic_scope(X: tc.Tensor, BLOCK: tc.constexpr):
 def test_atomic_ordering_errors():
     expect(k_atomic_sem, "ERR-atomic-sem", "atomic sem must be one of 'relaxed', 'acquire'")
     expect(k_atomic_scope, "ERR-atomic-scope", "atomic scope must be one of 'cta', 'gpu'")
+
+
+@tc.kernel
+def k_cache_bad(X: tc.Tensor, BLOCK: tc.constexpr):
+    x = tc.load(X, (0,), (BLOCK,), cache_modifier=".wb")  # ERR-cache-load
+
+
+@tc.kernel
+def k_store_cache_bad(X: tc.Tensor, BLOCK: tc.constexpr):
+    tc.store(X, (0,), tc.zeros((BLOCK,), tc.float32), cache_modifier=".cv")  # ERR-cache-store
+
+
+@tc.kernel
+def k_evict_bad(X: tc.Tensor, BLOCK: tc.constexpr):
+    x = tc.load(X.ptr + tc.arange(0, BLOCK), eviction_policy="evict_never")  # ERR-evict
+
+
+@tc.kernel
+def k_volatile_hinted(X: tc.Tensor, BLOCK: tc.constexpr):
+    x = tc.load(X.ptr, volatile=True, cache_modifier=".cg")  # ERR-volatile-cache
+
+
+@tc.kernel
+def k_volatile_bad(X: tc.Tensor, BLOCK: tc.constexpr):
+    x = tc.load(X.ptr, volatile="yes")  # ERR-volatile-type
+
+
+@tc.kernel
+def k_packed_store_hint(W: tc.Tensor, BLOCK: tc.constexpr):
+    tc.store(W, (0,), tc.zeros((BLOCK,), tc.int32), eviction_policy="evict_first")  # ERR-packed
+
+
+def test_cache_hint_errors():
+    expect(k_cache_bad, "ERR-cache-load", "tc.load's cache_modifier must be one of '.ca', "
+           "'.cg', '.cs', '.lu', '.cv'")
+    expect(k_store_cache_bad, "ERR-cache-store", "tc.store's cache_modifier must be one of "
+           "'.wb', '.cg', '.cs', '.wt'")
+    expect(k_evict_bad, "ERR-evict", "eviction_policy must be one of 'evict_first', "
+           "'evict_last'")
+    expect(k_volatile_hinted, "ERR-volatile-cache",
+           "a volatile load takes no cache_modifier or eviction_policy")
+    expect(k_volatile_bad, "ERR-volatile-type", "volatile must be True or False")
+    # Packed sub-byte stores are 32-bit atomics: found when the kernel is lowered.
+    from tilec.backends.nvidia import compile_kernel
+    module = k_packed_store_hint.compile("W: tensor<?xi4>, BLOCK=64")
+    with pytest.raises(tc.TilecError) as info:
+        compile_kernel(module, "k_packed_store_hint", arch="sm_90a")
+    assert "stores of packed i4 elements take no cache hints" in info.value.message
+    assert info.value.loc is not None and info.value.loc.line == line_of("ERR-packed")

@@ -480,3 +480,21 @@ def test_batched_dot_splits_k():
         c = poisoned((32, 16))
         split_k_dot[(1,)](a, b, c, P=p)
         np.testing.assert_array_equal(c, a.astype(np.float32) @ b.astype(np.float32))
+
+
+@tc.kernel
+def scaled_rows(X: tc.Tensor, S: tc.Tensor, Y: tc.Tensor, BLOCK: tc.constexpr):
+    row = tc.program_id(0)
+    x = tc.load(X, (row, 0), (1, BLOCK), eviction_policy="evict_first")
+    s = tc.load(S.ptr + row, cache_modifier=".ca", eviction_policy="evict_last")
+    tc.store(Y, (row, 0), x * s + tc.load(S.ptr, volatile=True), cache_modifier=".wt")
+
+
+def test_cache_hints_change_no_result():
+    """Hints choose instructions on the GPU; the interpreter's results are the plain ones."""
+    x = RNG.standard_normal((5, 64)).astype(np.float32)
+    s = RNG.standard_normal(5).astype(np.float32)
+    y = poisoned((5, 64))
+    scaled_rows[(5,)](x, s, y, BLOCK=64)
+    np.testing.assert_allclose(y, x * s[:, None] + s[0], rtol=1e-6)
+

@@ -525,6 +525,66 @@ def test_pointer_gather_with_mask_and_other():
 
 
 @tc.kernel
+def hinted_accesses(X: tc.Tensor, Idx: tc.Tensor, Out: tc.Tensor, n: int,
+                    BLOCK: tc.constexpr):
+    """Out[i] = 2 X[i] + X[Idx[i]] + X[0], every access with a cache hint (they choose the
+    instructions: ld.global.cg, .cs, .L1::evict_last with an L2 policy, ld.volatile)."""
+    pid = tc.program_id(0)
+    offs = pid * BLOCK + tc.arange(0, BLOCK)
+    inb = offs < n
+    x = tc.load(X, (pid,), (BLOCK,), cache_modifier=".cg")
+    i = tc.load(Idx.ptr + offs, mask=inb, other=0, cache_modifier=".cs")
+    g = tc.load(X.ptr + i, mask=inb, other=0.0, eviction_policy="evict_last")
+    first = tc.load(X.ptr, volatile=True)
+    tc.store(Out, (pid,), x * 2.0 + g + first, cache_modifier=".cs")
+
+
+def test_cache_hints_keep_results():
+    n = 3000  # a ragged last block: the predicated paths as well as the vectors
+    x = RNG.standard_normal(n).astype(np.float32)
+    idx = RNG.integers(0, n, n).astype(np.int32)
+    (res,) = run_both(hinted_accesses, (tc.cdiv(n, 512),), [x, idx, Out((n,), np.float32), n],
+                      BLOCK=512)
+    check_exact(res, "hinted accesses")
+    np.testing.assert_array_equal(res[0], x * np.float32(2) + x[idx] + x[0])
+
+
+@tc.kernel
+def flag_handoff(Data: tc.Tensor, Flag: tc.Tensor, Out: tc.Tensor, Tries: tc.Tensor,
+                 BLOCK: tc.constexpr):
+    """Program 1 writes Data and raises Flag (release); program 0 polls Flag with volatile
+    loads (at most 2^26 times, so a broken poll fails rather than hangs), then acquires and
+    copies Data to Out."""
+    offs = tc.arange(0, BLOCK)
+    if tc.program_id(0) == 1:
+        tc.store(Data.ptr + offs, offs.to(tc.float32) * 3.0 + 1.0)
+        tc.atomic_xchg(Flag.ptr, 1, sem="release")
+    else:
+        seen = 0
+        tries = 0
+        while (seen == 0) & (tries < 67108864):
+            seen = tc.load(Flag.ptr, volatile=True)
+            tries += 1
+        tc.atomic_add(Flag.ptr, 0, sem="acquire")  # Data's reads after the flag's
+        tc.store(Out.ptr + offs, tc.load(Data.ptr + offs))
+        tc.store(Tries.ptr, tries)
+
+
+def test_volatile_poll_sees_another_programs_flag():
+    block = 1024
+    for _ in range(3):
+        data = torch.full((block,), float("nan"), device="cuda")
+        flag = torch.zeros(1, dtype=torch.int32, device="cuda")
+        out = torch.full((block,), float("nan"), device="cuda")
+        tries = torch.full((1,), -1, dtype=torch.int32, device="cuda")
+        flag_handoff[(2,)](data, flag, out, tries, BLOCK=block)
+        torch.cuda.synchronize()
+        assert 0 < int(tries.item()) < 67108864, "the poll never saw the flag"
+        want = torch.arange(block, device="cuda", dtype=torch.float32) * 3 + 1
+        torch.testing.assert_close(out, want, rtol=0, atol=0)
+
+
+@tc.kernel
 def loop_and_branch(X: tc.Tensor, Out: tc.Tensor, Steps: tc.Tensor, n: int, iters: int,
                     BLOCK: tc.constexpr):
     """Even programs: x*1.5^iters by a loop; odd programs: x - iters. Steps: Collatz steps of

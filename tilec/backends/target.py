@@ -20,6 +20,29 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class MemoryHints:
+    """A load's or store's cache hints (tc.load's `cache_modifier`, `eviction_policy` and
+    `volatile`; IR attributes `cache`, `evict`, `volatile`): what a target's accesses take
+    besides the address."""
+
+    cache: str = ""        # PTX cache operator without the dot: "cg", "cs", ...; "" default
+    evict: str = ""        # "evict_first", "evict_last"; "" default
+    volatile: bool = False
+
+    @classmethod
+    def of(cls, attrs: dict) -> MemoryHints | None:
+        """The hints of an op's attributes; None when it has none."""
+        hints = cls(attrs.get("cache", ""), attrs.get("evict", ""),
+                    bool(attrs.get("volatile", False)))
+        return hints if hints != cls() else None
+
+    @property
+    def streaming(self) -> bool:
+        """Whether the data is not expected to be read again (LLVM's `!nontemporal`)."""
+        return self.cache in ("cs", "lu") or self.evict == "evict_first"
+
+
+@dataclass(frozen=True)
 class Target(ABC):
     """A compilation target such as `sm_90a` or `gfx942`."""
 

@@ -198,13 +198,47 @@ def _view_offsets(em: Emitter, t: TensorArg, coords: Any, shape: tuple[int, ...]
     return out
 
 
+def _hints(what: str, cache_modifier: Any, eviction_policy: Any,
+           volatile: Any = False) -> dict[str, Any]:
+    """The cache hint attributes of a load or store from Triton-style arguments (the cache
+    operator with or without its leading dot)."""
+    from tilec.ir.ops.memory import EVICTIONS, LOAD_CACHES, STORE_CACHES
+    caches = LOAD_CACHES if what == "load" else STORE_CACHES
+    for name, value, choices in (("cache_modifier", cache_modifier, caches),
+                                 ("eviction_policy", eviction_policy, EVICTIONS)):
+        if not isinstance(value, str) or value.removeprefix(".") not in choices:
+            shown = ", ".join(repr(f".{c}" if name == "cache_modifier" else c)
+                              for c in choices if c)
+            raise CompileError(f"tc.{what}'s {name} must be one of {shown} (or \"\"), got "
+                               f"{describe(value)}")
+    if not isinstance(volatile, bool):
+        raise CompileError(f"tc.load's volatile must be True or False, got {describe(volatile)}")
+    if volatile and (cache_modifier or eviction_policy):
+        raise CompileError("a volatile load takes no cache_modifier or eviction_policy",
+                           hint="PTX's ld.volatile has no cache operator or eviction priority")
+    attrs = {"cache": cache_modifier.removeprefix("."), "evict": eviction_policy}
+    if volatile:
+        attrs["volatile"] = True
+    return {k: v for k, v in attrs.items() if v}
+
+
 @builtin
 def load(em: Emitter, src: Any, *args: Any, mask: Any = None, other: Any = None,
          offsets: Any = None, shape: Any = None, cache_modifier: str = "",
          eviction_policy: str = "", volatile: bool = False) -> TVal:
     """`load(T, coords, shape)`: the tile at tile coordinates `coords` of tensor T (out of
     bounds reads 0; `offsets=` gives element offsets instead). `load(ptrs, mask, other)`:
-    gather through a tile of pointers."""
+    gather through a tile of pointers.
+
+    Hints, as in Triton (the result is the same with or without them): `cache_modifier`
+    ".ca" (the default), ".cg" (L2 only), ".cs" (streaming), ".lu" (last use), ".cv"
+    (fetch again); `eviction_policy` "evict_first" or "evict_last" (L1's eviction priority
+    and an L2 cache policy); `volatile=True` reads memory every time (`ld.volatile`: for
+    polling a flag another program writes). A load with hints stays the instruction asked
+    for: the pipeline never turns it into an asynchronous copy. On AMD, "evict_first",
+    ".cs" and ".lu" mark the access nontemporal, volatile and ".cv" make it LLVM's volatile
+    (system-coherent), and the rest have no instruction of their own there."""
+    hints = _hints("load", cache_modifier, eviction_policy, volatile)
     if isinstance(src, TensorArg):
         if mask is not None or other is not None:
             raise CompileError("mask= and other= apply to pointer loads; tensor views are "
@@ -218,7 +252,7 @@ def load(em: Emitter, src: Any, *args: Any, mask: Any = None, other: Any = None,
         shp = tile_shape(shape)
         offs = _view_offsets(em, src, offsets if coords is None else coords, shp,
                              elements=coords is None)
-        return em.op("load_view", src, offs, types=[TileType(shp, src.dtype)])
+        return em.op("load_view", src, offs, types=[TileType(shp, src.dtype)], attrs=hints)
     if len(args) > 2:
         raise CompileError("pointer load takes (ptrs, mask, other)")
     if args:
@@ -237,14 +271,17 @@ def load(em: Emitter, src: Any, *args: Any, mask: Any = None, other: Any = None,
     ptr = em.broadcast(src, shape_)
     pointee = ptr.element.pointee
     o = em.value_as(other, pointee, shape_) if other is not None and m is not None else None
-    return em.op("load", ptr, mask=m, other=o)
+    return em.op("load", ptr, mask=m, other=o, attrs=hints)
 
 
 @builtin
 def store(em: Emitter, dst: Any, *args: Any, mask: Any = None, offsets: Any = None,
           value: Any = None, cache_modifier: str = "", eviction_policy: str = "") -> None:
     """`store(T, coords, tile)`: write a tile at tile coordinates (out of bounds dropped;
-    the tile is converted to T's dtype). `store(ptrs, value, mask)`: scatter."""
+    the tile is converted to T's dtype). `store(ptrs, value, mask)`: scatter. Hints as
+    `load`'s: `cache_modifier` ".wb" (the default), ".cg", ".cs", ".wt"; `eviction_policy`
+    "evict_first" or "evict_last"."""
+    hints = _hints("store", cache_modifier, eviction_policy)
     if isinstance(dst, TensorArg):
         if mask is not None:
             raise CompileError("mask= applies to pointer stores; tensor views drop out-of-"
@@ -264,7 +301,7 @@ def store(em: Emitter, dst: Any, *args: Any, mask: Any = None, offsets: Any = No
                                f"{dst.rank}")
         offs = _view_offsets(em, dst, offsets if coords is None else coords, v.shape,
                              elements=coords is None)
-        em.create("store_view", dst, offs, em.cast(v, dst.dtype))
+        em.create("store_view", dst, offs, em.cast(v, dst.dtype), attrs=hints)
         return None
     rest = list(args)
     if rest and value is None:
@@ -285,7 +322,7 @@ def store(em: Emitter, dst: Any, *args: Any, mask: Any = None, offsets: Any = No
         m = em.broadcast(m, shape_)
     ptr = em.broadcast(dst, shape_)
     v = em.value_as(value, ptr.element.pointee, shape_)
-    em.create("store", ptr, v, mask=m)
+    em.create("store", ptr, v, mask=m, attrs=hints)
     return None
 
 

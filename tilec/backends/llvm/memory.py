@@ -24,6 +24,7 @@ from tilec.backends.llvm import dtypes as ltypes
 from tilec.backends.llvm.casts import call_intrinsic
 from tilec.backends.llvm.elementwise import memory_type
 from tilec.backends.abi import is_packed
+from tilec.backends.target import MemoryHints
 from tilec.backends.llvm.lower import Lowering, lowers, tile_layout, truth
 from tilec.backends.llvm.shared import (load_register_tile, scratch_bytes, scratch_offsets,
                                         store_register_tile)
@@ -63,19 +64,66 @@ def from_bits(b: ir.IRBuilder, v: ir.Value, element) -> ir.Value:
 
 
 # -- masked accesses (targets may provide predicated instructions) --------------------------
-def masked_load(lw: Lowering, ptr: ir.Value, t: ir.IntType, pred: ir.Value,
-                other: ir.Value) -> ir.Value:
-    """Load an integer of type `t` at `ptr` if `pred`, else give `other`."""
-    if isinstance(pred, ir.Constant) and pred.constant == 1:
-        return lw.b.load(ptr, typ=t, align=t.width // 8)
+class _VolatileLoad(ir.LoadInstr):
+    """LLVM's `load volatile` (llvmlite's builder has no flag for it)."""
+
+    def descr(self, buf: list[str]) -> None:
+        super().descr(buf)
+        buf[-1] = buf[-1].replace("load ", "load volatile ", 1)
+
+
+def plain_load(lw: Lowering, ptr: ir.Value, t: ir.Type, align: int,
+               hints: MemoryHints | None = None) -> ir.Value:
+    """An unconditional load of `t`; hints as LLVM IR has them (`volatile`,
+    `!nontemporal`) where the target has no instruction of its own (`predicated_load`)."""
+    b = lw.b
+    if hints is None:
+        return b.load(ptr, typ=t, align=align)
     hook = getattr(lw.target, "predicated_load", None)
     if hook is not None:
-        return hook(lw.b, ptr, t, pred, other)
+        return hook(b, ptr, t, None, None, hints)
+    if hints.volatile or hints.cache == "cv":  # .cv: fetch again, as volatile does
+        ld = _VolatileLoad(b.block, ptr, typ=t)
+        ld.align = align
+        b._insert(ld)
+        return ld
+    ld = b.load(ptr, typ=t, align=align)
+    _mark_streaming(lw, ld, hints)
+    return ld
+
+
+def plain_store(lw: Lowering, value: ir.Value, ptr: ir.Value, align: int,
+                hints: MemoryHints | None = None) -> None:
+    b = lw.b
+    if hints is None:
+        b.store(value, ptr, align=align)
+        return
+    hook = getattr(lw.target, "predicated_store", None)
+    if hook is not None:
+        hook(b, ptr, value, None, hints)
+        return
+    st = b.store(value, ptr, align=align)
+    _mark_streaming(lw, st, hints)
+
+
+def _mark_streaming(lw: Lowering, instr: ir.Instruction, hints: MemoryHints) -> None:
+    if hints.streaming:
+        instr.set_metadata("nontemporal", lw.module.add_metadata([i32(1)]))
+
+
+def masked_load(lw: Lowering, ptr: ir.Value, t: ir.IntType, pred: ir.Value,
+                other: ir.Value, hints: MemoryHints | None = None) -> ir.Value:
+    """Load an integer of type `t` at `ptr` if `pred`, else give `other`."""
+    if isinstance(pred, ir.Constant) and pred.constant == 1:
+        return plain_load(lw, ptr, t, t.width // 8, hints)
+    hook = getattr(lw.target, "predicated_load", None)
+    if hook is not None:
+        return hook(lw.b, ptr, t, pred, other, hints)
     b = lw.b
     start, then_bb, done = b.block, lw.block("load.then"), lw.block("load.end")
     b.cbranch(pred, then_bb, done)
     b.position_at_end(then_bb)
-    loaded = b.load(ptr, typ=t, align=t.width // 8)
+    loaded = plain_load(lw, ptr, t, t.width // 8, hints)
     b.branch(done)
     b.position_at_end(done)
     phi = b.phi(t)
@@ -84,20 +132,21 @@ def masked_load(lw: Lowering, ptr: ir.Value, t: ir.IntType, pred: ir.Value,
     return phi
 
 
-def masked_store(lw: Lowering, ptr: ir.Value, value: ir.Value, pred: ir.Value) -> None:
+def masked_store(lw: Lowering, ptr: ir.Value, value: ir.Value, pred: ir.Value,
+                 hints: MemoryHints | None = None) -> None:
     """Store integer `value` at `ptr` if `pred`."""
     if isinstance(pred, ir.Constant) and pred.constant == 1:
-        lw.b.store(value, ptr, align=value.type.width // 8)
+        plain_store(lw, value, ptr, value.type.width // 8, hints)
         return
     hook = getattr(lw.target, "predicated_store", None)
     if hook is not None:
-        hook(lw.b, ptr, value, pred)
+        hook(lw.b, ptr, value, pred, hints)
         return
     b = lw.b
     then_bb, done = lw.block("store.then"), lw.block("store.end")
     b.cbranch(pred, then_bb, done)
     b.position_at_end(then_bb)
-    b.store(value, ptr, align=value.type.width // 8)
+    plain_store(lw, value, ptr, value.type.width // 8, hints)
     b.branch(done)
     b.position_at_end(done)
 
@@ -188,8 +237,8 @@ class Access:
 
     def __init__(self, lw: Lowering, element, ptrs, preds, v: int,
                  vector_ok: ir.Value | None = None, count: int | None = None,
-                 fast: ir.Value | None = None):
-        self.lw, self.element = lw, element
+                 fast: ir.Value | None = None, hints: MemoryHints | None = None):
+        self.lw, self.element, self.hints = lw, element, hints
         self.ptr_of = ptrs if callable(ptrs) else ptrs.__getitem__
         self.pred_of = preds if callable(preds) else preds.__getitem__
         self.count = len(ptrs) if count is None else count
@@ -235,11 +284,12 @@ class Access:
         vt, nbytes = _vector_type(v, self.bits)
 
         def fast():
-            return [b.load(self.ptr_of(g), typ=vt, align=nbytes)
+            return [plain_load(self.lw, self.ptr_of(g), vt, nbytes, self.hints)
                     for g in range(0, self.count, v)]
 
         def slow():
-            return [masked_load(self.lw, self.ptr_of(i), self.int_t, self.pred_of(i), o)
+            return [masked_load(self.lw, self.ptr_of(i), self.int_t, self.pred_of(i), o,
+                                self.hints)
                     for i, o in enumerate(other_bits)]
 
         def slow_vectors():
@@ -261,12 +311,13 @@ class Access:
         def fast():
             vt, nbytes = _vector_type(v, self.bits)
             for g in range(0, self.count, v):
-                b.store(_pack(b, bits[g:g + v], vt), self.ptr_of(g), align=nbytes)
+                plain_store(self.lw, _pack(b, bits[g:g + v], vt), self.ptr_of(g), nbytes,
+                            self.hints)
             return None
 
         def slow():
             for i, x in enumerate(bits):
-                masked_store(self.lw, self.ptr_of(i), x, self.pred_of(i))
+                masked_store(self.lw, self.ptr_of(i), x, self.pred_of(i), self.hints)
             return []
         self._versioned(fast, slow)
 
@@ -356,11 +407,13 @@ def _view_access(lw: Lowering, op: Operation, t: TensorValue, tile: TileType,
                 fast = _all(b, [stride1, *preds] + [
                     _column_aligned(b, coords_of(g)[-1], v)
                     for g in range(0, layout.local_size, v)])
-        return Access(lw, t.dtype, ptrs, preds, v, stride1, fast=fast), None, None
+        return Access(lw, t.dtype, ptrs, preds, v, stride1, fast=fast,
+                      hints=MemoryHints.of(op.attrs)), None, None
     fast = None
     if v > 1:
         fast = _view_fast(lw, t, offsets, index, v, extra_pred, ptr_of(0))
-    access = Access(lw, t.dtype, ptr_of, pred_of, v, count=layout.local_size, fast=fast)
+    access = Access(lw, t.dtype, ptr_of, pred_of, v, count=layout.local_size, fast=fast,
+                    hints=MemoryHints.of(op.attrs))
     return access, None, None
 
 
@@ -406,7 +459,8 @@ def _load_view(lw: Lowering, op: Operation) -> list:
     t: TensorValue = lw.get(op.tensor)
     tile = op.results[0].type
     if is_packed(t.dtype):
-        return [packed_view_load(lw, t, offsets_i32(lw, op.offsets), tile_layout(tile))]
+        return [packed_view_load(lw, t, offsets_i32(lw, op.offsets), tile_layout(tile),
+                                 MemoryHints.of(op.attrs))]
     access, coords, preds = _view_access(lw, op, t, tile, None)
     return [access.load(None)]
 
@@ -419,6 +473,9 @@ def _store_view(lw: Lowering, op: Operation) -> list:
     access, coords, preds = _view_access(lw, op, t, tile, replica0)
     values = lw.get(op.value)
     if access is None:
+        if MemoryHints.of(op.attrs) is not None:
+            raise op.error(f"stores of packed {t.dtype} elements take no cache hints",
+                           hint="they are 32-bit atomics, which have no cache operators")
         for cs, p, x in zip(coords, preds, values):
             _packed_store(lw, t, cs, p, x)
     else:
@@ -441,7 +498,8 @@ def _resize(b: ir.IRBuilder, v: ir.Value, t: ir.IntType) -> ir.Value:
     return b.trunc(v, t) if v.type.width > t.width else v
 
 
-def _packed_load(lw: Lowering, t: TensorValue, coords: list[ir.Value], pred: ir.Value) -> ir.Value:
+def _packed_load(lw: Lowering, t: TensorValue, coords: list[ir.Value], pred: ir.Value,
+                 hints: MemoryHints | None) -> ir.Value:
     b = lw.b
     w = t.dtype.itemsize_bits
     nbytes = (7 + w + 7) // 8
@@ -452,7 +510,7 @@ def _packed_load(lw: Lowering, t: TensorValue, coords: list[ir.Value], pred: ir.
         # Only bytes holding some of the element's bits: later ones may lie past the row.
         needed = b.icmp_unsigned("<", i64(8 * k), b.add(shift, i64(w)))
         p = b.inttoptr(b.add(addr, i64(k)), ir.PointerType(addrspace=1))
-        byte = masked_load(lw, p, I8, b.and_(pred, needed), ir.Constant(I8, 0))
+        byte = masked_load(lw, p, I8, b.and_(pred, needed), ir.Constant(I8, 0), hints)
         acc = b.or_(acc, b.shl(b.zext(byte, wide_t), ir.Constant(wide_t, 8 * k)))
     value = b.lshr(acc, _resize(b, shift, wide_t))
     bits = b.trunc(value, ir.IntType(w))
@@ -509,7 +567,7 @@ def _packed_vector_bytes(v: int, elem_bits: int) -> int:
 
 
 def packed_view_load(lw: Lowering, t: TensorValue, offsets: list[ir.Value],
-                     layout: RegisterLayout) -> list[ir.Value]:
+                     layout: RegisterLayout, hints: MemoryHints | None = None) -> list[ir.Value]:
     """Load a tile of packed elements. Where the layout gives each thread runs of elements
     that fill whole words (`packed_vector_groups`) and, at run time, the thread's box is in
     bounds, contiguous and aligned, each run is read as 16-byte (or the widest aligned)
@@ -521,7 +579,7 @@ def packed_view_load(lw: Lowering, t: TensorValue, offsets: list[ir.Value],
     v = packed_vector_groups(layout, w) if lw.target.narrow_int_vectors else 1
     if v == 1:
         coords, inside = _view_elements(lw, t, offsets, layout)
-        return [_packed_load(lw, t, cs, p) for cs, p in zip(coords, inside)]
+        return [_packed_load(lw, t, cs, p, hints) for cs, p in zip(coords, inside)]
     access = _packed_vector_bytes(v, w)
     group_bytes = v * w // 8
     index = lw.index(layout)
@@ -558,16 +616,16 @@ def packed_view_load(lw: Lowering, t: TensorValue, offsets: list[ir.Value],
         for k in range(group_bytes // access):
             p = b.inttoptr(b.add(addr, i64(k * access)), ir.PointerType(addrspace=1))
             if hook is not None:
-                words += hook(b, p, access // 4)
+                words += hook(b, p, access // 4, hints)
             else:
-                vec = b.load(p, typ=word_t, align=access)
+                vec = plain_load(lw, p, word_t, access, hints)
                 words += [b.extract_element(vec, i32(j)) for j in range(access // 4)]
         fast_values += [_extract_bits(b, words, j * w, w, t.dtype) for j in range(v)]
     fast_end = b.block
     b.branch(done)
     b.position_at_end(slow_bb)  # per element: only here, so the fast path holds none of it
     coords, inside = _view_elements(lw, t, offsets, layout)
-    slow_values = [_packed_load(lw, t, cs, p) for cs, p in zip(coords, inside)]
+    slow_values = [_packed_load(lw, t, cs, p, hints) for cs, p in zip(coords, inside)]
     slow_end = b.block
     b.branch(done)
     b.position_at_end(done)
@@ -623,7 +681,7 @@ def _pointer_access(lw: Lowering, op: Operation, pred_extra: ir.Value | None) ->
     ok = _contiguity(lw, ptrs, v, _bits_of(pointee) // 8)
     if ok is not None and pred_extra is not None:
         ok = b.and_(ok, pred_extra)
-    return Access(lw, pointee, ptrs, preds, v, ok)
+    return Access(lw, pointee, ptrs, preds, v, ok, hints=MemoryHints.of(op.attrs))
 
 
 def _replica0(lw: Lowering, t) -> ir.Value:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar, Sequence
 
 from llvmlite import ir
 
-from tilec.backends.target import Target
+from tilec.backends.target import MemoryHints, Target
 from tilec.errors import Location
 
 if TYPE_CHECKING:
@@ -166,24 +166,66 @@ class NvidiaTarget(Target):
         return _call(b, "llvm.nvvm.cos.approx.f", _F32, [x])  # cos.approx.f32
 
     # -- predicated global accesses (used by the common lowering when present) ----------------
-    def predicated_load(self, b: ir.IRBuilder, ptr: ir.Value, t: ir.IntType, pred: ir.Value,
-                        other: ir.Value) -> ir.Value:
-        """`@p ld.global` of an integer of `t.width` bits, `other` when !p (PTX ISA "ld";
-        "Predicated Execution"). One instruction, no branch. The predicate is made inside
-        the asm from a 32-bit flag: a thread has few predicate registers, and predicates
-        LLVM computes ahead of many accesses would spill."""
-        bits = t.width
-        reg = _ASM_REG[bits]
-        width = "u8" if bits == 8 else f"b{bits}"
-        asm_t = ir.IntType(16) if bits == 8 else t
-        fill = b.zext(other, asm_t) if bits == 8 else other
-        mov = "mov.b16" if bits == 8 else f"mov.b{bits}"
-        text = (f"{{\n\t.reg .pred %p;\n\tsetp.ne.b32 %p, $2, 0;\n\t{mov} $0, $3;\n\t"
-                f"@%p ld.global.{width} $0, [$1];\n\t}}")
-        fnty = ir.FunctionType(asm_t, [ptr.type, _I32, asm_t])
-        flag = b.zext(pred, _I32)
-        out = b.asm(fnty, text, f"={reg},l,r,{reg}", [ptr, flag, fill], side_effect=True)
-        return b.trunc(out, t) if bits == 8 else out
+    def predicated_load(self, b: ir.IRBuilder, ptr: ir.Value, t: ir.Type, pred: ir.Value | None,
+                        other: ir.Value | None, hints: MemoryHints | None = None) -> ir.Value:
+        """`@p ld.global` of an integer or an integer vector of type `t`, `other` when !p
+        (PTX ISA "ld"; "Predicated Execution"); no predicate when `pred` is None. One
+        instruction, no branch. The predicate is made inside the asm from a 32-bit flag: a
+        thread has few predicate registers, and predicates LLVM computes ahead of many
+        accesses would spill."""
+        regs = _asm_regs(t)
+        n = len(regs)
+        outs = ", ".join(f"${i}" for i in range(n))
+        outs = f"{{{outs}}}" if n > 1 else outs
+        args, types, cons, lines = [ptr], [ptr.type], [], []
+        if pred is not None:
+            args.append(b.zext(pred, _I32))
+            types.append(_I32)
+            cons.append("r")
+            lines.append(f"setp.ne.b32 %p, ${n + 1}, 0;")
+            fills = _split_regs(b, other, t)
+            for i, (fill, (reg, asm_t)) in enumerate(zip(fills, regs)):
+                args.append(fill)
+                types.append(asm_t)
+                cons.append(reg)
+                lines.append(f"mov.b{asm_t.width} ${i}, ${n + 2 + i};")
+        vec = f"v{n}." if n > 1 else ""
+        lines += _policy(hints)
+        lines.append(f"{'@%p ' if pred is not None else ''}ld{_hint_suffix(hints, 'ld')}."
+                     f"{vec}{_width(t)} {outs}, [${n}]{_policy_operand(hints)};")
+        ret = regs[0][1] if n == 1 else ir.LiteralStructType([a for _, a in regs])
+        text = _asm_block(_declarations(pred, hints), lines)
+        out = b.asm(ir.FunctionType(ret, types), text,
+                    ",".join([f"={r}" for r, _ in regs] + ["l"] + cons), args,
+                    side_effect=True)
+        return _join_regs(b, [out] if n == 1 else [b.extract_value(out, i) for i in range(n)],
+                          t)
+
+    def predicated_store(self, b: ir.IRBuilder, ptr: ir.Value, value: ir.Value,
+                         pred: ir.Value | None, hints: MemoryHints | None = None) -> None:
+        """`@p st.global` (PTX ISA "st") of an integer or an integer vector; the predicate as
+        in `predicated_load`."""
+        regs = _asm_regs(value.type)
+        n = len(regs)
+        args, types, cons, lines = [ptr], [ptr.type], ["l"], []
+        if pred is not None:
+            args.append(b.zext(pred, _I32))
+            types.append(_I32)
+            cons.append("r")
+            lines.append("setp.ne.b32 %p, $1, 0;")
+        first = len(args)
+        args += _split_regs(b, value, value.type)
+        types += [a for _, a in regs]
+        cons += [r for r, _ in regs]
+        ins = ", ".join(f"${first + i}" for i in range(n))
+        ins = f"{{{ins}}}" if n > 1 else ins
+        vec = f"v{n}." if n > 1 else ""
+        lines += _policy(hints)
+        lines.append(f"{'@%p ' if pred is not None else ''}st{_hint_suffix(hints, 'st')}."
+                     f"{vec}{_width(value.type)} [$0], {ins}{_policy_operand(hints)};")
+        text = _asm_block(_declarations(pred, hints), lines)
+        b.asm(ir.FunctionType(ir.VoidType(), types), text, ",".join(cons), args,
+              side_effect=True)
 
     def and_xor(self, b: ir.IRBuilder, x: ir.Value, mask: int, flip: int) -> ir.Value:
         """`(x & mask) ^ flip` as one `lop3.b32` (PTX ISA "lop3"; the truth table of
@@ -208,29 +250,15 @@ class NvidiaTarget(Target):
         return b.asm(fnty, f"prmt.b32 $0, $1, $2, {selector:#x};", "=r,r,r", [x, y],
                      side_effect=False)
 
-    def load_words(self, b: ir.IRBuilder, ptr: ir.Value, count: int) -> list[ir.Value]:
+    def load_words(self, b: ir.IRBuilder, ptr: ir.Value, count: int,
+                   hints: MemoryHints | None = None) -> list[ir.Value]:
         """`ld.global.v{count}.b32` (count 1, 2 or 4) of an aligned address as one
         instruction: LLVM would narrow a plain vector load whose words are only used in
         small pieces (packed sub-byte elements) into 2-byte loads."""
-        regs = ", ".join(f"${i}" for i in range(count))
-        vec = f"v{count}." if count > 1 else ""
-        text = f"ld.global.{vec}b32 {{{regs}}}, [${count}];" if count > 1 else \
-            "ld.global.b32 $0, [$1];"
-        ret = ir.LiteralStructType([_I32] * count) if count > 1 else _I32
-        fnty = ir.FunctionType(ret, [ptr.type])
-        out = b.asm(fnty, text, ",".join(["=r"] * count + ["l"]), [ptr], side_effect=True)
-        return [b.extract_value(out, i) for i in range(count)] if count > 1 else [out]
-
-    def predicated_store(self, b: ir.IRBuilder, ptr: ir.Value, value: ir.Value,
-                         pred: ir.Value) -> None:
-        """`@p st.global` (PTX ISA "st"); the predicate as in `predicated_load`."""
-        bits = value.type.width
-        reg = _ASM_REG[bits]
-        v = b.zext(value, ir.IntType(16)) if bits == 8 else value
-        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, _I32, v.type])
-        text = ("{\n\t.reg .pred %p;\n\tsetp.ne.b32 %p, $1, 0;\n\t"
-                f"@%p st.global.b{bits} [$0], $2;\n\t}}")
-        b.asm(fnty, text, f"l,r,{reg}", [ptr, b.zext(pred, _I32), v], side_effect=True)
+        t = _I32 if count == 1 else ir.VectorType(_I32, count)
+        words = self.predicated_load(b, ptr, t, None, None, hints)
+        return [words] if count == 1 else [b.extract_element(words, ir.Constant(_I32, i))
+                                           for i in range(count)]
 
     # -- matrix instructions ----------------------------------------------------------------
     def mma(self, b: ir.IRBuilder, instr: MatrixInstr, a: Sequence[ir.Value],
@@ -420,3 +448,75 @@ def _string(module: ir.Module, name: str, text: str, addrspace: int) -> ir.Globa
     g.linkage = "internal"
     g.initializer = ir.Constant(t, data)
     return g
+
+
+# -- inline PTX for global accesses -----------------------------------------------------------
+def _asm_regs(t: ir.Type) -> list[tuple[str, ir.IntType]]:
+    """The asm operands of an integer or integer vector: (constraint, type) per register
+    (bytes travel in 16-bit registers)."""
+    elems = [t.element] * t.count if isinstance(t, ir.VectorType) else [t]
+    return [(_ASM_REG[e.width], ir.IntType(16) if e.width == 8 else e) for e in elems]
+
+
+def _width(t: ir.Type) -> str:
+    bits = (t.element if isinstance(t, ir.VectorType) else t).width
+    return "u8" if bits == 8 else f"b{bits}"
+
+
+def _split_regs(b: ir.IRBuilder, value: ir.Value, t: ir.Type) -> list[ir.Value]:
+    elems = ([b.extract_element(value, ir.Constant(_I32, i)) for i in range(t.count)]
+             if isinstance(t, ir.VectorType) else [value])
+    return [b.zext(e, ir.IntType(16)) if e.type.width == 8 else e for e in elems]
+
+
+def _join_regs(b: ir.IRBuilder, regs: list[ir.Value], t: ir.Type) -> ir.Value:
+    if not isinstance(t, ir.VectorType):
+        return b.trunc(regs[0], t) if t.width == 8 else regs[0]
+    acc = ir.Constant(t, None)
+    for i, r in enumerate(regs):
+        acc = b.insert_element(acc, b.trunc(r, t.element) if t.element.width == 8 else r,
+                               ir.Constant(_I32, i))
+    return acc
+
+
+def _hint_suffix(hints: MemoryHints | None, instr: str) -> str:
+    """What follows `ld`/`st` (PTX ISA "ld", "st"): `.volatile.global`, or `.global` then
+    the cache operator, else L1's eviction priority, then `.L2::cache_hint` (an L2 policy
+    operand) with an eviction policy. L1's priority and a cache operator exclude each other
+    (two forms of the instruction), and an L2 priority of its own needs 256-bit accesses
+    (sm_100): the policy carries it instead, as for `createpolicy`."""
+    if hints is None:
+        return ".global"
+    if hints.volatile:
+        return ".volatile.global"
+    text = ".global"
+    if hints.cache:
+        text += f".{hints.cache}"
+    elif hints.evict:
+        text += f".L1::{hints.evict}"
+    return text + (".L2::cache_hint" if hints.evict else "")
+
+
+def _policy(hints: MemoryHints | None) -> list[str]:
+    """The L2 cache policy an eviction hint loads and stores with (PTX ISA "createpolicy":
+    the whole access at that priority)."""
+    if hints is None or not hints.evict:
+        return []
+    return [f"createpolicy.fractional.L2::{hints.evict}.b64 %pol, 1.0;"]
+
+
+def _policy_operand(hints: MemoryHints | None) -> str:
+    return ", %pol" if hints is not None and hints.evict else ""
+
+
+def _declarations(pred: ir.Value | None, hints: MemoryHints | None) -> list[str]:
+    return ([".reg .pred %p;"] if pred is not None else []) + \
+        ([".reg .b64 %pol;"] if hints is not None and hints.evict else [])
+
+
+def _asm_block(declarations: list[str], lines: list[str]) -> str:
+    """Instructions, in a scope of their own where they declare registers."""
+    if not declarations:
+        return "\n\t".join(lines)
+    return "{\n\t" + "\n\t".join(declarations + lines) + "\n\t}"
+

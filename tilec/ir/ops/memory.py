@@ -20,6 +20,22 @@ ATOMIC_SEMS = ("relaxed", "acquire", "release", "acq_rel")
 ATOMIC_SCOPES = ("cta", "gpu", "sys")
 _ORDERING = {"sem": Attr(str, default="acq_rel", choices=ATOMIC_SEMS),
              "scope": Attr(str, default="gpu", choices=ATOMIC_SCOPES)}
+# Cache hints of plain loads and stores (PTX ISA "Cache Operators" and "ld"/"st"; Triton's
+# `cache_modifier` and `eviction_policy`), "" for the default. They change no result, only
+# where the data is cached; `volatile` loads are never merged, removed or moved.
+LOAD_CACHES = ("", "ca", "cg", "cs", "lu", "cv")
+STORE_CACHES = ("", "wb", "cg", "cs", "wt")
+EVICTIONS = ("", "evict_first", "evict_last")
+_LOAD_HINTS = {"cache": Attr(str, default="", choices=LOAD_CACHES),
+               "evict": Attr(str, default="", choices=EVICTIONS),
+               "volatile": Attr(bool, default=False)}
+_STORE_HINTS = {"cache": Attr(str, default="", choices=STORE_CACHES),
+                "evict": Attr(str, default="", choices=EVICTIONS)}
+
+
+def has_hints(op: Operation) -> bool:
+    """Whether a load or store asks for anything but the default instruction."""
+    return any(op.attrs.get(k) for k in ("cache", "evict", "volatile"))
 
 
 def _pointee(op: Operation, t: Type) -> dt.DType:
@@ -69,6 +85,7 @@ class LoadView(Operation):
     """Read a tile of a tensor starting at element `offsets`; out of bounds reads 0."""
     name = "load_view"
     operand_specs = ("tensor", "offsets*")
+    attr_specs = _LOAD_HINTS
     num_results = 1
     traits = frozenset({READS})
 
@@ -80,6 +97,7 @@ class StoreView(Operation):
     """Write a tile into a tensor at element `offsets`; out-of-bounds elements are dropped."""
     name = "store_view"
     operand_specs = ("tensor", "offsets*", "value")
+    attr_specs = _STORE_HINTS
     traits = frozenset({WRITES})
 
     def verify(self) -> None:
@@ -90,6 +108,7 @@ class Load(Operation):
     """Gather through a tile of pointers; masked-off lanes give `other` (0 if absent)."""
     name = "load"
     operand_specs = ("ptr", "mask?", "other?")
+    attr_specs = _LOAD_HINTS
     num_results = 1
     traits = frozenset({READS})
 
@@ -112,6 +131,7 @@ class Store(Operation):
     """Scatter through a tile of pointers; masked-off lanes write nothing."""
     name = "store"
     operand_specs = ("ptr", "value", "mask?")
+    attr_specs = _STORE_HINTS
     traits = frozenset({WRITES})
 
     def verify(self) -> None:

@@ -29,7 +29,8 @@ def run(module: Module, options: PassOptions) -> Module:
 
 def has_no_effects(op: Operation) -> bool:
     """Whether erasing `op` (with its regions) changes nothing but the values it defines."""
-    if op.has_trait(Trait.WRITES_MEMORY) or op.has_trait(Trait.BARRIER):
+    if op.has_trait(Trait.WRITES_MEMORY) or op.has_trait(Trait.BARRIER) \
+            or op.attrs.get("volatile"):
         return False
     declared = op.traits & {Trait.PURE, Trait.READS_MEMORY, Trait.TERMINATOR}
     if not declared and not op.regions:

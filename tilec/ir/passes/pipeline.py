@@ -64,6 +64,7 @@ from tilec.ir import mma
 from tilec.ir.builder import Builder
 from tilec.ir.contiguity import last_dim_step
 from tilec.ir.core import Block, Function, Module, Operation, OpResult, Trait, Value
+from tilec.ir.ops.memory import has_hints
 from tilec.ir.rewrite import clone_op, replace_all_uses
 from tilec.ir.shared_layout import SharedLayout, best_swizzle, contiguous_vector, row_major
 from tilec.ir.types import SHARED, PointerType, ScalarType, TileType
@@ -129,7 +130,8 @@ def _slice(roots: list[Value], body: Block, reads: bool) -> list[Operation] | No
         if not isinstance(v, OpResult):
             return None  # a carried value
         op = v.owner
-        if op.regions or not (op.has_trait(Trait.PURE) or reads and op.name in _READS):
+        if op.regions or not (op.has_trait(Trait.PURE) or reads and op.name in _READS
+                              and not op.attrs.get("volatile")):
             return None
         if id(op) not in needed:
             needed[id(op)] = op
@@ -187,6 +189,8 @@ def _wgmma_stream(load: Operation, body: Block, reads: bool,
 
 
 def _stream(load: Operation, body: Block, reads: bool, options: PassOptions) -> _Stream | None:
+    if has_hints(load):
+        return None  # the user asked for this load's own instruction (tc.load's hints)
     if load.name == "load_view":
         if _defined_in(load.tensor, body):
             return None
@@ -278,7 +282,8 @@ def _issue(b: Builder, loop: Operation, streams: list[_Stream], buffers: list[Va
             ptr = mapping.get(op.ptr, op.ptr)
             extra = {} if op.other is None else {"other": mapping.get(op.other, op.other)}
             mapping[op.results[0]] = b.op("load", ptr, mask=_masked(b, guard, op, mapping),
-                                          types=[op.results[0].type], **extra)
+                                          types=[op.results[0].type], attrs=dict(op.attrs),
+                                          **extra)
         else:
             b.insert(clone_op(op, mapping))
     for s, buffer in zip(streams, buffers):
