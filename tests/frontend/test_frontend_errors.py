@@ -465,4 +465,6 @@ def test_cache_hint_errors():
     with pytest.raises(tc.TilecError) as info:
         compile_kernel(module, "k_packed_store_hint", arch="sm_90a")
     assert "stores of packed i4 elements take no cache hints" in info.value.message
-    assert info.value.loc is not None and info.value.loc.line == line_of("ERR-packed")
+    loc = info.value.loc
+    assert loc is not None and loc.file == __file__ and loc.line == line_of("ERR-packed")
+    assert "# ERR-packed" in loc.source_line()
