@@ -21,7 +21,10 @@ Two timings of the decode rows (M <= 16), tilec and its peers alike:
   many copies that each launch reads its weights from DRAM), replayed; the time a launch
   (`graph_ms`). It is how a decode step runs its layers (one graph, a layer's weights cold
   in L2) and the device tool's METHOD.md timing for short kernels: an empty kernel
-  measures ~1.4 us a launch. The bars are judged under both.
+  measures ~1.4 us a launch. The calls are independent (one A, other weights: a layer's Q,
+  K and V projections), so tilec's decode launches overlap their neighbours through
+  programmatic dependent launch; a chain (each call's A the previous output) does not
+  overlap (benchmarks/quant_gemm-notes.md, session 16). The bars are judged under both.
 """
 from __future__ import annotations
 

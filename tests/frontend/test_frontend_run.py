@@ -498,3 +498,21 @@ def test_cache_hints_change_no_result():
     scaled_rows[(5,)](x, s, y, BLOCK=64)
     np.testing.assert_allclose(y, x * s[:, None] + s[0], rtol=1e-6)
 
+
+
+@tc.kernel
+def weighted_after_wait(W: tc.Tensor, X: tc.Tensor, Y: tc.Tensor, BLOCK: tc.constexpr):
+    tc.gdc_launch_dependents()
+    row = tc.program_id(0)
+    w = tc.load(W, (row, 0), (1, BLOCK))    # weights: no earlier launch writes them
+    tc.gdc_wait()
+    tc.store(Y, (row, 0), w * tc.load(X, (row, 0), (1, BLOCK)))
+
+
+def test_grid_dependency_changes_no_result():
+    """Programmatic dependent launch only orders launches; the interpreter runs in order."""
+    w = RNG.standard_normal((3, 32)).astype(np.float32)
+    x = RNG.standard_normal((3, 32)).astype(np.float32)
+    y = poisoned((3, 32))
+    weighted_after_wait[(3,)](w, x, y, BLOCK=32)
+    np.testing.assert_array_equal(y, w * x)

@@ -938,3 +938,48 @@ def test_batched_dot_splits_k_across_warps(dtype, warps):
     np.testing.assert_allclose(cpu, want, rtol=1e-5, atol=1e-4)
     for g in gpus:
         np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-4)
+
+
+@tc.kernel
+def fill_after_a_while(X: tc.Tensor, value: float, n: int, iters: int, BLOCK: tc.constexpr):
+    """Lets the next launch start at once (programmatic dependent launch), then spends
+    `iters` dependent multiplies before it writes X = value."""
+    tc.gdc_launch_dependents()
+    offs = tc.program_id(0) * BLOCK + tc.arange(0, BLOCK)
+    m = offs < n
+    v = tc.load(X.ptr + offs, mask=m, other=0.0) * 0.0
+    for _ in range(iters):
+        v = v * 0.5
+    tc.store(X.ptr + offs, v + value, mask=m)
+
+
+@tc.kernel
+def add_after_wait(W: tc.Tensor, X: tc.Tensor, Y: tc.Tensor, Early: tc.Tensor, n: int,
+                   BLOCK: tc.constexpr):
+    """Y = W + X, W loaded before gdc_wait and X after; Early: X as read before the wait."""
+    offs = tc.program_id(0) * BLOCK + tc.arange(0, BLOCK)
+    m = offs < n
+    w = tc.load(W.ptr + offs, mask=m)
+    early = tc.load(X.ptr + offs, mask=m, volatile=True)
+    tc.gdc_wait()
+    tc.store(Y.ptr + offs, w + tc.load(X.ptr + offs, mask=m), mask=m)
+    tc.store(Early.ptr + offs, early, mask=m)
+
+
+def test_programmatic_launch_starts_early_and_waits():
+    """The second kernel (gdc_wait) starts while the first (gdc_launch_dependents) still
+    runs: its reads before the wait see the first's old X at least once; its reads after the
+    wait always see the new X."""
+    n, block = 1 << 16, 1024
+    w = torch.randn(n, device="cuda")
+    x = torch.zeros(n, device="cuda")
+    started_early = False
+    for value in (1.0, 2.0, 3.0, 4.0):
+        y = torch.full((n,), float("nan"), device="cuda")
+        early = torch.full((n,), float("nan"), device="cuda")
+        fill_after_a_while[(n // block,)](x, value, n, 20000, BLOCK=block)
+        add_after_wait[(n // block,)](w, x, y, early, n, BLOCK=block)
+        torch.cuda.synchronize()
+        torch.testing.assert_close(y, w + value, rtol=0, atol=0)
+        started_early |= bool((early == value - 1).any())
+    assert started_early, "the second kernel never started before the first ended"

@@ -142,3 +142,33 @@ def test_split_k_leaves_its_counters_zero_and_repeats_bit_for_bit():
     assert qg._WORKSPACES
     for _, arrived in qg._WORKSPACES.values():
         assert not arrived.any()
+
+
+def _programmatic_entries():
+    return {e.launcher.programmatic for e in qg.quant_gemv_kernel._entries.values()
+            if hasattr(e, "launcher")}
+
+
+def test_back_to_back_decode_calls_overlap_only_where_safe():
+    """Decode calls on one stream start early (programmatic dependent launch: the next
+    streams its operands while the previous finishes), and stay bit for bit what they are
+    alone; a call whose activations are the previous call's output does not start early
+    (it would read them before they are written)."""
+    cfg = QuantConfig(16, 64, 128, 2, 2, 4, 2)
+    a, w1, s1, _, alone1 = _run(dt.int4, 16, 2048, 2048, 128, config=cfg, seed=1)
+    _, w2, s2, _, _ = _run(dt.int4, 16, 2048, 2048, 128, config=cfg, seed=2)
+    torch.cuda.synchronize()
+    ref2 = torch.empty_like(alone1)
+    quant_gemm(alone1, w2, s2, None, 128, out=ref2, config=cfg)   # the chain, one at a time
+    torch.cuda.synchronize()
+    for _ in range(5):
+        outs = [torch.full_like(alone1, float("nan")) for _ in range(4)]
+        for o in outs:   # independent calls, back to back
+            quant_gemm(a, w1, s1, None, 128, out=o, config=cfg)
+        chained = torch.full_like(alone1, float("nan"))
+        quant_gemm(outs[-1], w2, s2, None, 128, out=chained, config=cfg)
+        torch.cuda.synchronize()
+        for o in outs:
+            assert torch.equal(o, alone1)
+        assert torch.equal(chained, ref2)
+    assert _programmatic_entries() == {True, False}

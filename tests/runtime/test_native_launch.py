@@ -137,6 +137,51 @@ def test_c_path_writes_what_the_python_path_writes(fake_torch, monkeypatch, case
     assert results[0] == results[1]
 
 
+class _Attribute(ctypes.Structure):   # CUlaunchAttribute
+    _fields_ = [("id", ctypes.c_int), ("pad", ctypes.c_char * 4), ("value", ctypes.c_int * 16)]
+
+
+class _Config(ctypes.Structure):      # CUlaunchConfig
+    _fields_ = [("grid", ctypes.c_uint * 3), ("block", ctypes.c_uint * 3),
+                ("smem", ctypes.c_uint), ("stream", ctypes.c_void_p),
+                ("attrs", ctypes.POINTER(_Attribute)), ("num_attrs", ctypes.c_uint)]
+
+
+_PROTO_EX = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                             ctypes.c_void_p)
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_programmatic_kernel_launches_with_its_attribute(fake_torch, monkeypatch, native):
+    """A kernel whose PTX has griddepcontrol goes through cuLaunchKernelEx with programmatic
+    stream serialization (CUlaunchAttributeID 6, value 1), on the C path and the Python
+    one, with the parameters the plain launch writes."""
+    monkeypatch.setenv("TILEC_NATIVE_LAUNCH", native)
+    params = abi.kernel_params(ECHO)
+    plain, plain_driver = make()
+    args = echo_args(fake_torch)
+    plain.launch((3, 2), args)
+    seen = []
+
+    def launch_ex(config, function, kernel_params, extra):
+        c = ctypes.cast(config, ctypes.POINTER(_Config)).contents
+        slots = ctypes.cast(kernel_params, ctypes.POINTER(ctypes.c_void_p))
+        raw = [ctypes.string_at(slots[k], _SIZES[p.machine]) for k, p in enumerate(params)]
+        attrs = [(c.attrs[i].id, c.attrs[i].value[0]) for i in range(c.num_attrs)]
+        seen.append((tuple(c.grid), tuple(c.block), c.smem, c.stream or 0, attrs, raw))
+        return 0
+    fn = _PROTO_EX(launch_ex)
+    ptx = ".entry echo(\n)\n{\n\tgriddepcontrol.launch_dependents;\n\tgriddepcontrol.wait;\n}"
+    launcher = Launcher(FakeCompiled("echo", params, shared_bytes=128, ptx=ptx), launch_fn=fn)
+    launcher.load()
+    assert launcher.programmatic and not plain.programmatic
+    assert (type(launcher.launch).__name__ == "FastLaunch") == (native == "1")
+    launcher.launch((3, 2), args)
+    (call,) = seen
+    assert call[:5] == ((3, 2, 1), (128, 1, 1), 128, STREAM, [(6, 1)])
+    assert call[5] == plain_driver.calls[0]["raw"]
+
+
 @pytest.mark.parametrize("arg", ["host_tensor", "subclass", "bool", "numpy_int", "float_for_int",
                                  "f32_overflow"])
 def test_what_c_does_not_take_goes_to_python(fake_torch, arg):

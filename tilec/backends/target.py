@@ -83,6 +83,10 @@ class Target(ABC):
     def barrier(self, b: ir.IRBuilder) -> None:
         """Block-wide barrier that also orders shared-memory accesses."""
 
+    def grid_dependency(self, b: ir.IRBuilder, action: str) -> None:
+        """`tc.gdc_wait` / `tc.gdc_launch_dependents` (op grid_dependency): nothing where
+        launches on a stream are ordered anyway."""
+
     def cluster_barrier(self, b: ir.IRBuilder) -> None:
         """Cluster-wide barrier: this program's earlier memory accesses (shared ones
         included) come before the other programs' accesses after it."""

@@ -899,6 +899,24 @@ def barrier(em: Emitter) -> None:
 
 
 @builtin
+def gdc_wait(em: Emitter) -> None:
+    """Wait until the previous launch on the stream has completed and its writes are visible
+    (programmatic dependent launch, NVIDIA sm_90+). A kernel that calls `gdc_wait` or
+    `gdc_launch_dependents` is launched so that it may start while the kernel before it
+    finishes, if that kernel called `gdc_launch_dependents`: everything before `gdc_wait` runs
+    early and must not read what the previous kernel writes, nor write what it reads. Does
+    nothing where launches are ordered anyway (older GPUs, AMD, the interpreter)."""
+    em.create("grid_dependency", attrs={"action": "wait"})
+
+
+@builtin
+def gdc_launch_dependents(em: Emitter) -> None:
+    """Let the next launch on the stream start before this kernel ends (its programs wait at
+    their `gdc_wait` for this one to finish). Does nothing where `gdc_wait` does nothing."""
+    em.create("grid_dependency", attrs={"action": "launch_dependents"})
+
+
+@builtin
 def cluster_reduce(em: Emitter, x: Any, kind: Any = "sum") -> TVal:
     """`x` combined ("sum", "max" or "min") over the programs of this program's cluster:
     with the launch option `num_ctas=C`, each C consecutive programs along grid axis 0

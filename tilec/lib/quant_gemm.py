@@ -239,7 +239,8 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
                       EL: tc.constexpr, ONE_ROW: tc.constexpr, AL: tc.constexpr,
                       SG: tc.constexpr, GE: tc.constexpr, SL: tc.constexpr,
                       SCALE_ACC: tc.constexpr, PAIR: tc.constexpr,
-                      UNROLL: tc.constexpr, PARTS: tc.constexpr, SLABS: tc.constexpr):
+                      UNROLL: tc.constexpr, PARTS: tc.constexpr, SLABS: tc.constexpr,
+                      EARLY: tc.constexpr = False):
     # The decode template (M <= 16): C^T (a BN x BM tile, BM = 8 or 16; with K's parts,
     # rows of parts that `_sum_parts` adds up) = dequant(W) @ A^T on mma.m16n8k16, the
     # weights as the A operand (16 rows of W a fragment, a row of A per column of the
@@ -248,6 +249,13 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
     # the same runs of A (AL); `mma_k_order` reorders K on both so that these runs already
     # are the mma fragments: no shared memory, no conversion, A's words straight into the
     # B operand. A step may span several groups (BK > G): SG scale columns of GE weights.
+    # EARLY (programmatic dependent launch): the next launch on the stream may start as soon
+    # as this one has, and this one streams its operands while the previous launch (another
+    # decode call, the only kind that lets it start early) finishes; it waits for that launch
+    # only before it touches the workspace and C, which calls share or read. The host passes
+    # EARLY only where no operand overlaps the previous decode call's output.
+    if EARLY:
+        tc.gdc_launch_dependents()
     pm, pn, part, first, last, steps = _split_k_slice(A, W, SPLIT, BM, BN, BK)
     acc = tc.zeros((BN, BM), tc.float32)
     # The weight words and A's runs stream through shared memory: the pipeline pass copies
@@ -276,6 +284,8 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
             s = s2
             z = z2
     out = _sum_parts(acc, BM, BN, PARTS)
+    if EARLY:
+        tc.gdc_wait()
     if SPLIT > 1:
         _add_split(out, C, Ws, Arrived, pm, pn, part, SPLIT, BM // PARTS, BN // PARTS, SLABS)
     else:
@@ -582,6 +592,8 @@ def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_si
     the two tuned searches)."""
     (m, k), n, dw = a.shape, w_packed.shape[0], w_packed.dtype
     has_zero = zeros is not None
+    early = on_torch and a.is_cuda and _may_start_early(a, (a, w_packed.data, scales, zeros),
+                                                          out)
     parts = decode_parts(m, n, k, group_size) if cfg is None else cfg.parts
     if parts != 1 and (parts < 1 or parts & (parts - 1) or m * parts > _PART_COLUMNS
                        or k % (group_size * parts)):
@@ -594,7 +606,7 @@ def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_si
         if cfg is not None:
             cfg = cfg._replace(parts=1)
     if cfg is not None:
-        launch = _DecodeLaunch(a, w_packed, scales, zeros, group_size, out, parts)
+        launch = _DecodeLaunch(a, w_packed, scales, zeros, group_size, out, parts, early)
         chosen = decode_config(cfg, dw, group_size, m, has_zero)
         ws, arrived = _split_workspace(a, m, n, launch.bm // parts, cfg.BN // parts,
                                        cfg.split_k, on_torch)
@@ -607,17 +619,49 @@ def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_si
                              and -(-n * more // _DECODE_ROWS) <= _WAVE_PROGRAMS else [])
         times = {}
         for p in choices:
-            launch = _DecodeLaunch(a, w_packed, scales, zeros, group_size, out, p)
+            launch = _DecodeLaunch(a, w_packed, scales, zeros, group_size, out, p, early)
             ws = launch.workspace(on_torch)
             launch.tune(ws)
             times[p] = launch.tuner.best_ms(*launch.args(*ws), **launch.call)
         timed = {p: t for p, t in times.items() if t is not None}
         _TUNED_PARTS[key] = min(timed, key=timed.get) if timed else parts
     launch = _DecodeLaunch(a, w_packed, scales, zeros, group_size, out,
-                           _TUNED_PARTS[key] if contiguous else parts)
+                           _TUNED_PARTS[key] if contiguous else parts, early)
     ws = launch.workspace(on_torch)
     launch.run(launch.tune(ws), *ws)
     return out
+
+
+# The output of the last decode launch on each (device, stream). A decode launch starts
+# early (EARLY: programmatic dependent launch) unless one of its operands overlaps it: only
+# a decode launch lets the next one start before it ends, and an early launch reads its
+# operands before it waits for the previous one (`quant_gemv_kernel`).
+_LAST_OUTPUT: dict[tuple[int, int], tuple[int, int]] = {}
+
+
+def _span(x: Any) -> tuple[int, int]:
+    """The bytes a torch tensor's elements span: [first, last + 1)."""
+    start = x.data_ptr()
+    if x.numel() == 0:
+        return start, start
+    last = sum((size - 1) * stride for size, stride in zip(x.shape, x.stride()))
+    return start, start + (last + 1) * x.element_size()
+
+
+def _may_start_early(a: Any, operands: tuple, out: Any) -> bool:
+    """Whether this decode launch may start before the previous launch on the current
+    stream ends (and record its output for the next): none of `operands` overlaps the last
+    decode launch's output there. Sharper than needed where other kernels ran in between
+    (those let it start only once they end), never wrong."""
+    torch = _torch()
+    dev = a.device.index
+    key = (dev, torch._C._cuda_getCurrentRawStream(dev))
+    last = _LAST_OUTPUT.get(key)
+    _LAST_OUTPUT[key] = _span(out)
+    if last is None:
+        return True
+    return not any(x is not None and x.numel() and _span(x)[0] < last[1]
+                   and last[0] < _span(x)[1] for x in operands)
 
 
 def decode_tuned_parts(a: Any, w_packed: tc.PackedTensor, zeros: bool,
@@ -642,7 +686,7 @@ class _DecodeLaunch:
     the same bytes), its constexprs, grid and autotuner."""
 
     def __init__(self, a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any,
-                 group_size: int, out: Any, parts: int):
+                 group_size: int, out: Any, parts: int, early: bool = False):
         m, n, dw = a.shape[0], w_packed.shape[0], w_packed.dtype
         self.m, self.n, self.parts = m, n, parts
         self.bm = 8 if m <= 8 else 16
@@ -652,7 +696,7 @@ class _DecodeLaunch:
             head = tuple(x.reshape(x.shape[0] * parts, x.shape[1] // parts) for x in head)
         self.head = head + (out,)
         self.call = dict(BM=self.bm, G=group_size, HAS_ZERO=has_zero, WDT=dw,
-                         ONE_ROW=m * parts == 1)
+                         ONE_ROW=m * parts == 1, EARLY=early)
         self.tiles = tc.cdiv(m * parts, self.bm)
         self.tuner_of = (dw, group_size, m, has_zero, parts)
 

@@ -30,6 +30,25 @@ typedef int (*launch_fn)(void *f, unsigned gx, unsigned gy, unsigned gz, unsigne
                          unsigned by, unsigned bz, unsigned smem, void *stream, void **params,
                          void **extra);
 
+/* cuLaunchKernelEx's config (cuda.h: CUlaunchConfig, CUlaunchAttribute): for kernels that
+ * use programmatic dependent launch, one attribute, programmatic stream serialization. */
+typedef struct {
+    int id;
+    char pad[4];
+    union { char bytes[64]; int value; } value;
+} LaunchAttribute;
+
+typedef struct {
+    unsigned gx, gy, gz, bx, by, bz, smem;
+    void *stream;
+    LaunchAttribute *attrs;
+    unsigned nattrs;
+} LaunchConfig;
+
+typedef int (*launch_ex_fn)(const LaunchConfig *config, void *f, void **params, void **extra);
+
+enum { PROGRAMMATIC_STREAM_SERIALIZATION = 6 };  /* CUlaunchAttributeID */
+
 typedef struct {
     int kind;
     int rank;          /* tensors */
@@ -46,6 +65,7 @@ typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     launch_fn launch;
+    launch_ex_fn launch_ex;  /* instead of launch, for a programmatic dependent launch */
     void *function;
     unsigned block, smem;
     PyObject *device;       /* int, for raw_stream(device) */
@@ -257,8 +277,17 @@ static PyObject *launch_slots(FastLaunch *self, const unsigned *dims, int saw_te
     } else {
         Py_RETURN_NOTIMPLEMENTED;
     }
-    int err = self->launch(self->function, dims[0], dims[1], dims[2], self->block, 1, 1,
+    int err;
+    if (self->launch_ex) {
+        LaunchAttribute attr = {PROGRAMMATIC_STREAM_SERIALIZATION, {0}, {{0}}};
+        attr.value.value = 1;
+        LaunchConfig config = {dims[0], dims[1], dims[2], self->block, 1, 1, self->smem,
+                               stream, &attr, 1};
+        err = self->launch_ex(&config, self->function, self->params, NULL);
+    } else {
+        err = self->launch(self->function, dims[0], dims[1], dims[2], self->block, 1, 1,
                            self->smem, stream, self->params, NULL);
+    }
     if (err)  /* nothing was launched: the Python path launches again and reports */
         Py_RETURN_NOTIMPLEMENTED;
     Py_RETURN_NONE;
@@ -270,9 +299,11 @@ static PyObject *launch_slots(FastLaunch *self, const unsigned *dims, int saw_te
 static PyObject *FastLaunch_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     unsigned long long launch_ptr, function;
     unsigned block, smem;
+    int programmatic = 0;  /* launch_ptr is cuLaunchKernelEx */
     PyObject *device, *plans, *tensor_type, *raw_stream, *fallback;
-    if (!PyArg_ParseTuple(args, "KKIIOO!OOO", &launch_ptr, &function, &block, &smem, &device,
-                          &PyTuple_Type, &plans, &tensor_type, &raw_stream, &fallback))
+    if (!PyArg_ParseTuple(args, "KKIIOO!OOO|p", &launch_ptr, &function, &block, &smem, &device,
+                          &PyTuple_Type, &plans, &tensor_type, &raw_stream, &fallback,
+                          &programmatic))
         return NULL;
     if (!PyType_Check(tensor_type)) {
         PyErr_SetString(PyExc_TypeError, "tensor_type must be a type");
@@ -281,7 +312,10 @@ static PyObject *FastLaunch_new(PyTypeObject *type, PyObject *args, PyObject *kw
     FastLaunch *self = (FastLaunch *)type->tp_alloc(type, 0);
     if (!self) return NULL;
     self->vectorcall = (vectorcallfunc)FastLaunch_call;
-    self->launch = (launch_fn)(uintptr_t)launch_ptr;
+    if (programmatic)
+        self->launch_ex = (launch_ex_fn)(uintptr_t)launch_ptr;
+    else
+        self->launch = (launch_fn)(uintptr_t)launch_ptr;
     self->function = (void *)(uintptr_t)function;
     self->block = block;
     self->smem = smem;

@@ -16,7 +16,7 @@ import ctypes
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from tilec.errors import LaunchError
 
@@ -66,6 +66,11 @@ class Driver:
         # ctypes.c_void_p or None, else it would go as a 32-bit C int.
         self.cuLaunchKernel_unchecked = lib["cuLaunchKernel"]
         self.cuLaunchKernel_unchecked.restype = ctypes.c_int
+        # CUresult cuLaunchKernelEx(const CUlaunchConfig* config, CUfunction f,
+        #     void** kernelParams, void** extra): for programmatic dependent launches.
+        self.cuLaunchKernelEx = lib["cuLaunchKernelEx"]
+        self.cuLaunchKernelEx.restype = ctypes.c_int
+        self.cuLaunchKernelEx.argtypes = [ctypes.c_void_p] * 4
         self._lock = threading.Lock()
         self._contexts: dict[int, Any] = {}
         self._properties: dict[int, DeviceProperties] = {}
@@ -209,6 +214,39 @@ class Driver:
             raise self.error("cuModuleLoadDataEx", err, kernel,
                              f"JIT log:\n{text}" if text else "")
         return self.api.CUmodule(module.value)
+
+
+class _LaunchAttribute(ctypes.Structure):
+    """CUlaunchAttribute (cuda.h): the id, padding to 8 bytes, a 64-byte value union."""
+    _fields_ = [("id", ctypes.c_int), ("pad", ctypes.c_char * 4), ("value", ctypes.c_int * 16)]
+
+
+class _LaunchConfig(ctypes.Structure):
+    """CUlaunchConfig (cuda.h)."""
+    _fields_ = [("grid", ctypes.c_uint * 3), ("block", ctypes.c_uint * 3),
+                ("shared_bytes", ctypes.c_uint), ("stream", ctypes.c_void_p),
+                ("attrs", ctypes.POINTER(_LaunchAttribute)), ("num_attrs", ctypes.c_uint)]
+
+
+# CUlaunchAttributeID: the launch may start once the previous kernel on the stream has
+# triggered (griddepcontrol.launch_dependents) instead of when it has finished.
+CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6
+
+
+def programmatic_launch(launch_ex: Any) -> Callable[..., int]:
+    """A function with cuLaunchKernel's arguments that launches through `launch_ex`
+    (cuLaunchKernelEx) with programmatic stream serialization allowed: the launch of a
+    kernel that uses `tc.gdc_wait` / `tc.gdc_launch_dependents`."""
+    attr = _LaunchAttribute(id=CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION)
+    attr.value[0] = 1
+    attrs = ctypes.pointer(attr)
+
+    def launch(function: Any, gx: int, gy: int, gz: int, bx: int, by: int, bz: int,
+               smem: int, stream: Any, params: Any, extra: Any) -> int:
+        stream = stream.value if isinstance(stream, ctypes.c_void_p) else stream
+        config = _LaunchConfig((gx, gy, gz), (bx, by, bz), smem, stream, attrs, 1)
+        return launch_ex(ctypes.byref(config), function, params, extra)
+    return launch
 
 
 @dataclass(frozen=True)

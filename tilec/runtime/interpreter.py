@@ -560,7 +560,7 @@ def _gather_async(prog, op, args):
     return []
 
 
-@handles("async_wait", "barrier")
+@handles("async_wait", "barrier", "grid_dependency")  # one program at a time: ordered
 def _no_op(prog, op, args):
     return []
 

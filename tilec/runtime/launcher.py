@@ -155,7 +155,8 @@ class Launcher:
     the device of the current context at the first launch, which is torch's current device
     once torch has used the GPU, else 0). `arg_types` (the IR argument types) lets
     `validate` check dtypes and ranks. `launch_fn` replaces the ctypes `cuLaunchKernel` (tests:
-    it is called with the same eleven arguments, and no module is loaded).
+    it is called with the same eleven arguments, and no module is loaded), or
+    `cuLaunchKernelEx` for a kernel that uses programmatic dependent launch (`programmatic`).
     """
 
     def __init__(self, compiled: Any, device: int | None = None, *,
@@ -172,6 +173,9 @@ class Launcher:
         # .reqnctapercluster, which a plain cuLaunchKernel honours.
         found = _CLUSTER.search(getattr(compiled, "ptx", "") or "")
         self.cluster = int(found.group(1)) if found else 1
+        # A kernel that uses programmatic dependent launch (tc.gdc_wait and friends) is
+        # launched with it: cuLaunchKernelEx and programmatic stream serialization.
+        self.programmatic = _PROGRAMMATIC.search(getattr(compiled, "ptx", "") or "") is not None
         self.arg_types = list(arg_types) if arg_types is not None else None
         self.device = device
         self.loaded: cuda.LoadedKernel | None = None
@@ -199,14 +203,17 @@ class Launcher:
         if self._ready:
             return
         if self._launch_fn is not None:
-            launch_fn, function = self._launch_fn, ctypes.c_void_p(0)
+            driver_fn, function = self._launch_fn, ctypes.c_void_p(0)
             device = 0 if self.device is None else self.device
         else:
             drv = cuda.driver()
             device = drv.current_device() if self.device is None else self.device
             self.loaded = cuda.load_kernel(self.compiled, device)
-            launch_fn = drv.cuLaunchKernel_unchecked
+            driver_fn = (drv.cuLaunchKernelEx if self.programmatic
+                         else drv.cuLaunchKernel_unchecked)
             function = ctypes.c_void_p(self.loaded.handle)
+        # The Python launch calls cu_launch with cuLaunchKernel's arguments.
+        launch_fn = cuda.programmatic_launch(driver_fn) if self.programmatic else driver_fn
         self.device = device
         torch = sys.modules.get("torch")
         guard_dtypes = {f"gd{k}": _torch_dtype(torch, g.dtype)  # what each guard expects
@@ -240,7 +247,7 @@ class Launcher:
         }
         exec(compile(self.source, f"<tilec launcher {self.name}>", "exec"), namespace)
         self.python_launch = namespace["launch"]
-        self.launch = self._native(launch_fn, function, namespace["Tensor"],
+        self.launch = self._native(driver_fn, function, namespace["Tensor"],
                                    namespace["raw_stream"]) or self.python_launch
         self._ready = True
 
@@ -248,7 +255,8 @@ class Launcher:
                 raw_stream: Callable[[int], int]) -> Callable[..., None] | None:
         """The C extension's launch for this plan (`_native.c`), which hands every case it
         does not take to the Python launch; None where the extension was not built, is
-        switched off (TILEC_NATIVE_LAUNCH=0) or `launch_fn` is no C function."""
+        switched off (TILEC_NATIVE_LAUNCH=0) or `launch_fn` is no C function. For a
+        programmatic kernel `launch_fn` is cuLaunchKernelEx, whose config the C side fills."""
         native = native_module()
         if native is None or not isinstance(launch_fn, ctypes._CFuncPtr):
             return None
@@ -275,7 +283,7 @@ class Launcher:
         address = ctypes.cast(launch_fn, ctypes.c_void_p).value
         return native.FastLaunch(address, function.value or 0, self.block, self.shared_bytes,
                                  self.device, tuple(plans), tensor_type, raw_stream,
-                                 self.python_launch)
+                                 self.python_launch, self.programmatic)
 
     def _first_launch(self, grid: Any, args: Sequence[Any], stream: Any = None) -> None:
         self.load()
@@ -496,6 +504,7 @@ def _is_torch_tensor(value: Any) -> bool:
 
 
 _CLUSTER = re.compile(r"\.reqnctapercluster\s+(\d+)")
+_PROGRAMMATIC = re.compile(r"^\s*griddepcontrol\.", re.MULTILINE)
 
 
 def _grid_dims(grid: Any) -> tuple[int, int, int]:

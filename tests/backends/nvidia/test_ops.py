@@ -178,3 +178,19 @@ def test_batched_dot_gives_each_warp_a_product(arch):
     k = compile_checked(module, "split_k", arch)
     assert k.ptx.count("mma.sync.aligned.m16n8k16") == 8
     assert "dot.body" not in k.ptx and "fma.rn.f32" not in k.ptx
+
+
+def test_grid_dependency_orders_griddepcontrol_on_sm90_only():
+    """gdc_launch_dependents comes first, the weights' load before gdc_wait and the other
+    operand's load after it (the asm's memory clobber keeps them there); sm_80 has no
+    griddepcontrol and launches in order, so nothing is emitted there."""
+    text = (HERE.parents[1] / "ir" / "corpus" / "grid_dependency.tile").read_text()
+    ptx = compile_checked(parse_module(text, "grid_dependency.tile"), "scale_by_weights",
+                          "sm_90a").ptx
+    body = ptx[ptx.index(".entry"):]
+    first = body.index("griddepcontrol.launch_dependents;")
+    wait = body.index("griddepcontrol.wait;")
+    loads = [i for i in range(len(body)) if body.startswith("ld.global", i)]
+    assert first < loads[0] < wait < loads[-1] and len(loads) >= 2
+    assert "griddepcontrol" not in compile_checked(
+        parse_module(text, "grid_dependency.tile"), "scale_by_weights", "sm_80").ptx

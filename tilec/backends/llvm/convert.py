@@ -576,3 +576,9 @@ def _barrier(lw: Lowering, op: Operation) -> list:
     lw.target.barrier(lw.b)
     return []
 
+
+@lowers("grid_dependency")
+def _grid_dependency(lw: Lowering, op: Operation) -> list:
+    lw.target.grid_dependency(lw.b, op.action)
+    return []
+

@@ -120,6 +120,13 @@ class NvidiaTarget(Target):
         # shared-memory accesses. LLVM 22 spells it barrier.cta.sync.aligned.all.
         _call(b, "llvm.nvvm.barrier.cta.sync.aligned.all", ir.VoidType(), [ir.Constant(_I32, 0)])
 
+    def grid_dependency(self, b: ir.IRBuilder, action: str) -> None:
+        # griddepcontrol.wait / .launch_dependents (PTX ISA 7.8, sm_90): as asm with a memory
+        # clobber, so that no load or store moves across it.
+        if self.arch.startswith("sm_90"):
+            b.asm(ir.FunctionType(ir.VoidType(), []), f"griddepcontrol.{action};", "~{memory}",
+                  [], side_effect=True)
+
     def cluster_barrier(self, b: ir.IRBuilder) -> None:
         # barrier.cluster.arrive (release by default) then barrier.cluster.wait (acquire):
         # PTX ISA "barrier.cluster".

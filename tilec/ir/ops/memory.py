@@ -290,6 +290,21 @@ class Barrier(Operation):
     traits = frozenset({Trait.BARRIER, READS, WRITES})
 
 
+GRID_DEPENDENCY_ACTIONS = ("wait", "launch_dependents")
+
+
+class GridDependency(Operation):
+    """Programmatic dependent launch (PTX `griddepcontrol`, NVIDIA sm_90 and later). `wait`:
+    block until the launches this one depends on (the previous kernel on the stream) have
+    completed and their memory is visible; `launch_dependents`: let the next launch on the
+    stream start before this grid ends (its programs still wait at their own `wait`). A kernel
+    with either is launched with programmatic stream serialization. Elsewhere (older GPUs, AMD,
+    the interpreter) launches are ordered anyway and both do nothing."""
+    name = "grid_dependency"
+    attr_specs = {"action": Attr(str, choices=GRID_DEPENDENCY_ACTIONS)}
+    traits = frozenset({Trait.BARRIER, READS, WRITES})
+
+
 CLUSTER_REDUCE_KINDS = ("sum", "max", "min")
 
 
