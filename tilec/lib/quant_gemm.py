@@ -660,8 +660,8 @@ def _may_start_early(a: Any, operands: tuple, out: Any) -> bool:
     _LAST_OUTPUT[key] = _span(out)
     if last is None:
         return True
-    return not any(x is not None and x.numel() and _span(x)[0] < last[1]
-                   and last[0] < _span(x)[1] for x in operands)
+    spans = (_span(x) for x in operands if x is not None)
+    return not any(start < last[1] and last[0] < end for start, end in spans)
 
 
 def decode_tuned_parts(a: Any, w_packed: tc.PackedTensor, zeros: bool,
