@@ -3,10 +3,11 @@ dequantized weights) and a Triton W4A16 kernel of the usual form (two 4-bit weig
 read along K and unpacked with shift/mask and tl.interleave, group scales, tl.dot, split-K with
 atomic adds for decode; checked against torch before timing), in one run.
 
-Shapes (N x K): 4096x4096, 8192x8192, 14336x4096; M in {1, 16, 128, 4096}. Weight formats:
-signed ints of 2..8 bits and float4_e2m1 / float6_e3m2, group size 128, f16 activations.
-To keep the run under ~4 minutes, M = 128 and 4096 time the formats int3, int4, int8 and
-float4 only (M = 1 and 16, the bandwidth-bound decode rows, time every format).
+Shapes (N x K): 4096x4096, 8192x8192, 14336x4096; M in {1, 16, 64, 128, 4096} (64: the
+widest A tile of the decode template). Weight formats: signed ints of 2..8 bits and
+float4_e2m1 / float6_e3m2, group size 128, f16 activations. To keep the run under ~5
+minutes, M = 64, 128 and 4096 time the formats int3, int4, int8 and float4 only (M = 1 and
+16, the bandwidth-bound decode rows, time every format).
 
 `weight GB/s` is the packed weight bytes (plus scales) over the time; `vs copy` divides it
 by the GB/s of a device-to-device copy of 256 MiB (bytes read + written) measured in the
@@ -38,8 +39,8 @@ import triton.language as tl
 
 import tilec as tc
 from tilec.ir import dtypes as dt
-from tilec.lib.quant_gemm import (decode_parts, decode_tuned_parts, decode_tuner,
-                                   pick_config, quant_gemm)
+from tilec.lib.quant_gemm import (DECODE_MAX_M, DEQUANT_MIN_M, decode_parts,
+                                   decode_tuned_parts, decode_tuner, prefill_tuner, quant_gemm)
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from common import median, time_ms, write_result  # noqa: E402
@@ -47,7 +48,7 @@ from common import median, time_ms, write_result  # noqa: E402
 GROUP = 128
 CHECK_ROWS = 256
 SHAPES = [(4096, 4096), (8192, 8192), (14336, 4096)]
-MS = [1, 16, 128, 4096]
+MS = [1, 16, 64, 128, 4096]
 ALL_FORMATS = [dt.int_(b) for b in range(2, 9)] + [dt.float4_e2m1, dt.float6_e3m2]
 BIG_M_FORMATS = [dt.int3, dt.int4, dt.int8, dt.float4_e2m1]
 
@@ -200,16 +201,20 @@ def quantized(d: dt.DType, n: int, k: int, gen: torch.Generator):
 
 
 def chosen_config(d: dt.DType, a: torch.Tensor, p: tc.PackedTensor) -> dict:
-    """The tiles the call ran with: the autotuner's choice at M <= 16, else the table's."""
+    """The tiles the call ran with: the decode autotuner's choice at M <= DECODE_MAX_M, the
+    prefill autotuner's below DEQUANT_MIN_M, else the dequantizing path's GEMM."""
     (m, k), n = a.shape, p.shape[0]
-    if m <= 16:
+    names = ("BM", "BN", "BK", "SPLIT", "UNROLL", "PARTS", "num_warps", "num_stages")
+    if m <= DECODE_MAX_M:
         parts = decode_tuned_parts(a, p, False, GROUP) or decode_parts(m, n, k, GROUP)
         for key, cfg in decode_tuner(d, GROUP, m, False, parts).chosen.items():
             if key[:2] == (n * parts, k // parts):
-                return {name: v for name, v in cfg.all().items()
-                        if name in ("BN", "BK", "SPLIT", "UNROLL", "PARTS", "num_warps",
-                                    "num_stages")}
-    return pick_config(m, n, k, GROUP, d.bits)._asdict()
+                return {name: v for name, v in cfg.all().items() if name in names}
+    elif m < DEQUANT_MIN_M:
+        for key, cfg in prefill_tuner(d, GROUP, False).chosen.items():
+            if key[:3] == (m, n, k):
+                return {name: v for name, v in cfg.all().items() if name in names}
+    return {"path": "dequantize, then tilec.lib.gemm"}
 
 
 def main() -> None:

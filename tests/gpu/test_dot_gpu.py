@@ -199,6 +199,40 @@ def test_gemm_transposed_b(dtype, tile, warps, stages):
     _check(c.cpu(), a_ref @ b_ref, a_ref, b_ref, 1e-5, f"{dtype} {m}x{k}x{n} b transposed")
 
 
+@tc.kernel
+def gemm_computed_b(A: tc.Tensor, B: tc.Tensor, C: tc.Tensor, BM: tc.constexpr,
+                    BN: tc.constexpr, BK: tc.constexpr, B_ROWS_N: tc.constexpr):
+    """C = A @ (2B) with b computed in registers (as dequantized weights are): on sm_90a
+    wgmma, b stored into its shared operand along the dim its registers run (N, or K when
+    B's rows are N: B_ROWS_N)."""
+    pm, pn = tc.program_id(0), tc.program_id(1)
+    acc = tc.zeros((BM, BN), tc.float32)
+    for k in range(tc.cdiv(A.shape[1], BK)):
+        a = tc.load(A, (pm, k), (BM, BK))
+        if B_ROWS_N:
+            b = tc.trans(tc.load(B, (pn, k), (BN, BK)) * 2.0)
+        else:
+            b = tc.load(B, (k, pn), (BK, BN)) * 2.0
+        acc = tc.dot(a, b, acc)
+    tc.store(C, (pm, pn), acc)
+
+
+@pytest.mark.parametrize("rows_n", [False, True], ids=["b_kn", "b_nk"])
+@pytest.mark.parametrize("tile,warps", [((128, 128, 64), 8), ((64, 64, 32), 4)])
+def test_gemm_computed_b(rows_n, tile, warps):
+    bm, bn, bk = tile
+    m, n, k = 3 * bm - 17, 2 * bn + 8, 4 * bk + 8
+    a, b, a_ref, b_ref = _inputs("float16", m, n, k)
+    if rows_n:
+        b = b.t().contiguous()
+    c = torch.full((m, n), float("nan"), dtype=torch.float32, device="cuda")
+    gemm_computed_b[(tc.cdiv(m, bm), tc.cdiv(n, bn))](a, b, c, BM=bm, BN=bn, BK=bk,
+                                                      B_ROWS_N=rows_n, num_warps=warps,
+                                                      num_stages=3)
+    torch.cuda.synchronize()
+    _check(c.cpu(), a_ref @ (2 * b_ref), a_ref, 2 * b_ref, 1e-5, f"{m}x{k}x{n} b computed")
+
+
 @pytest.mark.parametrize("aligned", [True, False])
 @pytest.mark.parametrize("inner", [False, True])
 def test_gemm_of_gathered_rows(aligned, inner):

@@ -1,7 +1,7 @@
 """tilec.lib.quant_gemm on the GPU (torch CUDA tensors) against torch in float32: dequantize
 the packed weights first (numpy, exactly as the kernel does), then matmul. Every integer
-width 1..8 (signed, unsigned with zero points) and the float formats, decode (M <= 16,
-split-K) and prefill (M = 200; 1024: dequantized, then tilec.lib.gemm) configurations,
+width 1..8 (signed, unsigned with zero points) and the float formats, decode (M <= 64,
+split-K) and prefill (M = 200: tuned; 1024: dequantized, then tilec.lib.gemm) configurations,
 ragged N. Outputs are poisoned (NaN).
 
 Run with `pytest -m gpu tests/gpu/test_quant_gemm_gpu.py` on a machine with an NVIDIA GPU.
@@ -103,6 +103,30 @@ def test_decode_is_autotuned():
         chosen = [cfg for k, cfg in tuner.chosen.items() if k[:2] == key]
         assert len(chosen) == 1 and chosen[0] in tuner.configs
         assert chosen[0].kwargs["SCALE_ACC"] == (not zeros and chosen[0].kwargs["SG"] == 1)
+
+
+@pytest.mark.parametrize("d, m, zero_point", [(dt.int4, 40, None), (dt.uint3, 64, True),
+                                              (dt.float4_e2m1, 24, None), (dt.int8, 64, None)],
+                         ids=str)
+def test_decode_wide_tiles_of_a(d, m, zero_point):
+    """17..64 rows of A run the decode template with one 32- or 64-row A tile: tuned, and
+    under explicit configs with and without split-K (slabs summed a chunk at a time)."""
+    _run(d, m, 1000, 1024, 128, zero_point=zero_point)
+    assert qg.decode_tuner(d, 128, m, bool(zero_point)).chosen
+    for cfg in (QuantConfig(16, 128, 64, 4, 3, 4), QuantConfig(16, 64, 64, 2, 2, 1)):
+        _run(d, m, 1000, 1024, 128, zero_point=zero_point, config=cfg)
+
+
+def test_prefill_is_autotuned():
+    """64 < M < 1024 on the GPU: the prefill autotuner's choice for M, N and K (a ragged N),
+    and a search apart for zero points."""
+    _run(dt.int4, 100, 1000, 1024, 128)
+    _run(dt.uint4, 100, 1000, 1024, 128, zero_point=True)
+    for zeros in (False, True):
+        tuner = qg.prefill_tuner(dt.int4 if not zeros else dt.uint4, 128, zeros)
+        chosen = [cfg for k, cfg in tuner.chosen.items() if k[:3] == (100, 1000, 1024)]
+        assert len(chosen) == 1 and chosen[0] in tuner.configs
+    _run(dt.uint5, 300, 1000, 1024, 128, zero_point=True)
 
 
 def test_decode_times_twice_the_parts_that_fit_one_wave():

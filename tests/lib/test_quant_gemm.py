@@ -16,10 +16,10 @@ from tilec.backends.nvidia import compile_kernel
 from tilec.ir import dtypes as dt
 from tilec.ir.layout import parse_layout
 from tilec.ir.layout_defaults import view_layout
-from tilec.lib.quant_gemm import (QuantConfig, decode_bk, decode_layouts,
+from tilec.lib.quant_gemm import (QuantConfig, decode_a_layout, decode_bk, decode_layouts,
                                   dequantize, pick_config, quant_gemm, quant_gemm_kernel,
                                   quant_gemv_kernel, quantize, row_layout, scale_layout,
-                                  slab_layout, weight_layout)
+                                  slab_chunk, slab_layout, weight_layout)
 
 INTS = [dt.int_(b) for b in range(1, 9)] + [dt.uint(b) for b in range(1, 9)]
 FLOATS = [dt.float6_e3m2, dt.float6_e2m3, dt.float4_e2m1, dt.float3_e1m1, dt.float8_e4m3]
@@ -111,6 +111,8 @@ def test_pick_config_table():
     assert pick_config(1, 4096, 4096 + 128, 128).parts == 1       # 33 groups: no halves
     assert pick_config(16, 8192, 8192, 128).BK == 128
     assert pick_config(16, 4096, 4096, 128).BM == 16
+    assert pick_config(64, 4096, 4096, 128)[:3] == (16, 128, 64)   # decode, 64-row A tile
+    assert pick_config(65, 4096, 4096, 128) == QuantConfig(64, 64, 64, 4, 3)
     assert pick_config(128, 4096, 4096, 128) == QuantConfig(64, 64, 64, 4, 3)
     assert pick_config(4096, 4096, 4096, 128) == QuantConfig(128, 128, 64, 8, 3)
     assert pick_config(4096, 4096, 4096, 32).BK == 32
@@ -156,6 +158,7 @@ def _signature(wd: str, cfg: QuantConfig, act: str = "f16") -> str:
             f"WDT={wd}, WB={cfg.BK * bits // 32}, WL=\"{wl}\", EL=\"{el}\", "
             f"ONE_ROW={cfg.BM == 16}, AL=\"{row_layout(cfg.BK, cfg.num_warps)}\", "
             f"SLABS=\"{slab_layout(cfg.split_k, cfg.BM, cfg.BN, cfg.num_warps)}\", "
+            f"CHUNK={slab_chunk(cfg.split_k, cfg.BM, cfg.BN, cfg.num_warps)}, "
             f"num_warps={cfg.num_warps}, num_stages={cfg.num_stages}")
 
 
@@ -174,14 +177,21 @@ def test_ptx_assembles(wd, cfg, act):
     for arch in ("sm_80", "sm_90a"):
         k = compile_kernel(module, "quant_gemm_kernel", arch=arch)
         assert k.cubin and f".target {arch}" in k.ptx
-        assert "mma.sync" in k.ptx
+        # On sm_90a, whole warpgroups of 64-row blocks of A: wgmma, the dequantized
+        # weights stored into its shared operand in 16-byte runs along K.
+        wgmma = arch == "sm_90a" and cfg.num_warps % 4 == 0 and \
+            cfg.BM % (64 * (cfg.num_warps // 4)) == 0
+        assert ("wgmma.mma_async" if wgmma else "mma.sync") in k.ptx
+        assert ("mma.sync" if wgmma else "wgmma.mma_async") not in k.ptx
         assert k.resources.spill_stores == 0, k.resources
         if wd in ("u4", "f4e2m1", "u2", "u8"):
             # The packed words: whole 16-byte vectors (32 weights a thread at 4 bits).
             assert "ld.global.v4.b32" in k.ptx, wd
         # The view of words as weights stays in registers: shared memory only for the
-        # mma operands (st.shared of 16 bytes, read back by ldmatrix).
+        # mma operands (st.shared of 16 bytes, read back by ldmatrix or wgmma).
         assert "st.shared.b8" not in k.ptx and "st.shared.u8" not in k.ptx
+        if wgmma:
+            assert "st.shared.b16" not in k.ptx and "st.shared.v4.b32" in k.ptx
 
 
 # --------------------------------------------------------------------------------------
@@ -227,6 +237,18 @@ def test_decode_parts_of_k(d, zero_point, m, parts, split):
         _check(quant_gemm(a, p, s, z, 32, config=cfg), ref, np.float16)
 
 
+@pytest.mark.parametrize("d, zero_point, m", [(dt.int4, False, 24), (dt.uint3, True, 40),
+                                              (dt.float4_e2m1, False, 64)], ids=str)
+def test_decode_wide_tiles_of_a(d, zero_point, m):
+    """17..64 rows of A: one tile of 32 or 64 rows (rows past M read zeros, never stored),
+    alone and under split-K, and the table's config."""
+    a, p, s, z, ref = _problem(d, m, 40, 256, 32, zero_point=zero_point, seed=7)
+    for cfg in (QuantConfig(16, 32, 64, 2, 2, 1), QuantConfig(16, 32, 64, 2, 2, 2)):
+        _check(quant_gemm(a, p, s, z, 32, config=cfg), ref, np.float16)
+    assert pick_config(m, 40, 256, 32).BM == 16
+    _check(quant_gemm(a, p, s, z, 32), ref, np.float16)
+
+
 def test_decode_parts_need_contiguous_rows():
     """A strided A (a reshape would copy it) takes the template without parts."""
     a, p, s, z, ref = _problem(dt.int4, 2, 40, 512, 32, seed=6)
@@ -251,13 +273,14 @@ def test_decode_layouts_are_the_mma_fragments():
     from tilec.ir import mma
     from tilec.ir.layout_defaults import reshape_layout
     bn, bk, warps = 128, 128, 4
-    wl, el, a1, a8, a16 = (parse_layout(x) for x in decode_layouts(bn, bk, warps, 4))
+    wl, el = (parse_layout(x) for x in decode_layouts(bn, bk, warps, 4))
     assert view_layout(wl, 32, 4) == el
 
     def k_order(layout, rows):
         five = reshape_layout(layout, (rows, 4, bk // 16, 2, 2))
         return reshape_layout(five.permute((0, 2, 3, 1, 4)), (rows, bk))
-    for bm, act in ((8, a8), (16, a16)):
+    for bm in (8, 16, 32, 64):
+        act = parse_layout(decode_a_layout(bm, bk, warps))
         want = mma.dot_layouts((bn, bk), (bk, bm), mma.select("sm_90a", dt.float16,
                                                                dt.float32), warps, 1)
         for got, ref in ((k_order(el, bn), want.a), (k_order(act, bm).permute((1, 0)),
@@ -265,13 +288,13 @@ def test_decode_layouts_are_the_mma_fragments():
             keys = [1] * 2
             keys[0] = got.shape[1]
             assert register_map(got, keys, ref, keys) is not None
-    assert a1.reduce(0) is not None
+    assert parse_layout(decode_a_layout(1, bk, warps)).reduce(0) is not None
 
 
 def _decode_module(wd: str, m: int, zeros: bool, cfg: QuantConfig):
     """(the decode template's module as `quant_gemm` would launch it with `cfg` on aligned
     contiguous tensors, the tc.Config of its constexprs)."""
-    bm = 8 if m * cfg.parts <= 8 else 16
+    bm = max(8, qg_mod.decode_rows(m * cfg.parts))
     chosen = qg_mod.decode_config(cfg, wd, 128, m, zeros)
     facts = "{contiguous = true, aligned = 16}"
     consts = ", ".join(f'{k}="{v}"' if isinstance(v, str) else f"{k}={v}"
@@ -287,7 +310,8 @@ def _decode_module(wd: str, m: int, zeros: bool, cfg: QuantConfig):
 
 @pytest.mark.parametrize("wd, bits, m, zeros", [("u4", 4, 1, False), ("i4", 4, 16, True),
                                                 ("i3", 3, 1, False), ("f6e3m2", 6, 8, False),
-                                                ("u8", 8, 1, True)], ids=str)
+                                                ("u8", 8, 1, True), ("i4", 4, 64, False),
+                                                ("u3", 3, 32, True)], ids=str)
 def test_decode_ptx_streams_the_weights(wd, bits, m, zeros):
     """The decode template as `quant_gemm` launches it: the weight words and A's rows come
     through the pipeline's stage buffers (cp.async in, 16-byte shared loads out), never
@@ -336,7 +360,7 @@ def test_decode_weights_keep_the_casts_pairs(wd, m, zeros, cfg):
 
 def test_decode_tuner_space_and_prune():
     """On the GPU the decode template's tiles come from `tc.autotune`: one tuner per weight
-    dtype, group size, rows of A (1, 2..8, 9..16), zero points and parts of K, keyed by the rows
+    dtype, group size, rows of A (1, 2..8, 9..16, 17..32, 33..64), zero points and parts of K, keyed by the rows
     and length of the parts; its candidates (programs of 4 warps and 128 rows or 2 and 64)
     carry the layouts their tiles need, and the prune keeps 512..2048 warps with at least
     two steps a slice (every split for small shapes gone: the unsplit ones)."""
@@ -364,10 +388,43 @@ def test_decode_tuner_space_and_prune():
     assert {c.kwargs["SPLIT"] for c in qg_mod._prune_decode(t.configs, small)} == {1}
     # Four parts of K (8192^2 at M = 1 as `quant_gemm` launches it: 32768 rows of 2048):
     # the programs are there without split-K.
+    # 17..64 rows: shorter steps (A's runs for every row live through a step)
+    wide = qg_mod.decode_tuner(dt.int4, 128, 64, False)
+    assert wide is qg_mod.decode_tuner(dt.int4, 128, 33, False) and wide is not t
+    assert {(c.kwargs["BK"], c.kwargs["UNROLL"]) for c in wide.configs} == \
+        {(64, 1), (64, 2), (128, 1)}
+    assert {c.kwargs["AL"] for c in wide.configs} >= {"replicate(4)*local(8,1)*spatial(8,4)"
+                                                       "*local(1,16)"}
     four = qg_mod.decode_tuner(dt.int4, 128, 1, False, 4)
     assert four is not t and {c.kwargs["PARTS"] for c in four.configs} == {4}
     parts = {"A": np.zeros((4, 2048)), "W": np.zeros((32768, 1))}
     assert {c.kwargs["SPLIT"] for c in qg_mod._prune_decode(four.configs, parts)} == {1, 2}
+
+
+def test_prefill_tuner_space_and_prune():
+    """On the GPU, 64 < M < 1024 takes the prefill template's tiles from `tc.autotune`: one
+    tuner per weight dtype, group size and zero points, keyed by M, N and K; whole
+    warpgroups of 64-row blocks (wgmma on sm_90a); the prune keeps tiles under twice M's
+    rows, at most 128 accumulators a thread and 64..1024 programs, splits only with 8
+    steps a slice."""
+    t = qg_mod.prefill_tuner(dt.int4, 128, False)
+    assert t is qg_mod.prefill_tuner(dt.int4, 128, False)
+    assert t is not qg_mod.prefill_tuner(dt.int4, 128, True)
+    assert t.key == ["A.shape[0]", "W.shape[0]", "A.shape[1]"]
+    assert t.budget == qg_mod.PREFILL_BUDGET
+    assert all(c.kwargs["BM"] % (64 * (c.num_warps // 4)) == 0 for c in t.configs)
+    assert {c.kwargs["BK"] for c in qg_mod.prefill_tuner(dt.int4, 64, False).configs} \
+        == {64}                                                          # BK divides G
+    big = {"A": np.zeros((128, 8192)), "W": np.zeros((8192, 1))}
+    kept = qg_mod._prune_prefill(t.configs, big)
+    assert kept and {c.kwargs["BM"] for c in kept} == {64, 128}
+    for c in kept:
+        tiles = -(-128 // c.kwargs["BM"]) * (8192 // c.kwargs["BN"])
+        assert 1 <= tiles * c.kwargs["SPLIT"] <= 1024
+        assert c.kwargs["BM"] * c.kwargs["BN"] <= 128 * 32 * c.num_warps
+        assert c.kwargs["SPLIT"] == 1 or 8192 // c.kwargs["BK"] >= 8 * c.kwargs["SPLIT"]
+    tiny = {"A": np.zeros((70, 64)), "W": np.zeros((40, 1))}
+    assert {c.kwargs["SPLIT"] for c in qg_mod._prune_prefill(t.configs, tiny)} == {1}
 
 
 @pytest.mark.torch

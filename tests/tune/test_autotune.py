@@ -88,6 +88,23 @@ def test_key_reads_shapes_and_dtypes():
         7, (7,), 3, "float32", "float32", "float32")
 
 
+@tc.kernel
+def _scale_by(X: tc.Tensor, Y: tc.Tensor, BLOCK: tc.constexpr, TWICE: tc.constexpr):
+    i = tc.program_id(0) * BLOCK + tc.arange(0, BLOCK)
+    x = tc.load(X.ptr + i, mask=i < X.shape[0])
+    tc.store(Y.ptr + i, x * 2.0 if TWICE else x, mask=i < X.shape[0])
+
+
+def test_constexprs_the_call_fixes_tune_apart():
+    """A constexpr the launch passes (not a tuned one) makes another kernel: it ends the
+    key, so its searches and stored winners stay apart."""
+    tuner = tc.autotune(configs=[tc.Config(BLOCK=16), tc.Config(BLOCK=32)],
+                        key=["X.shape[0]"])(_scale_by)
+    x = np.zeros((7,), np.float32)
+    keys = {tuner.key_values({"X": x, "Y": x, "BLOCK": 16, "TWICE": t}) for t in (0, 1)}
+    assert keys == {(7, "float32", "float32", 0), (7, "float32", "float32", 1)}
+
+
 def _error(fn) -> tc.TilecError:
     with pytest.raises(tc.TilecError) as info:
         fn()

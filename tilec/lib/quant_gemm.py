@@ -22,22 +22,25 @@ dtype (the formula's rounding of q * s).
 
 Three paths by M; `pick_config` chooses the tiles per M bucket:
 
-- decode (M <= 16, `quant_gemv_kernel`): the weights are the mma's A operand and A's rows
+- decode (M <= 64, `quant_gemv_kernel`): the weights are the mma's A operand and A's rows
   its B operand, each thread loading runs of consecutive weights and the same runs of A
   that, after a permutation of K on both (`mma_k_order`), already are the mma fragments.
+  A's tile is all its rows (8, 16, 32 or 64: `decode_rows`), so the weights are read and
+  dequantized once.
   128-row tiles of N, K cut into parts (`decode_parts`, or twice as many where the
   autotuner's search finds them faster) and split-K, so that many
   programs stream disjoint slices of the packed weight bytes at once (the weights are
-  read exactly once; A is tiny and stays in L2); the weight words and A's runs stream
+  read exactly once; A is small and stays in L2); the weight words and A's runs stream
   through the pipeline's stage buffers (num_stages - 1 steps ahead, cp.async), the
   scales a step ahead in registers. K's parts are rows of the same bytes (N*P x K/P) and
   meet in the mma's otherwise idle B columns (M*P <= 8): their sums add up in registers
   (`_sum_parts`). Split-K slices store their f32 partial sums into slabs of a
   workspace, and each output tile's last slice adds them up in slice order and rounds the
   total into C (`_add_split`): one launch.
-- prefill (`quant_gemm_kernel`): square output tiles on `tc.dot` (mma.sync), A streamed
-  through the cp.async pipeline and the packed weight tile dequantized in registers before
-  it meets the tensor cores.
+- prefill (`quant_gemm_kernel`): square output tiles on `tc.dot`, A streamed through the
+  cp.async pipeline and the packed weight tile dequantized in registers before it meets
+  the tensor cores (wgmma on sm_90a, where the dequantized tile is stored into the
+  instruction's shared operand in 16-byte runs; mma.sync elsewhere).
 - large M on the GPU (M >= DEQUANT_MIN_M): `dequant_kernel` writes the dequantized weights
   once (K x N, A's dtype, the same formula) and `tilec.lib.gemm` multiplies.
 
@@ -81,13 +84,14 @@ def _split_k_slice(A, W, split_k, BM: tc.constexpr, BN: tc.constexpr, BK: tc.con
 
 @tc.func
 def _add_split(acc, C, Ws, Arrived, pm, pn, part, SPLIT: tc.constexpr, BM: tc.constexpr,
-               BN: tc.constexpr, SLABS: tc.constexpr):
+               BN: tc.constexpr, SLABS: tc.constexpr, CHUNK: tc.constexpr):
     """Split-K in one launch: each slice stores its partial sums (acc: C's BM x BN tile
     (pm, pn), f32) into its own slab of the workspace Ws (SPLIT x Mp x N, Mp = M rounded up
     to whole tiles); the tile's last slice to arrive (a counter per tile in Arrived, zero
-    between calls) loads the tile of every slab at once, in layout SLABS (`slab_layout`:
-    each thread holds all slabs' values at its places, so their sum, in a fixed order,
-    stays in registers), rounds the sum into C and zeroes the counter for the next call. Plain
+    between calls) loads the tile of CHUNK slabs at once (all of them where the registers
+    allow: `slab_chunk`), in layout SLABS (`slab_layout`: each thread holds those slabs'
+    values at its places, so their sum, in a fixed order, stays in registers), rounds the
+    sum into C and zeroes the counter for the next call. Plain
     stores and loads: atomic f32 adds into one total, then an exchange to read and clear it,
     cost ~4 us more at M = 16 (8192^2, 4 slices: quant_gemm-notes.md), and the fixed order
     makes the result independent of which slice arrives last. One load of all slabs rather
@@ -98,8 +102,12 @@ def _add_split(acc, C, Ws, Arrived, pm, pn, part, SPLIT: tc.constexpr, BM: tc.co
     # last slice's loads below after the other slices' stores (acquire).
     counter = Arrived.ptr + pm * tc.cdiv(C.shape[1], BN) + pn
     if tc.atomic_add(counter, 1, sem="acq_rel") == SPLIT - 1:
-        slabs = tc.load(Ws, offsets=(0, pm * BM, pn * BN), shape=(SPLIT, BM, BN))
-        tc.store(C, (pm, pn), tc.sum(tc.with_layout(slabs, SLABS), axis=0).to(C.dtype))
+        slabs = tc.load(Ws, offsets=(0, pm * BM, pn * BN), shape=(CHUNK, BM, BN))
+        total = tc.sum(tc.with_layout(slabs, SLABS), axis=0)
+        for c in tc.static_range(CHUNK, SPLIT, CHUNK):
+            slabs = tc.load(Ws, offsets=(c, pm * BM, pn * BN), shape=(CHUNK, BM, BN))
+            total = total + tc.sum(tc.with_layout(slabs, SLABS), axis=0)
+        tc.store(C, (pm, pn), total.to(C.dtype))
         tc.atomic_xchg(counter, 0, sem="relaxed")
 
 
@@ -110,7 +118,8 @@ def quant_gemm_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
                       G: tc.constexpr, SPLIT: tc.constexpr, HAS_ZERO: tc.constexpr,
                       WDT: tc.constexpr,
                       WB: tc.constexpr, WL: tc.constexpr, EL: tc.constexpr,
-                      ONE_ROW: tc.constexpr, AL: tc.constexpr, SLABS: tc.constexpr):
+                      ONE_ROW: tc.constexpr, AL: tc.constexpr, SLABS: tc.constexpr,
+                      CHUNK: tc.constexpr):
     # W: the packed weight rows as 32-bit words (N x K*bits/32); a BN x BK tile of WDT
     # weights is a BN x WB tile of words, viewed as WDT in registers (each thread keeps its
     # words: layout WL over words is EL over weights).
@@ -144,7 +153,7 @@ def quant_gemm_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
         words = ahead
         ahead = nxt
     if SPLIT > 1:
-        _add_split(acc, C, Ws, Arrived, pm, pn, part, SPLIT, BM, BN, SLABS)
+        _add_split(acc, C, Ws, Arrived, pm, pn, part, SPLIT, BM, BN, SLABS, CHUNK)
     else:
         tc.store(C, (pm, pn), acc.to(C.dtype))                  # out of bounds dropped
 
@@ -240,11 +249,12 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
                       SG: tc.constexpr, GE: tc.constexpr, SL: tc.constexpr,
                       SCALE_ACC: tc.constexpr, PAIR: tc.constexpr,
                       UNROLL: tc.constexpr, PARTS: tc.constexpr, SLABS: tc.constexpr,
+                      CHUNK: tc.constexpr,
                       EARLY: tc.constexpr = False):
-    # The decode template (M <= 16): C^T (a BN x BM tile, BM = 8 or 16; with K's parts,
+    # The decode template (M <= 64): C^T (a BN x BM tile, BM = 8..64; with K's parts,
     # rows of parts that `_sum_parts` adds up) = dequant(W) @ A^T on mma.m16n8k16, the
     # weights as the A operand (16 rows of W a fragment, a row of A per column of the
-    # 8-wide B fragment). Each thread loads runs of BK/4 consecutive
+    # 8-wide B fragments). Each thread loads runs of BK/4 consecutive
     # weights of its rows (layout WL over words, EL over weights: `decode_layouts`) and
     # the same runs of A (AL); `mma_k_order` reorders K on both so that these runs already
     # are the mma fragments: no shared memory, no conversion, A's words straight into the
@@ -287,7 +297,8 @@ def quant_gemv_kernel(A: tc.Tensor, W: tc.Tensor, S: tc.Tensor, Z: tc.Tensor, C:
     if EARLY:
         tc.gdc_wait()
     if SPLIT > 1:
-        _add_split(out, C, Ws, Arrived, pm, pn, part, SPLIT, BM // PARTS, BN // PARTS, SLABS)
+        _add_split(out, C, Ws, Arrived, pm, pn, part, SPLIT, BM // PARTS, BN // PARTS, SLABS,
+                   CHUNK)
     else:
         tc.store(C, (pm, pn), out.to(C.dtype))
 
@@ -324,7 +335,7 @@ class QuantConfig(NamedTuple):
 
 # M bucket -> tile configuration; `pick_config` is the one place the choice is made, so the
 # autotuner (`@tc.autotune(configs=[tc.Config(...)], key=["M", "N", "K"])`) can take it over.
-_DECODE = QuantConfig(16, 128, 128, 4, 3)      # M <= 16 (quant_gemv_kernel): split from the shape
+_DECODE = QuantConfig(16, 128, 128, 4, 3)      # M <= 64 (quant_gemv_kernel): split from the shape
 _MEDIUM = QuantConfig(64, 64, 64, 4, 3)        # M <= 256
 _LARGE = QuantConfig(128, 128, 64, 8, 3)
 # Decode programs (output tiles x K slices): ~2 per SM on an H100, each streaming a long
@@ -375,14 +386,12 @@ def decode_bk(bk: int, group_size: int, bits: int) -> int:
     return step
 
 
-def decode_layouts(bn: int, bk: int, num_warps: int,
-                   bits: int) -> tuple[str, str, str, str, str]:
-    """(words WL, weights EL, and A's AL for M = 1 (one row), 8 rows, 16 rows) of the
-    decode template: warp w holds rows w*BN/W .. of the weight tile, lane l row l/4 of each
-    of its BN/(8W) blocks of 8 rows and the run of BK/4 weights starting at (l % 4)*BK/4.
-    After `mma_k_order` these are the A fragments of mma.m16n8k16 as `dot_layouts` places
-    them (warps along M = the weight rows), and the same runs of A (lane l: row l/4, and
-    l/4 + 8 for 16 rows) its B fragments, up to the order of each thread's registers."""
+def decode_layouts(bn: int, bk: int, num_warps: int, bits: int) -> tuple[str, str]:
+    """(words WL, weights EL) of the decode template: warp w holds rows w*BN/W .. of the
+    weight tile, lane l row l/4 of each of its BN/(8W) blocks of 8 rows and the run of BK/4
+    weights starting at (l % 4)*BK/4. After `mma_k_order` these are the A fragments of
+    mma.m16n8k16 as `dot_layouts` places them (warps along M = the weight rows), up to the
+    order of each thread's registers."""
     run = bk // 4
     if bk % 16 or bn % (16 * num_warps) or run * bits % 32:
         raise LaunchError(f"quant_gemm: the decode template needs BN a multiple of 16 * "
@@ -391,10 +400,19 @@ def decode_layouts(bn: int, bk: int, num_warps: int,
     blocks = bn // (8 * num_warps)
     outer = f"spatial({num_warps},1)*" + (f"local({blocks},1)*" if blocks > 1 else "")
     return (f"{outer}spatial(8,4)*local(1,{run * bits // 32})",
-            f"{outer}spatial(8,4)*local(1,{run})",
-            f"replicate({8 * num_warps})*spatial(1,4)*local(1,{run})",
-            f"replicate({num_warps})*spatial(8,4)*local(1,{run})",
-            f"replicate({num_warps})*local(2,1)*spatial(8,4)*local(1,{run})")
+            f"{outer}spatial(8,4)*local(1,{run})")
+
+
+def decode_a_layout(bm: int, bk: int, num_warps: int) -> str:
+    """A's layout AL in the decode template, for a tile of `bm` rows (1: the one row of
+    M = 1, broadcast later; else 8..64): the same runs as the weights' (lane l: row l/4 + 8j
+    of each block of 8 rows), which after `mma_k_order` are the mma's B fragments; every
+    warp holds all of them."""
+    run = bk // 4
+    if bm == 1:
+        return f"replicate({8 * num_warps})*spatial(1,4)*local(1,{run})"
+    blocks = f"local({bm // 8},1)*" if bm > 8 else ""
+    return f"replicate({num_warps})*{blocks}spatial(8,4)*local(1,{run})"
 
 
 def scale_layout(el: str, bn: int, bk: int, group_size: int) -> str:
@@ -413,14 +431,30 @@ def row_layout(bk: int, num_warps: int) -> str:
     return f"{rep}spatial(1,{lanes})*local(1,{bk // lanes})"
 
 
+# The most f32 values of the slabs a thread loads at once in `_add_split`: all 4 slabs of a
+# 16-row tile (the fastest hand-off, quant_gemm-notes.md session 14); a 64 x 128 tile
+# loads them one at a time (all four: 256 registers, spilled).
+SLAB_VALUES = 64
+
+
+def slab_chunk(split: int, bm: int, bn: int, num_warps: int) -> int:
+    """How many of a split's slabs `_add_split` loads at once (a power of two dividing it)."""
+    chunk = split
+    while chunk > 1 and chunk * bm * bn > SLAB_VALUES * 32 * num_warps:
+        chunk //= 2
+    return chunk
+
+
 @functools.cache
 def slab_layout(split: int, bm: int, bn: int, num_warps: int) -> str:
-    """The layout `_add_split` loads a split's SPLIT x BM x BN f32 slabs in: the default
-    layout of one BM x BN tile (16-byte vectors), the slab axis local to each thread."""
+    """The layout `_add_split` loads `slab_chunk` of a split's BM x BN f32 slabs in: the
+    default layout of one BM x BN tile (16-byte vectors), the slab axis local to each
+    thread."""
     if split == 1:
         return ""
     tile = default_layout((bm, bn), 32, 32 * num_warps)
-    return str(local(split, 1, 1) * reshape_layout(tile, (1, bm, bn)))
+    return str(local(slab_chunk(split, bm, bn, num_warps), 1, 1)
+               * reshape_layout(tile, (1, bm, bn)))
 
 
 def pick_config(m: int, n: int, k: int, group_size: int, bits: int = 4) -> QuantConfig:
@@ -428,11 +462,13 @@ def pick_config(m: int, n: int, k: int, group_size: int, bits: int = 4) -> Quant
     bucket and, for decode, by how cheaply the width unpacks. The prefill templates' BK
     divides the group size (one scale per row and step); the decode template's steps may
     span whole groups (`decode_bk`)."""
-    cfg = _DECODE if m <= 16 else _MEDIUM if m <= 256 else _LARGE
+    cfg = _DECODE if m <= DECODE_MAX_M else _MEDIUM if m <= 256 else _LARGE
     cfg = cfg._replace(BK=min(cfg.BK, group_size))
-    if m <= 16:
+    if m <= DECODE_MAX_M:
         if m == 1 and _cheap_decode(bits):
             cfg = cfg._replace(BK=2 * cfg.BK)   # `decode_bk` makes it whole groups
+        if decode_rows(m) > 16:
+            cfg = cfg._replace(BK=min(cfg.BK, DECODE_WIDE_STEPS[0][0]))
         parts = decode_parts(m, n, k, group_size)
         tiles = -(-n * parts // cfg.BN)
         steps = -(-k // parts // cfg.BK)
@@ -562,31 +598,98 @@ def quant_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any = None
         return out
     if config is None and m >= DEQUANT_MIN_M and on_torch:
         return _dequantize_then_gemm(a, w_packed, scales, zeros, group_size, out)
-    if config is None and m <= 16 and _host.on_gpu(a):
+    if config is None and m <= DECODE_MAX_M and _host.on_gpu(a):
         return _decode(a, w_packed, scales, zeros, group_size, out, None, on_torch)
     cfg = config or pick_config(m, n, k, group_size, dw.bits)
-    if m <= 16 and cfg.BM == 16:
+    if m <= DECODE_MAX_M and cfg.BM == 16:
         return _decode(a, w_packed, scales, zeros, group_size, out, cfg, on_torch)
     if cfg.BK > group_size or group_size % cfg.BK or cfg.BK * dw.bits % 32:
         raise LaunchError(f"quant_gemm: config BK = {cfg.BK} must divide group_size = "
                           f"{group_size} and hold whole 32-bit words of {dw.bits}-bit weights")
-    ws, arrived = _split_workspace(a, m, n, cfg.BM, cfg.BN, cfg.split_k, on_torch)
-    wl, el = weight_layout(cfg.BN, cfg.BK, cfg.num_warps, dw.bits)
-    grid = (tc.cdiv(m, cfg.BM) * tc.cdiv(n, cfg.BN) * cfg.split_k,)
-    quant_gemm_kernel[grid](a, _words(w_packed), scales,
-                            zeros if zeros is not None else scales, out, ws, arrived,
-                            BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, G=group_size,
-                            SPLIT=cfg.split_k, HAS_ZERO=zeros is not None, WDT=dw,
-                            WB=cfg.BK * dw.bits // 32, WL=wl, EL=el, ONE_ROW=m == 1,
-                            AL=row_layout(cfg.BK, cfg.num_warps),
-                            SLABS=slab_layout(cfg.split_k, cfg.BM, cfg.BN, cfg.num_warps),
-                            num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    head = (a, _words(w_packed), scales, zeros if zeros is not None else scales, out)
+    call = dict(G=group_size, HAS_ZERO=zeros is not None, WDT=dw, ONE_ROW=m == 1)
+    if config is None and _host.on_gpu(a):   # DECODE_MAX_M < M < DEQUANT_MIN_M
+        tuner = prefill_tuner(dw, group_size, zeros is not None)
+        ws = _split_workspace(a, m, n, _PREFILL_MIN_TILE, _PREFILL_MIN_TILE,
+                              max(PREFILL_SPACE["SPLIT"]), on_torch)
+        chosen = tuner.config(_prefill_grid(m, n), *head, *ws, **call)
+    else:
+        chosen = prefill_config(cfg, dw.bits)
+        ws = _split_workspace(a, m, n, cfg.BM, cfg.BN, cfg.split_k, on_torch)
+    quant_gemm_kernel[_prefill_grid(m, n)(chosen.kwargs)](*head, *ws, **call, **chosen.all())
     return out
+
+
+def prefill_config(cfg: QuantConfig, bits: int) -> tc.Config:
+    """The prefill template's constexprs and options for tile configuration `cfg` and
+    `bits`-bit weights: the layouts that follow from the tile."""
+    return _prefill_config(cfg.BM, cfg.BN, cfg.BK, cfg.num_warps, cfg.num_stages,
+                           cfg.split_k, bits)
+
+
+@functools.cache
+def _prefill_config(bm: int, bn: int, bk: int, num_warps: int, stages: int, split: int,
+                    bits: int) -> tc.Config:
+    wl, el = weight_layout(bn, bk, num_warps, bits)
+    return tc.Config(num_warps=num_warps, num_stages=stages, BM=bm, BN=bn, BK=bk,
+                     SPLIT=split, WB=bk * bits // 32, WL=wl, EL=el,
+                     AL=row_layout(bk, num_warps), SLABS=slab_layout(split, bm, bn, num_warps),
+                     CHUNK=slab_chunk(split, bm, bn, num_warps))
+
+
+def _prefill_grid(m: int, n: int):
+    return lambda meta: (tc.cdiv(m, meta["BM"]) * tc.cdiv(n, meta["BN"]) * meta["SPLIT"],)
+
+
+# The prefill autotuner's space (DECODE_MAX_M < M < DEQUANT_MIN_M on the GPU; one tuner per
+# weight dtype, group size and zero points, keyed by M, N and K as Triton's matmul tuners
+# are: a new M costs a search, 3-9 s on the H100): the tiles the H100 sweeps kept near the
+# best at M = 128..512 (quant_gemm-notes.md, session 17), whole warpgroups of 64-row
+# blocks of A so that sm_90a runs them on wgmma.
+PREFILL_TILES = ((64, 4), (128, 4), (128, 8), (256, 8))   # (BM, warps)
+PREFILL_SPACE = {"BN": [64, 128], "BK": [64, 128], "num_stages": [3, 4], "SPLIT": [1, 2, 4]}
+PREFILL_BUDGET = 32
+_PREFILL_MIN_TILE = 64
+
+
+def _prune_prefill(configs: list, values: dict) -> list:
+    """64..1024 programs (a split only where it makes up for too few tiles, with at least 8
+    steps a slice), BM under twice M, at most 128 accumulators a thread."""
+    m, n, k = values["A"].shape[0], values["W"].shape[0], values["A"].shape[1]
+    keep = []
+    for c in configs:
+        bm, bn, bk, split = (c.kwargs[x] for x in ("BM", "BN", "BK", "SPLIT"))
+        tiles = tc.cdiv(m, bm) * tc.cdiv(n, bn)
+        if bm >= 2 * m or bm * bn > 128 * 32 * c.num_warps or tiles * split > 1024 \
+                or (split > 1 and (tiles * split > 512 or tc.cdiv(k, bk) < 8 * split)):
+            continue
+        keep.append(c)
+    small = [c for c in configs if c.kwargs["SPLIT"] == 1 and c.kwargs["BM"] < 2 * m]
+    return keep or small or configs[:1]
+
+
+def prefill_tuner(wdtype: Any, group_size: int, zeros: bool):
+    """The autotuner of the prefill template for these weights (`tc.autotune` over
+    PREFILL_TILES and PREFILL_SPACE, keyed by M, N and K)."""
+    return _prefill_tuner(dt.dtype(wdtype), group_size, zeros)
+
+
+@functools.cache
+def _prefill_tuner(d: dt.DType, group_size: int, zeros: bool):
+    configs = [_prefill_config(bm, bn, bk, warps, stages, split, d.bits)
+               for bm, warps in PREFILL_TILES for bn in PREFILL_SPACE["BN"]
+               for bk in PREFILL_SPACE["BK"] if bk <= group_size and group_size % bk == 0
+               and bk * d.bits % 32 == 0
+               for stages in PREFILL_SPACE["num_stages"] for split in PREFILL_SPACE["SPLIT"]]
+    return tc.autotune(configs=configs, key=["A.shape[0]", "W.shape[0]", "A.shape[1]"],
+                       prune=_prune_prefill, budget=PREFILL_BUDGET, compare=("C",),
+                       check_registers=False)(quant_gemm_kernel)
 
 
 def _decode(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any, group_size: int,
             out: Any, cfg: QuantConfig | None, on_torch: bool) -> Any:
-    """M <= 16 on the decode template (`quant_gemv_kernel`): with `cfg` its tiles, without
+    """M <= DECODE_MAX_M on the decode template (`quant_gemv_kernel`): with `cfg` its tiles
+    (BM = 16 marks the template; its A tile is `decode_rows(M)`), without
     (on the GPU) the autotuner's choice for this width, group size, rows, shape and parts
     of K (`decode_parts`, or twice as many where they still fit one wave: the faster of
     the two tuned searches)."""
@@ -689,14 +792,17 @@ class _DecodeLaunch:
                  group_size: int, out: Any, parts: int, early: bool = False):
         m, n, dw = a.shape[0], w_packed.shape[0], w_packed.dtype
         self.m, self.n, self.parts = m, n, parts
-        self.bm = 8 if m <= 8 else 16
+        self.bm = max(8, decode_rows(m * parts))
         has_zero = zeros is not None
         head = (a, _words(w_packed), scales, zeros if has_zero else scales)
         if parts > 1:  # K's parts as rows: the same bytes as N*P x K/P (A, scales likewise)
             head = tuple(x.reshape(x.shape[0] * parts, x.shape[1] // parts) for x in head)
         self.head = head + (out,)
+        # The search runs without EARLY (a launch alone), so that calls which may start
+        # early and calls which may not share one choice.
         self.call = dict(BM=self.bm, G=group_size, HAS_ZERO=has_zero, WDT=dw,
-                         ONE_ROW=m * parts == 1, EARLY=early)
+                         ONE_ROW=m * parts == 1, EARLY=False)
+        self.early = early
         self.tiles = tc.cdiv(m * parts, self.bm)
         self.tuner_of = (dw, group_size, m, has_zero, parts)
 
@@ -722,7 +828,8 @@ class _DecodeLaunch:
         return self.tuner.config(self.grid, *self.args(*ws), **self.call)
 
     def run(self, chosen: tc.Config, ws: Any, arrived: Any) -> None:
-        quant_gemv_kernel[self.grid(chosen.kwargs)](*self.args(ws, arrived), **self.call,
+        quant_gemv_kernel[self.grid(chosen.kwargs)](*self.args(ws, arrived),
+                                                    **{**self.call, "EARLY": self.early},
                                                     **chosen.all())
 
 
@@ -796,7 +903,7 @@ def decode_config(cfg: QuantConfig, wdtype: Any, group_size: int, m: int,
     from the tile."""
     d = dt.dtype(wdtype)
     return _decode_config(cfg.BN, cfg.BK, cfg.num_warps, cfg.num_stages, cfg.split_k,
-                          d.bits, _paired(d), group_size, _rows(m * cfg.parts), zeros,
+                          d.bits, _paired(d), group_size, decode_rows(m * cfg.parts), zeros,
                           cfg.unroll, cfg.parts)
 
 
@@ -806,8 +913,17 @@ def _paired(d: dt.DType) -> bool:
     return (d.is_int and d.bits in PAIRED_FIELDS) or has_paired_float(d)
 
 
-def _rows(m: int) -> int:
-    return 0 if m == 1 else (8 if m <= 8 else 16) // 8
+# The decode template runs up to this many rows of A (a tile of 8, 16, 32 or 64 rows, all
+# of them: the weights are read once). Above, the prefill template's square tiles reuse
+# each dequantized weight across more rows for less shared-memory traffic a product.
+DECODE_MAX_M = 64
+
+
+def decode_rows(m: int) -> int:
+    """The rows of the decode template's A tile for M rows (1: the one-row layout)."""
+    if m == 1:
+        return 1
+    return next(r for r in (8, 16, 32, DECODE_MAX_M) if m <= r)
 
 
 @functools.cache
@@ -816,18 +932,20 @@ def _decode_config(bn: int, bk: int, num_warps: int, stages: int, split: int, bi
                    unroll: int = 1, parts: int = 1) -> tc.Config:
     """Cached: working out the layouts takes ~0.4 ms, ten times a decode kernel's run."""
     bk = decode_bk(bk, group_size, bits)
-    wl, el, *a_layouts = decode_layouts(bn, bk, num_warps, bits)
+    wl, el = decode_layouts(bn, bk, num_warps, bits)
     sg = max(1, bk // group_size)
     scale_acc = not zeros and sg == 1
     # K in the order of the cast's pairs: the mma (and before it the scales' multiply or
     # the zero points' fma, `elementwise.map_pairs`) takes its f16x2 registers as they come.
     pair = pair_distance(bits) if paired else 1
     return tc.Config(num_warps=num_warps, num_stages=stages, BN=bn, BK=bk, SPLIT=split,
-                     WB=bk * bits // 32, WL=wl, EL=el, AL=a_layouts[rows], SG=sg,
+                     WB=bk * bits // 32, WL=wl, EL=el, AL=decode_a_layout(rows, bk, num_warps),
+                     SG=sg,
                      GE=min(bk, group_size), SL=scale_layout(el, bn, bk, group_size),
                      SCALE_ACC=scale_acc, PAIR=pair, UNROLL=unroll, PARTS=parts,
-                     SLABS=slab_layout(split, (16 if rows == 2 else 8) // parts, bn // parts,
-                                       num_warps))
+                     SLABS=slab_layout(split, max(8, rows) // parts, bn // parts,
+                                       num_warps),
+                     CHUNK=slab_chunk(split, max(8, rows) // parts, bn // parts, num_warps))
 
 
 # The decode autotuner's space (per weight dtype, group size, rows of A, zero points and
@@ -841,6 +959,9 @@ _DECODE_TILES = ((128, 4), (64, 2))   # (BN, warps)
 _DECODE_ROWS = 128                    # a program of `decode_parts`' and the wave's count
 DECODE_SPACE = {"BK/UNROLL": [(128, 1), (128, 2), (256, 1)], "num_stages": [2, 3],
                 "SPLIT": [1, 2, 4, 8, 16]}
+# A tiles of 32 and 64 rows hold BM x BK/4 halves of A a thread for the whole step: shorter
+# steps (64 at 64 rows: 168 registers; 128 spills there).
+DECODE_WIDE_STEPS = [(64, 1), (64, 2), (128, 1)]
 DECODE_BUDGET = 24   # every candidate the prune keeps at 8192^2
 
 
@@ -854,11 +975,12 @@ def _prune_decode(configs: list, values: dict) -> list:
 
 
 def decode_tuner(wdtype: Any, group_size: int, m: int, zeros: bool, parts: int = 1):
-    """The autotuner of the decode template for these weights, rows of A (M = 1, 2..8 or
-    9..16 share one) and parts of K (`decode_parts`): `tc.autotune` over DECODE_SPACE,
+    """The autotuner of the decode template for these weights, rows of A (M = 1, 2..8,
+    9..16, 17..32 or 33..64 share one) and parts of K (`decode_parts`): `tc.autotune` over
+    DECODE_SPACE (DECODE_WIDE_STEPS from 32 rows),
     keyed by the rows and the length of the parts."""
     d = dt.dtype(wdtype)
-    return _decode_tuner(d, group_size, _rows(m * parts), zeros, parts)
+    return _decode_tuner(d, group_size, decode_rows(m * parts), zeros, parts)
 
 
 @functools.cache
@@ -867,7 +989,8 @@ def _decode_tuner(d: dt.DType, group_size: int, rows: int, zeros: bool, parts: i
     configs = list(dict.fromkeys(
         _decode_config(bn, bk, warps, stages, split, d.bits, _paired(d), group_size, rows,
                        zeros, unroll, parts)
-        for bn, warps in _DECODE_TILES for bk, unroll in DECODE_SPACE["BK/UNROLL"]
+        for bn, warps in _DECODE_TILES
+        for bk, unroll in (DECODE_SPACE["BK/UNROLL"] if rows <= 16 else DECODE_WIDE_STEPS)
         for stages in DECODE_SPACE["num_stages"] for split in DECODE_SPACE["SPLIT"]))
     # The resource model counts whole weight tiles live (~300-550 registers); ptxas gives
     # these kernels 76-168, and its report still drops any that spill.

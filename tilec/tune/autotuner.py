@@ -111,6 +111,8 @@ class Autotuner:
         self._key_parts = [(m["name"], m["attr"], None if m["index"] is None else int(m["index"]))
                            for m in map(_KEY.match, self.key)]
         self._param_names = [p.name for p in kernel.params]
+        self._fixed_constexprs = [p.name for p in kernel.params if p.kind == "constexpr"
+                                  and p.name not in self._tuned_names]
         self._defaults = [(p.name, p.default) for p in kernel.params
                           if p.default is not inspect.Parameter.empty]
         self.tuning_count = 0     # searches that timed candidates (tests read it)
@@ -247,7 +249,10 @@ class Autotuner:
         return values
 
     def key_values(self, values: Mapping[str, Any]) -> tuple:
-        """The key of a launch: the `key` expressions, then every tensor argument's dtype."""
+        """The key of a launch: the `key` expressions, then every tensor argument's dtype,
+        then the constexprs the call fixes (not tuned): each makes another kernel, whose
+        winner may differ (a library's weight dtype, a flag), so they tune apart and
+        never share a stored winner."""
         out: list[Any] = []
         for name, attr, index in self._key_parts:
             v = values[name]
@@ -265,6 +270,10 @@ class Autotuner:
             v = values.get(name)
             if hasattr(v, "shape") and hasattr(v, "dtype"):
                 out.append(str(v.dtype).removeprefix("torch."))
+        for name in self._fixed_constexprs:
+            if name in values:
+                v = values[name]
+                out.append(v if isinstance(v, (int, float, bool, str)) else repr(v))
         return tuple(out)
 
     def _config_for(self, grid: Any, args: tuple, kwargs: dict[str, Any]) -> Config:

@@ -1,5 +1,6 @@
 """`dot` on wgmma (sm_90a): f16/bf16 into f32 with a loaded b, b read from the pipeline's
-shared buffers (N-major, or K-major through `tc.trans`) or staged there, a from registers;
+shared buffers (N-major, or K-major through `tc.trans`) or staged there (also a computed b
+when a is loaded), a from registers;
 ptxas assembles every kernel. The GPU results are checked in tests/gpu/test_dot_gpu.py."""
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ func @gemm(%A: tensor<?x?x{T}> {{contiguous = true, aligned = 16}},
   %zero = constant {{value = 0.0}} : tile<{BM}x{BN}xf32>
   %acc = for %c0, %K, %bk, %zero : tile<{BM}x{BN}xf32> {{
   ^(%k: i32, %acc_in: tile<{BM}x{BN}xf32>):
-    %a = load_view %A, [%c0, %k] : tile<{BM}x{BK}x{T}>
+{A}
 {B}
     %acc_out = dot %a, %b, %acc_in : tile<{BM}x{BN}xf32>
     yield %acc_out
@@ -34,11 +35,17 @@ B_NT = ("    %bt = load_view %B, [%c0, %k] : tile<{BN}x{BK}x{T}>\n"
         "    %b = permute %bt {{dims = [1, 0]}} : tile<{BK}x{BN}x{T}>")
 B_COMPUTED = ("    %b0 = load_view %B, [%k, %c0] : tile<{BK}x{BN}x{T}>\n"
               "    %b = mul %b0, %b0 : tile<{BK}x{BN}x{T}>")
+B_NT_COMPUTED = ("    %bt = load_view %B, [%c0, %k] : tile<{BN}x{BK}x{T}>\n"
+                 "    %bt2 = mul %bt, %bt : tile<{BN}x{BK}x{T}>\n"
+                 "    %b = permute %bt2 {{dims = [1, 0]}} : tile<{BK}x{BN}x{T}>")
+A_LOADED = "    %a = load_view %A, [%c0, %k] : tile<{BM}x{BK}x{T}>"
+A_COMPUTED = ("    %a0 = load_view %A, [%c0, %k] : tile<{BM}x{BK}x{T}>\n"
+              "    %a = mul %a0, %a0 : tile<{BM}x{BK}x{T}>")
 
 
-def gemm(t="f16", bm=128, bn=128, bk=64, warps=8, stages=3, b=B_NN):
+def gemm(t="f16", bm=128, bn=128, bk=64, warps=8, stages=3, b=B_NN, a=A_LOADED):
     fields = dict(T=t, BM=bm, BN=bn, BK=bk, W=warps, S=stages)
-    return parse_module(GEMM.format(B=b.format(**fields), **fields))
+    return parse_module(GEMM.format(A=a.format(**fields), B=b.format(**fields), **fields))
 
 
 SEP = r"(?:\s|//[^\n]*)*"   # whitespace and the `// begin inline asm` comments
@@ -84,11 +91,24 @@ def test_unpipelined_b_is_staged():
     assert len(wgmmas(k.ptx)) == 4
 
 
-@pytest.mark.parametrize("case", ["computed_b", "two_warps", "sm_80"])
+@pytest.mark.parametrize("b, contiguous", [(B_COMPUTED, "N"), (B_NT_COMPUTED, "K")])
+def test_computed_b_is_staged_in_runs(b, contiguous):
+    """A loaded a and a computed b (dequantized weights): wgmma, b stored into shared memory
+    along the dim its registers run (16-byte stores either way), a barrier before and after
+    the products."""
+    k = compile_checked(gemm(b=b), "gemm", "sm_90a")
+    assert set(wgmmas(k.ptx)) == {("m64n128k16.f32.f16.f16", "1" if contiguous == "N" else "0")}
+    assert "mma.sync" not in k.ptx
+    staged = re.findall(r"st\.shared(\.\S+)", k.ptx)
+    assert staged and set(staged) == {".v4.b32"}, staged
+    assert k.resources.spill_stores == 0
+
+
+@pytest.mark.parametrize("case", ["computed_a_and_b", "two_warps", "sm_80"])
 def test_mma_sync_otherwise(case):
-    """A b that is computed, warps that are no whole warpgroup, or a target without wgmma:
-    mma.sync."""
-    module = gemm(b=B_COMPUTED) if case == "computed_b" else gemm(
+    """Neither operand loaded, warps that are no whole warpgroup, or a target without
+    wgmma: mma.sync."""
+    module = gemm(b=B_COMPUTED, a=A_COMPUTED) if case == "computed_a_and_b" else gemm(
         bm=64, bn=64, warps=2) if case == "two_warps" else gemm()
     k = compile_checked(module, "gemm", "sm_80" if case == "sm_80" else "sm_90a")
     assert "mma.sync.aligned.m16n8k16" in k.ptx and "wgmma" not in k.ptx

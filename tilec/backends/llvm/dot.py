@@ -29,13 +29,13 @@ from tilec.backends.llvm.lower import Lowering, lowers, tile_layout
 from tilec.backends.llvm.staging import StagedOperand
 from tilec.backends.llvm.shared import (SharedTile, container_bits, element_pointer,
                                         from_container, linear_offsets, row_major_strides,
-                                        shared_coords_offsets, smem_type, store_register_tile)
+                                        smem_type, store_register_tile, store_vectors)
 from tilec.backends.llvm.values import I32, I64, coord, i32
 from tilec.ir import dtypes as dt
 from tilec.ir import mma
 from tilec.ir.core import Operation
 from tilec.ir.dtypes import DType
-from tilec.ir.shared_layout import SharedLayout
+from tilec.ir.shared_layout import SharedLayout, contiguous_vector
 from tilec.ir.types import REGISTER, SHARED, TileType, dtype_of
 
 
@@ -118,11 +118,16 @@ def _pack_pairs(b: ir.IRBuilder, pair: list[ir.Value]) -> ir.Value:
 
 
 def _staged_tile(lw: Lowering, t: TileType, values: list) -> SharedTile:
-    """A register b stored into the scratch area in a Hopper layout (N contiguous)."""
-    layout = mma.wgmma_shared_layout(t.shape, 1)
+    """A register b stored into the scratch area in a Hopper layout, N or K contiguous:
+    the one where each thread's registers make the longest runs (16 bytes: one
+    st.shared.v4; dequantized weights hold runs along K)."""
+    reg = tile_layout(t)
+    widest = 128 // container_bits(t.element)
+    vector, layout = max(((min(contiguous_vector(reg, s), widest), s)
+                          for s in (mma.wgmma_shared_layout(t.shape, d) for d in (1, 0))),
+                         key=lambda x: x[0])
     tile = SharedTile(lw.smem.scratch(lw.b, layout.size * 2), layout, (), t.element)
-    offsets = shared_coords_offsets(lw, tile, tile_layout(t))
-    store_register_tile(lw, tile.base, t, values, offsets)
+    store_vectors(lw, tile.base, layout, t, values, reg, vector)
     return tile
 
 

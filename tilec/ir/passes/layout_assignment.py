@@ -66,8 +66,11 @@ W = `PassOptions.warp_size`: 32 on NVIDIA, 64 on AMD gfx9):
    (`load_view`, or its `permute`) runs on wgmma instead when the warps form whole
    warpgroups and M splits into 64-row instructions over them (`mma.wgmma_plan`): a and
    the accumulator get the warpgroup layouts, b keeps its load's layout (the pipeline pass
-   streams it into shared memory for the instruction to read there; the lowering stages
-   any other b).
+   streams it into shared memory for the instruction to read there). So does a dot whose
+   a is loaded and whose b is computed (weights dequantized in registers): the lowering
+   stores b into shared memory in 16-byte runs, one round trip that mma.sync pays too
+   when b's layout is not its fragments'. A dot with neither operand loaded (the decode
+   template's, whose operands already are mma.sync fragments) stays on mma.sync.
 
 Choices where the rules leave freedom (deterministic, so the output is byte-identical):
 - constants, splats, aranges, loads, shared_loads: the default layout of their shape and
@@ -410,7 +413,7 @@ class _Assigner:
             return self.mma_memo[op]
         found = None
         a, c = op.a.type, op.acc.type
-        if op.result not in self.preset and _loaded(op.b):
+        if op.result not in self.preset and (_loaded(op.b) or _loaded(op.a)):
             found = mma.wgmma_plan(self.options.target, a.shape, op.b.type.shape, a.element,
                                    c.element, op.precision, self.threads // self.warp,
                                    op.warps_n)
