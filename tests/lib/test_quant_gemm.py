@@ -241,9 +241,12 @@ def test_decode_parts_of_k(d, zero_point, m, parts, split):
                                               (dt.float4_e2m1, False, 64)], ids=str)
 def test_decode_wide_tiles_of_a(d, zero_point, m):
     """17..64 rows of A: one tile of 32 or 64 rows (rows past M read zeros, never stored),
-    alone and under split-K, and the table's config."""
+    alone and under split-K (4 slices of a 64-row tile: summed two slabs at a time), and
+    the table's config."""
+    assert slab_chunk(4, 64, 32, 2) == 2 and slab_chunk(4, 32, 32, 2) == 4
     a, p, s, z, ref = _problem(d, m, 40, 256, 32, zero_point=zero_point, seed=7)
-    for cfg in (QuantConfig(16, 32, 64, 2, 2, 1), QuantConfig(16, 32, 64, 2, 2, 2)):
+    for cfg in (QuantConfig(16, 32, 64, 2, 2, 1), QuantConfig(16, 32, 64, 2, 2, 2),
+                QuantConfig(16, 32, 64, 2, 2, 4)):
         _check(quant_gemm(a, p, s, z, 32, config=cfg), ref, np.float16)
     assert pick_config(m, 40, 256, 32).BM == 16
     _check(quant_gemm(a, p, s, z, 32), ref, np.float16)

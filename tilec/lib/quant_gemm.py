@@ -468,7 +468,7 @@ def pick_config(m: int, n: int, k: int, group_size: int, bits: int = 4) -> Quant
         if m == 1 and _cheap_decode(bits):
             cfg = cfg._replace(BK=2 * cfg.BK)   # `decode_bk` makes it whole groups
         if decode_rows(m) > 16:
-            cfg = cfg._replace(BK=min(cfg.BK, DECODE_WIDE_STEPS[0][0]))
+            cfg = cfg._replace(BK=min(cfg.BK, _DECODE_WIDE_BK))
         parts = decode_parts(m, n, k, group_size)
         tiles = -(-n * parts // cfg.BN)
         steps = -(-k // parts // cfg.BK)
@@ -608,15 +608,16 @@ def quant_gemm(a: Any, w_packed: tc.PackedTensor, scales: Any, zeros: Any = None
                           f"{group_size} and hold whole 32-bit words of {dw.bits}-bit weights")
     head = (a, _words(w_packed), scales, zeros if zeros is not None else scales, out)
     call = dict(G=group_size, HAS_ZERO=zeros is not None, WDT=dw, ONE_ROW=m == 1)
+    grid = _prefill_grid(m, n)
     if config is None and _host.on_gpu(a):   # DECODE_MAX_M < M < DEQUANT_MIN_M
         tuner = prefill_tuner(dw, group_size, zeros is not None)
         ws = _split_workspace(a, m, n, _PREFILL_MIN_TILE, _PREFILL_MIN_TILE,
                               max(PREFILL_SPACE["SPLIT"]), on_torch)
-        chosen = tuner.config(_prefill_grid(m, n), *head, *ws, **call)
+        chosen = tuner.config(grid, *head, *ws, **call)
     else:
         chosen = prefill_config(cfg, dw.bits)
         ws = _split_workspace(a, m, n, cfg.BM, cfg.BN, cfg.split_k, on_torch)
-    quant_gemm_kernel[_prefill_grid(m, n)(chosen.kwargs)](*head, *ws, **call, **chosen.all())
+    quant_gemm_kernel[grid(chosen.kwargs)](*head, *ws, **call, **chosen.all())
     return out
 
 
@@ -802,7 +803,7 @@ class _DecodeLaunch:
         # early and calls which may not share one choice.
         self.call = dict(BM=self.bm, G=group_size, HAS_ZERO=has_zero, WDT=dw,
                          ONE_ROW=m * parts == 1, EARLY=False)
-        self.early = early
+        self.run_call = dict(self.call, EARLY=early)
         self.tiles = tc.cdiv(m * parts, self.bm)
         self.tuner_of = (dw, group_size, m, has_zero, parts)
 
@@ -828,8 +829,7 @@ class _DecodeLaunch:
         return self.tuner.config(self.grid, *self.args(*ws), **self.call)
 
     def run(self, chosen: tc.Config, ws: Any, arrived: Any) -> None:
-        quant_gemv_kernel[self.grid(chosen.kwargs)](*self.args(ws, arrived),
-                                                    **{**self.call, "EARLY": self.early},
+        quant_gemv_kernel[self.grid(chosen.kwargs)](*self.args(ws, arrived), **self.run_call,
                                                     **chosen.all())
 
 
@@ -961,7 +961,8 @@ DECODE_SPACE = {"BK/UNROLL": [(128, 1), (128, 2), (256, 1)], "num_stages": [2, 3
                 "SPLIT": [1, 2, 4, 8, 16]}
 # A tiles of 32 and 64 rows hold BM x BK/4 halves of A a thread for the whole step: shorter
 # steps (64 at 64 rows: 168 registers; 128 spills there).
-DECODE_WIDE_STEPS = [(64, 1), (64, 2), (128, 1)]
+_DECODE_WIDE_BK = 64
+DECODE_WIDE_STEPS = [(_DECODE_WIDE_BK, 1), (_DECODE_WIDE_BK, 2), (128, 1)]
 DECODE_BUDGET = 24   # every candidate the prune keeps at 8192^2
 
 

@@ -117,17 +117,27 @@ def _pack_pairs(b: ir.IRBuilder, pair: list[ir.Value]) -> ir.Value:
     return b.bitcast(vec, I32)
 
 
-def _staged_tile(lw: Lowering, t: TileType, values: list) -> SharedTile:
-    """A register b stored into the scratch area in a Hopper layout, N or K contiguous:
-    the one where each thread's registers make the longest runs (16 bytes: one
-    st.shared.v4; dequantized weights hold runs along K)."""
+def _staging_layout(t: TileType, n: int) -> tuple[SharedLayout, int] | None:
+    """The Hopper layout to stage a register b in, N or K contiguous, and the locals a
+    store writes: of those wgmma reads in instructions `n` wide, the one where each thread's
+    registers make the longest runs (16 bytes: one st.shared.v4; dequantized weights run
+    along K). None when neither is one wgmma reads."""
     reg = tile_layout(t)
     widest = 128 // container_bits(t.element)
-    vector, layout = max(((min(contiguous_vector(reg, s), widest), s)
-                          for s in (mma.wgmma_shared_layout(t.shape, d) for d in (1, 0))),
-                         key=lambda x: x[0])
+    found = [(min(contiguous_vector(reg, s), widest), s)
+             for s in (mma.wgmma_shared_layout(t.shape, d) for d in (1, 0))
+             if mma.wgmma_operand(s, 1, n) is not None]
+    if not found:
+        return None
+    vector, layout = max(found, key=lambda x: x[0])
+    return layout, vector
+
+
+def _staged_tile(lw: Lowering, t: TileType, values: list, layout: SharedLayout,
+                 vector: int) -> SharedTile:
+    """A register b stored into the scratch area in `layout`, `vector` locals a store."""
     tile = SharedTile(lw.smem.scratch(lw.b, layout.size * 2), layout, (), t.element)
-    store_vectors(lw, tile.base, layout, t, values, reg, vector)
+    store_vectors(lw, tile.base, layout, t, values, tile_layout(t), vector)
     return tile
 
 
@@ -169,12 +179,14 @@ def _wgmma_dot(lw: Lowering, op: Operation) -> list | None:
         return None
     b = lw.b
     staged = b_t.space != SHARED
-    if staged and mma.wgmma_operand(mma.wgmma_shared_layout(b_t.shape, 1), 1, plan.n) is None:
-        # A register b that no canonical layout holds (N = 8 halves: narrower than the
-        # smallest swizzle row): mma.sync, whose warp layouts these are at 16 rows a warp.
+    # A register b of 8 columns (the decode template's at 16 weight rows a warp) stays on
+    # mma.sync, whose warp layouts these are: it ran 1.7x faster there (quant_gemm-notes.md,
+    # session 12), and only a K-major layout would hold it.
+    staging = _staging_layout(b_t, plan.n) if staged and plan.n >= 16 else None
+    if staged and staging is None:
         return None
     if staged:
-        b_tile = _staged_tile(lw, b_t, lw.get(op.b))
+        b_tile = _staged_tile(lw, b_t, lw.get(op.b), *staging)
         lw.target.fence_async_shared(b)
         lw.target.barrier(b)
     else:
