@@ -105,6 +105,21 @@ def test_constexprs_the_call_fixes_tune_apart():
     assert keys == {(7, "float32", "float32", 0), (7, "float32", "float32", 1)}
 
 
+def test_launch_kinds_share_one_key():
+    """The constexprs a launch kind sets leave the key: the kinds share one winner."""
+    tuner = tc.autotune(configs=[tc.Config(BLOCK=16), tc.Config(BLOCK=32)],
+                        key=["X.shape[0]"], launch_kinds=[{"TWICE": 1}, {"TWICE": 0}])(
+        _scale_by)
+    x = np.zeros((7,), np.float32)
+    keys = {tuner.key_values({"X": x, "Y": x, "BLOCK": 16, "TWICE": t}) for t in (0, 1)}
+    assert keys == {(7, "float32", "float32")}
+    assert tuner._timing_said() == "the mean over launches as TWICE=1 and as TWICE=0"
+    # another timing is another stored winner
+    plain = tc.autotune(configs=[tc.Config(BLOCK=16), tc.Config(BLOCK=32)],
+                        key=["X.shape[0]"])(_scale_by)
+    assert plain.kernel_id != tuner.kernel_id
+
+
 def _error(fn) -> tc.TilecError:
     with pytest.raises(tc.TilecError) as info:
         fn()
@@ -131,6 +146,16 @@ def test_errors_at_decoration():
     e = _error(lambda: tc.autotune(space={"BLOCK": [32]}, compare=["n"])(scale.kernel))
     assert "compare names 'n', which is not a tensor parameter of 'scale'" in e.message
     assert e.loc.file.endswith("test_autotune.py")
+    e = _error(lambda: tc.autotune(space={"BLOCK": [32]}, launch_kinds=[{"BLOCK": 16}])(
+        _scale_by))
+    assert "launch_kinds sets 'BLOCK', which is not an untuned tc.constexpr parameter of " \
+        "kernel '_scale_by'" in e.message
+    assert e.loc.file.endswith("test_autotune.py")
+    e = _error(lambda: tc.autotune(space={"BLOCK": [32]}, launch_kinds=[{"X": 1}])(_scale_by))
+    assert "launch_kinds sets 'X'" in e.message
+    e = _error(lambda: tc.autotune(space={"BLOCK": [32]}, launch_kinds={"TWICE": 1})(
+        _scale_by))
+    assert "launch_kinds takes dicts of constexpr values, got 'TWICE'" in e.message
 
 
 def test_config_says_what_a_launch_runs_with():
@@ -528,3 +553,30 @@ def test_refinement_times_the_best_ones_untimed_neighbours(monkeypatch, tmp_path
     report = exhaustive.tune(_tuned_grid(128, 256), args, dict(FLAGS), 0, H100)
     assert len(sessions[1].rounds) == 1 and not report.refined
     assert report.winner == small[1] and len(report.timed) == 8
+
+
+def test_search_compiles_each_launch_kind(monkeypatch, tmp_path):
+    # With launch kinds, every timed candidate is compiled once per kind (its constexprs over
+    # the call's), under the key the kind's launch looks up; the timing is said in the
+    # report.
+    from tilec.runtime import cache
+    from tune_support import fake_compiler, fake_timing
+    monkeypatch.setenv("TILEC_CACHE_DIR", str(tmp_path))
+    fake_compiler(monkeypatch)
+    sessions = fake_timing(monkeypatch, lambda cfg: cfg.kwargs["BLOCK"])
+    space = [tc.Config(BLOCK=b) for b in (32, 64)]
+    tuner = Autotuner(_scale_by, space, ["X.shape[0]"], back_to_back=True,
+                      launch_kinds=[{"TWICE": 1}, {"TWICE": 0}])
+    x = np.zeros((256,), np.float32)
+    grid = lambda meta: (tc.cdiv(256, meta["BLOCK"]),)  # noqa: E731
+    report = tuner.tune(grid, (x, x), {"TWICE": 1}, 0, H100)
+    assert report.winner == space[0] and len(sessions[0].rounds[0]) == 2
+    assert report.timing == ("back to back, 8 launches an event pair; the mean over launches "
+                             "as TWICE=1 and as TWICE=0")
+    for cfg in space:
+        for twice in (0, 1):
+            values = tuner._bind((x, x), {"TWICE": twice}, cfg)
+            module, specs, options = tuner._build(cfg, values)
+            key = _scale_by.gpu_cache_key(module, specs, options, "sm_90a")
+            assert cache.get(key) is not None, (cfg, twice)
+    workers.retire_idle()

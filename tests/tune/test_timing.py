@@ -62,6 +62,25 @@ def test_time_ms_takes_fewer_repeats_of_a_long_launch(monkeypatch):
     assert timing.time_ms(lambda i: None, 1, 0, 0, warmup=0, reps=25) == [150.0] * 3
 
 
+def test_time_ms_back_to_back_times_batches(monkeypatch):
+    # batch=3: an event pair around each 3 launches (rotating on), a sample its third
+    drv = FakeDriver([1.0, 3.0, 6.0, 9.0])   # the probe, then 3 batches
+    monkeypatch.setattr(timing.cuda, "driver", lambda: drv)
+    ran: list[int] = []
+    times = timing.time_ms(ran.append, 4, 0, 0, warmup=1, reps=3, batch=3)
+    assert times == [1.0, 2.0, 3.0]
+    assert ran == [0, 0] + [0, 1, 2, 3, 0, 1, 2, 3, 0]   # warm-up, probe, 3 batches
+    records = [entry[0] for entry in drv.log if entry[0] == "cuEventRecord"]
+    assert len(records) == 2 + 3 * 2
+
+
+def test_a_launch_kind_sets_its_constexprs_positional_or_not():
+    names = ["X", "Y", "EARLY", "BLOCK"]
+    assert timing._with((1, 2), {"EARLY": 0}, names, {}) == ((1, 2), {"EARLY": 0})
+    assert timing._with((1, 2), {"EARLY": 0}, names, {"EARLY": 1}) == ((1, 2), {"EARLY": 1})
+    assert timing._with((1, 2, 0), {}, names, {"EARLY": 1}) == ((1, 2, 1), {})
+
+
 def test_stall_is_long_enough_for_the_batch_and_bounded():
     assert timing.stall_ms_for(0.02, 10) == pytest.approx(timing.STALL_MARGIN * 0.2 + 0.05)
     assert timing.stall_ms_for(5.0, 100) == timing.MAX_STALL_MS
@@ -120,7 +139,7 @@ def test_device_session_checks_results_and_resets_arguments(monkeypatch, compare
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
     ran: list[int] = []
 
-    def time_ms(run, sets, device, stream, warmup, reps, stall, start):
+    def time_ms(run, sets, device, stream, warmup, reps, stall, start, batch):
         for i in range(start, start + reps):
             ran.append(i % sets)
             run(i % sets)
@@ -135,7 +154,7 @@ def test_device_session_checks_results_and_resets_arguments(monkeypatch, compare
     x0 = torch.arange(256, dtype=torch.float32)
     x, y = x0.clone(), torch.zeros(256)
     tuner = SimpleNamespace(warmup=3, reps=25, reset_to_zero=["Y"], restore=["X"],
-                            compare=compare,
+                            compare=compare, back_to_back=False, launch_kinds=[],
                             kernel=SimpleNamespace(params=[SimpleNamespace(name="X"),
                                                            SimpleNamespace(name="Y")]))
     two, also_two, three = (tc.Config(K=k, num_warps=w) for k, w in ((2, 4), (2, 8), (3, 4)))
@@ -153,3 +172,44 @@ def test_device_session_checks_results_and_resets_arguments(monkeypatch, compare
     session.finish()
     assert [c for c, _ in report.timed] == [two, also_two]
     assert torch.equal(x, x0) and torch.equal(y, torch.zeros(256))
+
+
+@pytest.mark.torch  # run with the GPU suite (`-m "gpu or torch"`), where torch is installed
+def test_device_session_times_each_launch_kind(monkeypatch):
+    # With launch kinds, each kind's launches carry its constexprs (the check runs the
+    # call's own), back to back in batches, and a sample is the mean over the kinds.
+    from types import SimpleNamespace
+
+    import tilec as tc
+    from tilec.tune.autotuner import Report
+    import torch
+    monkeypatch.setattr(timing, "_is_device_tensor", timing._is_torch)
+    monkeypatch.setattr(timing.cuda, "device_properties",
+                        lambda device: SimpleNamespace(l2_bytes=1 << 30))
+    monkeypatch.setattr(timing, "current_stream", lambda device: 0)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    seen: list[int] = []
+    batches: list[int] = []
+
+    def time_ms(run, sets, device, stream, warmup, reps, stall, start, batch):
+        batches.append(batch)
+        run(start % sets)
+        return [float(seen[-1] + 1)] * reps     # kind EARLY=0 takes 1, EARLY=1 takes 2
+    monkeypatch.setattr(timing, "time_ms", time_ms)
+
+    def launcher(cfg):
+        def launch(X, *, EARLY, K, num_warps, num_stages):
+            seen.append(EARLY)
+        return launch
+    x = torch.zeros(64)
+    tuner = SimpleNamespace(warmup=3, reps=25, reset_to_zero=[], restore=[], compare=None,
+                            back_to_back=True, launch_kinds=[{"EARLY": 1}, {"EARLY": 0}],
+                            kernel=SimpleNamespace(params=[SimpleNamespace(name="X"),
+                                                           SimpleNamespace(name="EARLY")]))
+    cfg = tc.Config(K=2)
+    session = timing.DeviceSession(tuner, launcher, {"X": x, "EARLY": 0}, (x,), {"EARLY": 0},
+                                   0, Report("timed", cfg))
+    session.add([cfg])
+    assert seen == [0, 1, 0]   # the check, then the kinds
+    assert session.samples[cfg] == [1.5] * timing.FIRST_REPS
+    assert batches == [timing.STREAM_BATCH] * 2

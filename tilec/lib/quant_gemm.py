@@ -799,11 +799,8 @@ class _DecodeLaunch:
         if parts > 1:  # K's parts as rows: the same bytes as N*P x K/P (A, scales likewise)
             head = tuple(x.reshape(x.shape[0] * parts, x.shape[1] // parts) for x in head)
         self.head = head + (out,)
-        # The search runs without EARLY (a launch alone), so that calls which may start
-        # early and calls which may not share one choice.
         self.call = dict(BM=self.bm, G=group_size, HAS_ZERO=has_zero, WDT=dw,
-                         ONE_ROW=m * parts == 1, EARLY=False)
-        self.run_call = dict(self.call, EARLY=early)
+                         ONE_ROW=m * parts == 1, EARLY=early)
         self.tiles = tc.cdiv(m * parts, self.bm)
         self.tuner_of = (dw, group_size, m, has_zero, parts)
 
@@ -829,7 +826,7 @@ class _DecodeLaunch:
         return self.tuner.config(self.grid, *self.args(*ws), **self.call)
 
     def run(self, chosen: tc.Config, ws: Any, arrived: Any) -> None:
-        quant_gemv_kernel[self.grid(chosen.kwargs)](*self.args(ws, arrived), **self.run_call,
+        quant_gemv_kernel[self.grid(chosen.kwargs)](*self.args(ws, arrived), **self.call,
                                                     **chosen.all())
 
 
@@ -994,10 +991,16 @@ def _decode_tuner(d: dt.DType, group_size: int, rows: int, zeros: bool, parts: i
         for bk, unroll in (DECODE_SPACE["BK/UNROLL"] if rows <= 16 else DECODE_WIDE_STEPS)
         for stages in DECODE_SPACE["num_stages"] for split in DECODE_SPACE["SPLIT"]))
     # The resource model counts whole weight tiles live (~300-550 registers); ptxas gives
-    # these kernels 76-168, and its report still drops any that spill.
+    # these kernels 76-168, and its report still drops any that spill. Candidates are timed
+    # back to back, as decode layers run (a graph of short launches), and as both kinds of
+    # launch the host makes, which share one choice: calls that start early (the split-K
+    # epilogue under the next call's stream: fewer slices look cheap) and calls that wait
+    # (the epilogue's full cost). Measured at 8192^2, M = 16 (quant_gemm-notes.md, session
+    # 18): the first kind alone would pick a tile 16% slower for the second.
     return tc.autotune(configs=configs, key=["W.shape[0]", "A.shape[1]"],
                        prune=_prune_decode, budget=DECODE_BUDGET, compare=(),
-                       check_registers=False)(quant_gemv_kernel)
+                       check_registers=False, back_to_back=True,
+                       launch_kinds=[{"EARLY": True}, {"EARLY": False}])(quant_gemv_kernel)
 
 
 def _words(p: tc.PackedTensor) -> Any:

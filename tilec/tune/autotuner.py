@@ -70,6 +70,7 @@ class Report:
     seconds: dict[str, float] = field(default_factory=dict)  # per phase, and "total"
     spread: dict[str, list[float]] = field(default_factory=dict)  # config -> [p10, p90, n]
     refined: list[str] = field(default_factory=list)  # beyond the budget: the best's neighbours
+    timing: str = ""   # how a sample was taken, where not an event pair around each launch
 
     def to_json(self) -> dict[str, Any]:
         return {"method": self.method, "winner": self.winner.to_json(),
@@ -77,7 +78,8 @@ class Report:
                 "timed": [[c.to_json(), ms] for c, ms in self.timed],
                 "pruned": self.pruned, "failed": self.failed, "mismatched": self.mismatched,
                 "predicted": [[c.to_json(), s] for c, s in self.predicted[:8]],
-                "seconds": self.seconds, "spread": self.spread, "refined": self.refined}
+                "seconds": self.seconds, "spread": self.spread, "refined": self.refined,
+                "timing": self.timing}
 
 
 class Autotuner:
@@ -88,7 +90,8 @@ class Autotuner:
                  reset_to_zero: Sequence[str] = (), restore: Sequence[str] = (),
                  cost_model: CostModel | None = None, example: Callable[..., Any] | None = None,
                  database: TuningDatabase | None = None, warmup: int = 3, reps: int = 25,
-                 compare: Sequence[str] | None = None, check_registers: bool = True):
+                 compare: Sequence[str] | None = None, check_registers: bool = True,
+                 back_to_back: bool = False, launch_kinds: Sequence[Mapping[str, Any]] = ()):
         self.kernel = kernel
         self.configs = list(configs)
         self.key = list(key)
@@ -103,6 +106,8 @@ class Autotuner:
         self.warmup, self.reps = warmup, reps
         self.compare = None if compare is None else list(compare)
         self.check_registers = check_registers
+        self.back_to_back = back_to_back
+        self.launch_kinds = list(launch_kinds)
         self.chosen: dict[tuple, Config] = {}
         self.reports: dict[tuple, Report] = {}
         self._check()
@@ -111,8 +116,10 @@ class Autotuner:
         self._key_parts = [(m["name"], m["attr"], None if m["index"] is None else int(m["index"]))
                            for m in map(_KEY.match, self.key)]
         self._param_names = [p.name for p in kernel.params]
+        # The constexprs a launch kind sets are left out: every kind shares one choice.
+        kinds = {name for kind in self.launch_kinds for name in kind}
         self._fixed_constexprs = [p.name for p in kernel.params if p.kind == "constexpr"
-                                  and p.name not in self._tuned_names]
+                                  and p.name not in self._tuned_names | kinds]
         self._defaults = [(p.name, p.default) for p in kernel.params
                           if p.default is not inspect.Parameter.empty]
         self.tuning_count = 0     # searches that timed candidates (tests read it)
@@ -163,19 +170,32 @@ class Autotuner:
             if name not in params:
                 raise TilecError(f"tc.autotune: '{name}' (reset_to_zero / restore) is not a "
                                  f"parameter of kernel '{self.kernel.__name__}'", where)
+        for kind in self.launch_kinds:
+            if not isinstance(kind, Mapping):
+                raise TilecError(f"tc.autotune: launch_kinds takes dicts of constexpr values, "
+                                 f"got {kind!r}", where)
+            for name in kind:
+                if name not in params or params[name].kind != "constexpr" \
+                        or name in self.configs[0].all():
+                    raise TilecError(f"tc.autotune: launch_kinds sets '{name}', which is not "
+                                     f"an untuned tc.constexpr parameter of kernel "
+                                     f"'{self.kernel.__name__}'", where,
+                                     hint="a launch kind sets constexprs the call passes")
         if self.budget is not None and (isinstance(self.budget, bool) or
                                         not isinstance(self.budget, int) or self.budget < 1):
             raise TilecError(f"tc.autotune: budget must be a positive int, got {self.budget!r}",
                              where, hint="the most candidates to compile and time")
 
     def _kernel_id(self) -> str:
-        """The kernel's name and a hash of its source and candidate list: a stored winner
-        is forgotten when either changes."""
+        """The kernel's name and a hash of its source, candidate list and timing: a stored
+        winner is forgotten when one of them changes."""
         try:
             source = inspect.getsource(self.kernel.fn)
         except (OSError, TypeError):
             source = self.kernel.__name__
         text = source + "\n" + "\n".join(repr(c) for c in self.configs)
+        if self.back_to_back or self.launch_kinds:   # another timing: another winner
+            text += f"\nback to back {self.back_to_back}, kinds {self.launch_kinds!r}"
         return f"{self.kernel.__name__}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
     # -- launch ----------------------------------------------------------------------------
@@ -435,7 +455,8 @@ class Autotuner:
         limits = limits or DeviceLimits.of_device(device)
         values = self._bind(args, kwargs, self.configs[0])
         cands = self.candidates(values)
-        report = Report("timed", cands[0], considered=len(self.configs))
+        report = Report("timed", cands[0], considered=len(self.configs),
+                        timing=self._timing_said())
         for cfg in self.configs:
             if cfg not in cands:
                 report.pruned[cfg.short()] = "prune hook"
@@ -450,7 +471,8 @@ class Autotuner:
                 for cfg, *_ in spare:
                     report.pruned[cfg.short()] = f"cost model: outside the budget of {self.budget}"
             t = time.perf_counter()
-            survivors = self._compile(ranked, limits, pool, report)
+            survivors = self._compile_kinds(self._compile(ranked, limits, pool, report),
+                                            values, limits, pool, report)
             report.seconds["compile"] = time.perf_counter() - t
             # In the order the user gave them: the first one that runs is the reference result.
             survivors.sort(key=self.configs.index)
@@ -459,7 +481,7 @@ class Autotuner:
             session.add(survivors)
             report.seconds["time"] = time.perf_counter() - t
             t = time.perf_counter()
-            self._refine(session, spare, limits, pool, report)  # compiles, first samples
+            self._refine(session, spare, values, limits, pool, report)  # compiles, samples
             report.seconds["refine"] = time.perf_counter() - t
         finally:
             pool.close()
@@ -478,11 +500,12 @@ class Autotuner:
         return report
 
     def _compile(self, items: list[tuple[Config, Any, list, dict]], limits: DeviceLimits,
-                 pool: workers.Pool, report: Report, kept_before: bool = False
-                 ) -> list[Config]:
+                 pool: workers.Pool, report: Report, kept_before: bool = False,
+                 judge: bool = True) -> list[Config]:
         """Compile what the compile cache lacks, in the workers, and store it under the key
         a launch looks up (the launches that time it load it); the candidates that
-        ptxas's report keeps (`_after_ptxas`), in the order of `items`."""
+        ptxas's report keeps (`_after_ptxas`; with `judge` False, all that compiled), in
+        the order of `items`."""
         from tilec.ir.printer import print_module
         from tilec.runtime import cache
         jobs, keys, compiled = [], [], {}
@@ -502,11 +525,42 @@ class Autotuner:
                 continue
             cache.put(ckey, out.value)
             compiled[cfg] = out.value
+        if not judge:
+            return [c for c, *_ in items if c in compiled]
         return self._after_ptxas([c for c, *_ in items if c in compiled], compiled, limits,
                                  report, kept_before)
 
+    def _timing_said(self) -> str:
+        """How this tuner takes a sample, in words, where not the default way."""
+        said = []
+        if self.back_to_back:
+            said.append(f"back to back, {timing.STREAM_BATCH} launches an event pair")
+        if self.launch_kinds:
+            said.append("the mean over launches as " + " and as ".join(
+                ", ".join(f"{k}={v!r}" for k, v in kind.items()) for kind in self.launch_kinds))
+        return "; ".join(said)
+
+    def _compile_kinds(self, cands: list[Config], values: Mapping[str, Any],
+                       limits: DeviceLimits, pool: workers.Pool, report: Report
+                       ) -> list[Config]:
+        """Compile each launch kind's kernel of `cands` (their constexprs over the call's);
+        the candidates whose every kind compiled, in their order (ptxas's report on the
+        call's own kernel has judged them)."""
+        kept = set(cands)
+        for kind in self.launch_kinds:
+            memo: dict[tuple, tuple] = {}
+            items = []
+            for cfg in cands:
+                try:
+                    items.append((cfg, *self._build(cfg, {**values, **kind}, memo)))
+                except TilecError as e:
+                    report.failed[cfg.short()] = f"{type(e).__name__}: {e.message}"
+            kept &= set(self._compile(items, limits, pool, report, judge=False))
+        return [c for c in cands if c in kept]
+
     def _refine(self, session: timing.Session, spare: list[tuple[Config, Any, list, dict]],
-                limits: DeviceLimits, pool: workers.Pool, report: Report) -> None:
+                values: Mapping[str, Any], limits: DeviceLimits, pool: workers.Pool,
+                report: Report) -> None:
         """Compile and time, beyond the budget, the neighbours of the best timed candidates
         of the best one or two tile shapes: the same tile shape with the other num_warps and
         num_stages (the cost model is least sure of those), REFINE_BUDGET at most. One
@@ -523,8 +577,9 @@ class Autotuner:
             del report.pruned[cfg.short()]
         report.refined = [cfg.short() for cfg in near]
         by_config = {item[0]: item for item in spare}
-        session.add(self._compile([by_config[cfg] for cfg in near], limits, pool, report,
-                                  kept_before=True))
+        session.add(self._compile_kinds(
+            self._compile([by_config[cfg] for cfg in near], limits, pool, report,
+                          kept_before=True), values, limits, pool, report))
 
     @staticmethod
     def _after_ptxas(cands: list[Config], compiled: dict[Config, Any], limits: DeviceLimits,
@@ -590,8 +645,9 @@ def autotune(configs: Sequence[Config] | None = None, *, key: Sequence[str] = ()
              prune: Prune | Sequence[Prune] | None = None, reset_to_zero: Sequence[str] = (),
              restore: Sequence[str] = (), cost_model: CostModel | None = None,
              example: Callable[..., Any] | None = None,
-             compare: Sequence[str] | None = None,
-             check_registers: bool = True) -> Callable[[Kernel], Autotuner]:
+             compare: Sequence[str] | None = None, check_registers: bool = True,
+             back_to_back: bool = False, launch_kinds: Sequence[Mapping[str, Any]] = ()
+             ) -> Callable[[Kernel], Autotuner]:
     """Decorator above `@tc.kernel`: tune the kernel's constexprs, num_warps and num_stages
     over `configs` (a list of `tc.Config`) or `space` (name -> values), per distinct `key`
     (parameter names, 'A.shape[0]', 'A.dtype'; tensor dtypes are always part of the key).
@@ -606,7 +662,14 @@ def autotune(configs: Sequence[Config] | None = None, *, key: Sequence[str] = ()
     candidates write different things, e.g. split-K or split-KV partials, each checked
     by its own tests). `check_registers=False`: the resource model's register estimate
     prunes nothing (it counts whole tiles live, which overestimates kernels that decode
-    operands element by element into a dot); ptxas's report still drops spilling ones."""
+    operands element by element into a dot); ptxas's report still drops spilling ones.
+    `back_to_back=True`: time batches of launches back to back, one event pair a batch
+    (tilec.tune.timing), for a short kernel that runs among others of its kind: what they
+    overlap counts (a kernel that lets the next one start early, `tc.gdc_launch_dependents`),
+    a lone launch's latency does not. `launch_kinds`: the values of untuned constexprs the
+    launches come with (e.g. `[{"EARLY": True}, {"EARLY": False}]`, a flag the host sets
+    per call) that must share one choice: each candidate is timed as each kind and ranked
+    by the mean, and these constexprs are not part of the key."""
     if (configs is None) == (space is None):
         raise TilecError("tc.autotune takes either configs=[tc.Config(...)] or space={...}",
                          caller_location(1))
@@ -633,7 +696,8 @@ def autotune(configs: Sequence[Config] | None = None, *, key: Sequence[str] = ()
         try:
             return Autotuner(kernel, chosen, key, budget, prune, reset_to_zero, restore,
                              cost_model, example, compare=compare,
-                             check_registers=check_registers)
+                             check_registers=check_registers, back_to_back=back_to_back,
+                             launch_kinds=launch_kinds)
         except TilecError as e:
             raise e.with_traceback(None) from None
     return wrap

@@ -20,7 +20,8 @@ def format_entry(entry: Entry) -> str:
     """One entry: its key, the winner, the best few times, what was pruned and why."""
     r: dict[str, Any] = entry.report
     lines = [f"{entry.key.kernel}  key {', '.join(map(str, entry.key.key))}",
-             f"  on {entry.key.device}, tilec {entry.key.version}, {r.get('method', '?')}"]
+             f"  on {entry.key.device}, tilec {entry.key.version}, {r.get('method', '?')}" +
+             (f" ({r['timing']})" if r.get("timing") else "")]
     timed = r.get("timed", [])
     seconds = r.get("seconds", {})
     spread = r.get("spread", {})

@@ -1,6 +1,10 @@
 """Timing candidates on the GPU: CUDA events around each launch (through cuda-python, on the
 stream the launches go to), a warm-up, input buffers rotated so that L2 does not keep a small
-problem's inputs between launches, and the median of the repeats.
+problem's inputs between launches, and the median of the repeats. Back to back
+(`tc.autotune(back_to_back=True)`), the events go around batches of STREAM_BATCH launches
+instead: a sample is a launch's share of its batch, which counts what launches of one kind
+overlap (a kernel that lets the next one start early: `tc.gdc_launch_dependents`) and not
+what a lone launch's latency adds.
 
 The GPU is held back (`stall`, a sleep kernel) while the host queues a batch of launches, so
 that the events time the kernels back to back and not the host's launch path (a 60 us kernel
@@ -35,6 +39,8 @@ MAX_COPY_BYTES = 2 << 30
 # it also queues are not in that estimate).
 STALL_MARGIN = 3.0
 MAX_STALL_MS = 50.0
+# Launches between two events when timing back to back.
+STREAM_BATCH = 8
 
 
 def current_stream(device: int) -> int:
@@ -71,12 +77,14 @@ def torch_stall(ms: float) -> None:
 
 def time_ms(run: Callable[[int], Any], sets: int, device: int, stream: int,
             warmup: int = 3, reps: int = 25, budget_ms: float = 200.0,
-            stall: Callable[[float], Any] | None = None, start: int = 0) -> list[float]:
+            stall: Callable[[float], Any] | None = None, start: int = 0,
+            batch: int = 1) -> list[float]:
     """Milliseconds of `run(i)` (a launch on argument set `i % sets`), one CUDA event pair
-    around each of `reps` launches after `warmup` untimed ones. Fewer repeats when one
-    launch is long enough that `reps` of them would exceed `budget_ms`. `stall(ms)` holds
-    the stream back for `ms` before the timed launches are queued (see above). `start`: the
-    argument set of the first timed launch (callers timing in rounds carry on rotating)."""
+    around each of `reps` batches of `batch` launches (a sample: the batch's time over
+    `batch`) after `warmup` untimed launches. Fewer repeats when one batch is long enough
+    that `reps` of them would exceed `budget_ms`. `stall(ms)` holds the stream back for
+    `ms` before the timed launches are queued (see above). `start`: the argument set of the
+    first timed launch (callers timing in rounds carry on rotating)."""
     drv = cuda.driver()
     api = drv.api
     handle = api.CUstream(stream)
@@ -93,18 +101,19 @@ def time_ms(run: Callable[[int], Any], sets: int, device: int, stream: int,
         first = float(drv.call("cuEventElapsedTime", probe[0], probe[1]))
         for e in probe:
             drv.call("cuEventDestroy", e)
-        reps = max(3, min(reps, int(budget_ms / max(first, 1e-3))))
+        reps = max(3, min(reps, int(budget_ms / max(first * batch, 1e-3))))
         events = [(drv.call("cuEventCreate", 0), drv.call("cuEventCreate", 0))
                   for _ in range(reps)]
         try:
             if stall is not None:
-                stall(stall_ms_for(host_ms, reps))
+                stall(stall_ms_for(host_ms, reps * batch))
             for i, (begin, end) in enumerate(events):
                 drv.call("cuEventRecord", begin, handle)
-                run((start + i) % sets)
+                for j in range(batch):
+                    run((start + i * batch + j) % sets)
                 drv.call("cuEventRecord", end, handle)
             drv.call("cuEventSynchronize", events[-1][1])
-            return [float(drv.call("cuEventElapsedTime", s, e)) for s, e in events]
+            return [float(drv.call("cuEventElapsedTime", s, e)) / batch for s, e in events]
         finally:
             for pair in events:
                 for e in pair:
@@ -206,7 +215,10 @@ class Session(abc.ABC):
 
 class DeviceSession(Session):
     """A session on the GPU: `launcher(cfg)` launches the kernel with `cfg`'s grid (call it
-    with the arguments and `cfg.all()`); `values` are the tuner's bound arguments."""
+    with the arguments and `cfg.all()`); `values` are the tuner's bound arguments. With the
+    tuner's `launch_kinds`, a sample is the mean over the kinds of a launch's time, each
+    kind's launches timed apart with its constexprs (the results are checked on the call's
+    own)."""
 
     def __init__(self, tuner: Autotuner, launcher: Callable[[Config], Callable[..., None]],
                  values: Mapping[str, Any], args: tuple, kwargs: dict[str, Any], device: int,
@@ -228,7 +240,9 @@ class DeviceSession(Session):
         self.sets = [(args, kwargs)] + [_copy_set(args, kwargs, self.names, self.tensors)
                                         for _ in range(copies - 1)]
         self.stream = current_stream(device)
-        self.runs: dict[Config, Callable[[int], None]] = {}
+        self.kinds = list(tuner.launch_kinds) or [{}]
+        self.batch = STREAM_BATCH if tuner.back_to_back else 1
+        self.runs: dict[Config, list[Callable[[int], None]]] = {}
         self.reference: dict[str, Any] | None = None
 
     def _prepare(self, call_args: tuple, call_kwargs: dict[str, Any]) -> None:
@@ -252,17 +266,23 @@ class DeviceSession(Session):
             return False
         prepare_each = bool(self.reset_to_zero or self.restore)
 
-        def run(i: int) -> None:
-            a, kw = self.sets[i]
-            if prepare_each:
-                self._prepare(a, kw)
-            launch(*a, **kw, **extra)
-        self.runs[cfg] = run
+        def runner(kind: Mapping[str, Any]) -> Callable[[int], None]:
+            sets = [_with(a, kw, self.names, kind) for a, kw in self.sets]
+
+            def run(i: int) -> None:
+                a, kw = sets[i]
+                if prepare_each:
+                    self._prepare(a, kw)
+                launch(*a, **kw, **extra)
+            return run
+        self.runs[cfg] = [runner(kind) for kind in self.kinds]
         return True
 
     def sample(self, cfg: Config, warmup: int, reps: int, start: int) -> list[float]:
-        return time_ms(self.runs[cfg], len(self.sets), self.device, self.stream, warmup, reps,
-                       stall=torch_stall, start=start)
+        per_kind = [time_ms(run, len(self.sets), self.device, self.stream, warmup, reps,
+                            stall=torch_stall, start=start, batch=self.batch)
+                    for run in self.runs[cfg]]
+        return [sum(t) / len(t) for t in zip(*per_kind)]
 
     def close(self) -> None:
         self._prepare(self.args, self.kwargs)
@@ -313,6 +333,16 @@ def _copy_set(args: tuple, kwargs: dict[str, Any], names: list[str],
                      for i, v in enumerate(args))
     new_kwargs = {k: _clone(v) if k in tensors else v for k, v in kwargs.items()}
     return new_args, new_kwargs
+
+
+def _with(args: tuple, kwargs: dict[str, Any], names: list[str],
+          kind: Mapping[str, Any]) -> tuple[tuple, dict[str, Any]]:
+    """The call's arguments with the parameters `kind` names set to its values."""
+    if not kind:
+        return args, kwargs
+    args = tuple(kind.get(names[i], v) if i < len(names) else v for i, v in enumerate(args))
+    given = set(names[:len(args)])
+    return args, {**kwargs, **{k: v for k, v in kind.items() if k not in given}}
 
 
 def _agree(reference: dict[str, Any], outputs: dict[str, Any]) -> bool:
