@@ -26,9 +26,16 @@ Two timings of the decode rows (M <= 16), tilec and its peers alike:
   K and V projections), so tilec's decode launches overlap their neighbours through
   programmatic dependent launch; a chain (each call's A the previous output) does not
   overlap (benchmarks/quant_gemm-notes.md, session 16). The bars are judged under both.
+
+`--shapes 8192x8192 --merge` runs one shape and keeps the others' rows from today's file:
+with a fresh tuning database the decode searches take ~10 s each (both launch kinds), so
+the whole run takes longer than one device call may.
 """
 from __future__ import annotations
 
+import argparse
+import datetime
+import json
 import sys
 import time
 
@@ -43,7 +50,7 @@ from tilec.lib.quant_gemm import (DECODE_MAX_M, DEQUANT_MIN_M, decode_parts,
                                    decode_tuned_parts, decode_tuner, prefill_tuner, quant_gemm)
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from common import median, time_ms, write_result  # noqa: E402
+from common import RESULTS, median, time_ms, write_result  # noqa: E402
 
 GROUP = 128
 CHECK_ROWS = 256
@@ -218,6 +225,14 @@ def chosen_config(d: dt.DType, a: torch.Tensor, p: tc.PackedTensor) -> dict:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", help="only these N x K, e.g. 8192x8192,4096x4096")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other shapes' rows of today's result file (a run split "
+                             "over several calls: decode searches take ~10 s each)")
+    opts = parser.parse_args()
+    shapes = SHAPES if not opts.shapes else [
+        tuple(int(x) for x in s.split("x")) for s in opts.shapes.split(",")]
     t0 = time.time()
     torch.manual_seed(0)
     gen = torch.Generator(device="cuda").manual_seed(0)
@@ -227,7 +242,7 @@ def main() -> None:
     copy_gbs = 2 * src.numel() * 4 / copy_ms / 1e6
     src = dst = None  # free the copy buffers
     rows = []
-    for n, k in SHAPES:
+    for n, k in shapes:
         a_full = torch.randn(max(MS), k, device="cuda").half()
         # Triton's W4A16 operands: the same bytes layout as tc.pack(., uint4).
         w4_bytes = torch.randint(0, 256, (n, k // 2), dtype=torch.uint8, device="cuda",
@@ -316,6 +331,12 @@ def main() -> None:
                         del cache[key]
         a_full = w4_bytes = s4 = cache = None
         torch.cuda.empty_cache()
+    kept = []
+    old = RESULTS / f"quant_gemm-{datetime.date.today().isoformat()}.json"
+    if opts.merge and old.exists():
+        kept = [r for r in json.loads(old.read_text())["rows"]
+                if (r["N"], r["K"]) not in set(shapes)]
+    rows = sorted(kept + rows, key=lambda r: SHAPES.index((r["N"], r["K"])))
     bars = {}
     m1 = [r for r in rows if r["M"] == 1 and r["N"] == 8192 and r["K"] == 8192]
     by_bits = {r["format"]: r for r in m1}
