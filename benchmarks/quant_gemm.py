@@ -25,7 +25,10 @@ Two timings of the decode rows (M <= 16), tilec and its peers alike:
   measures ~1.4 us a launch. The calls are independent (one A, other weights: a layer's Q,
   K and V projections), so tilec's decode launches overlap their neighbours through
   programmatic dependent launch; a chain (each call's A the previous output) does not
-  overlap (benchmarks/quant_gemm-notes.md, session 16). The bars are judged under both.
+  overlap (benchmarks/quant_gemm-notes.md, session 16).
+The bars are judged under `graph`, the timing the device tool's METHOD.md asks of many small
+launches; `single` is reported beside it (its ~4 us of launch latency between the events
+puts the M = 1 bars at the speed of a kernel that only reads the weights: notes, session 18).
 
 `--shapes 8192x8192 --merge` runs one shape and keeps the others' rows from today's file:
 with a fresh tuning database the decode searches take ~10 s each (both launch kinds), so
