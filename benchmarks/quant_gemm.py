@@ -338,8 +338,9 @@ def main() -> None:
     old = RESULTS / f"quant_gemm-{datetime.date.today().isoformat()}.json"
     if opts.merge and old.exists():
         kept = [r for r in json.loads(old.read_text())["rows"]
-                if (r["N"], r["K"]) not in set(shapes)]
-    rows = sorted(kept + rows, key=lambda r: SHAPES.index((r["N"], r["K"])))
+                if (r["N"], r["K"]) not in shapes]
+    order = {s: i for i, s in enumerate(SHAPES)}   # others after, in their run order
+    rows = sorted(kept + rows, key=lambda r: order.get((r["N"], r["K"]), len(order)))
     bars = {}
     m1 = [r for r in rows if r["M"] == 1 and r["N"] == 8192 and r["K"] == 8192]
     by_bits = {r["format"]: r for r in m1}

@@ -548,6 +548,8 @@ class Autotuner:
         call's own kernel has judged them)."""
         kept = set(cands)
         for kind in self.launch_kinds:
+            if all(values.get(k) == v for k, v in kind.items()):
+                continue   # the call's own kernels: compiled already
             memo: dict[tuple, tuple] = {}
             items = []
             for cfg in cands:
